@@ -1,0 +1,66 @@
+# PowerHive: every command bootstraps what it needs (.venv from requirements.lock, Anvil from
+# package-lock.json) on first use and reuses it afterwards. No compiler is downloaded at run time.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+# Quiet, non-interactive Ape.
+export APE_TRACE_DISABLED := 1
+
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+ANVIL := $(BIN)/anvil
+
+.PHONY: help install lint test demo gas deploy-local lock clean
+
+help:
+	@echo "make demo   - start a local chain, deploy PowerHive and run the community demo"
+	@echo "make test   - lint and run the whole test suite"
+	@echo "make gas    - measure gas per operation into docs/gas.md"
+	@echo "make clean  - remove build output (keeps .venv and node_modules)"
+
+$(STAMP_PY): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ape-foundry runs `anvil` from PATH: link the native binary from the npm package into the venv
+# (the npm wrapper is a node script that would outlive a killed parent).
+$(ANVIL): $(STAMP_NODE) $(STAMP_PY)
+	@bin=$$(ls node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1); \
+	  test -n "$$bin" || { echo "anvil: no native binary for this platform in node_modules"; exit 1; }; \
+	  ln -sf "$(CURDIR)/$$bin" $@
+	@$@ --version | head -n 1
+
+install: $(STAMP_PY) $(ANVIL)
+
+lint: install
+	ruff check .
+	ruff format --check .
+	ape compile
+
+test: lint
+	ape test tests
+
+demo: install
+	ape run demo
+
+gas: install
+	ape run gas_report
+
+lock: $(STAMP_PY)
+	{ echo "# Full, exact lock of the Python environment (pip freeze of a working .venv)."; \
+	  echo "# Direct dependencies and their reasons are in pyproject.toml; regenerate with \`make lock\`."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock
+
+clean:
+	rm -rf .build .pytest_cache .ruff_cache

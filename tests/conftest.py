@@ -1,0 +1,125 @@
+"""Shared fixtures: accounts named after their roles, fresh deployments, conservation checks.
+
+Ape wraps every test in a chain snapshot, so module-scoped deployments are cheap and each test
+starts from the same state.
+"""
+
+import ape
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+ZERO = "0x0000000000000000000000000000000000000000"
+EEURO = 10**6  # one eEuro in base units
+HVT = 10**18
+
+
+@pytest.fixture(scope="session")
+def deployer(accounts):
+    """Deploys everything; the governance address until the Council takes over."""
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def banker(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def alice(accounts):
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def bob(accounts):
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def attacker(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def treasury(accounts):
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def council_stand_in(accounts):
+    """An address that plays the Council's part for ownership hand-over tests."""
+    return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def eeuro(project, deployer):
+    return deployer.deploy(project.EEuro, deployer)
+
+
+@pytest.fixture(scope="module")
+def eeuro_banked(project, deployer, banker):
+    """A separate eEuro deployment with its banker set."""
+    token = deployer.deploy(project.EEuro, deployer)
+    token.set_banker(banker, sender=deployer)
+    return token
+
+
+@pytest.fixture(scope="module")
+def hvt(project, deployer, treasury):
+    return deployer.deploy(project.HiveToken, treasury)
+
+
+def token_holders(token) -> set[str]:
+    """Every address that ever sent or received `token`, from its Transfer events."""
+    seen: set[str] = set()
+    for log in token.Transfer.range(0, ape.chain.blocks.height + 1):
+        seen.add(log.sender)
+        seen.add(log.receiver)
+    seen.discard(ZERO)
+    return seen
+
+
+def assert_supply_conserved(token) -> int:
+    """The supply equals the sum of balances of every holder; returns that supply."""
+    total = sum(token.balanceOf(a) for a in token_holders(token))
+    assert token.totalSupply() == total
+    return total
+
+
+def sign_permit(token, owner, spender, value, deadline, nonce=None, signer=None):
+    """EIP-2612 permit signature (v, r, s) by `signer` (default: `owner`)."""
+    signer = signer or owner
+    name, version, chain_id, contract = token.eip712Domain()[1:5]
+    data = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": name,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        "message": {
+            "owner": owner.address,
+            "spender": spender.address,
+            "value": value,
+            "nonce": token.nonces(owner) if nonce is None else nonce,
+            "deadline": deadline,
+        },
+    }
+    signed = Account.sign_message(encode_typed_data(full_message=data), signer.private_key)
+    return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
