@@ -1,0 +1,72 @@
+"""Deployment of the whole protocol, shared by `deploy`, `demo` and `gas_report`.
+
+Not an `ape run` entry point (the leading underscore hides it from `ape run`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ape import chain, project
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from ape.logging import logger
+
+from oracle.deployments import ContractRecord, Deployment, write_deployment
+
+DEPLOYMENTS_DIR = Path(__file__).resolve().parent.parent / "deployments"
+
+
+@dataclass
+class Protocol:
+    """The deployed contracts of one community, in deployment order."""
+
+    deployer: AccountAPI
+    deploy_block: int
+    contracts: dict[str, ContractInstance] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> ContractInstance:
+        try:
+            return self.__dict__["contracts"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_deployment(self, network: str) -> Deployment:
+        records = {}
+        for name, instance in self.contracts.items():
+            receipt = chain.get_receipt(instance.txn_hash) if instance.txn_hash else None
+            records[name] = ContractRecord(
+                address=instance.address,
+                block=receipt.block_number if receipt else self.deploy_block,
+                abi=[abi.model_dump(mode="json", by_alias=True) for abi in instance.contract_type.abi],
+            )
+        return Deployment(
+            chain_id=chain.chain_id,
+            network=network,
+            deployer=self.deployer.address,
+            deploy_block=self.deploy_block,
+            evm_version=project.config.get_config("vyper").evm_version or "default",
+            contracts=records,
+        )
+
+
+def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Protocol:
+    """Deploy every contract and wire the roles. The deployer is the governance address."""
+    start_block = chain.blocks.height + 1
+    protocol = Protocol(deployer=deployer, deploy_block=start_block)
+
+    eeuro = deployer.deploy(project.EEuro, deployer)
+    protocol.contracts["EEuro"] = eeuro
+    logger.info(f"EEuro deployed at {eeuro.address}")
+
+    hvt = deployer.deploy(project.HiveToken, treasury or deployer.address)
+    protocol.contracts["HiveToken"] = hvt
+    logger.info(f"HiveToken deployed at {hvt.address}")
+    return protocol
+
+
+def save_protocol(protocol: Protocol, network: str, *, force: bool, directory: Path | None = None):
+    return write_deployment(
+        protocol.to_deployment(network), directory or DEPLOYMENTS_DIR, force=force
+    )
