@@ -36,10 +36,11 @@ class Protocol:
         records = {}
         for name, instance in self.contracts.items():
             receipt = chain.get_receipt(instance.txn_hash) if instance.txn_hash else None
+            abi_items = instance.contract_type.abi
             records[name] = ContractRecord(
                 address=instance.address,
                 block=receipt.block_number if receipt else self.deploy_block,
-                abi=[abi.model_dump(mode="json", by_alias=True) for abi in instance.contract_type.abi],
+                abi=[item.model_dump(mode="json", by_alias=True) for item in abi_items],
             )
         return Deployment(
             chain_id=chain.chain_id,

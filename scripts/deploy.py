@@ -36,6 +36,8 @@ def cli(network, account, treasury, force, out_dir):
         # Non-interactive when APE_ACCOUNTS_<alias>_PASSPHRASE is set; prompts otherwise.
         account.set_autosign(True)
     protocol = deploy_protocol(account, treasury=treasury)
-    written = save_protocol(protocol, network.choice, force=force, directory=out_dir)
+    provider = chain.provider
+    choice = f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}"
+    written = save_protocol(protocol, choice, force=force, directory=out_dir)
     logger.success(f"Deployed {len(protocol.contracts)} contracts on chain {chain.chain_id}")
     logger.success(f"Wrote {written}")

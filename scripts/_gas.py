@@ -1,0 +1,42 @@
+"""Helpers for the gas report: one row per measured transaction (full `receipt.gas_used`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GasRow:
+    section: str
+    operation: str
+    gas: int
+    target: int | None = None
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.target is None:
+            return "measured"
+        return "met" if self.gas <= self.target else f"MISSED by {self.gas - self.target:,}"
+
+
+def row(section: str, operation: str, receipt, target: int | None = None, note: str = ""):
+    return GasRow(section, operation, int(receipt.gas_used), target, note)
+
+
+def to_markdown(rows: list[GasRow], header: str) -> str:
+    out = [header, ""]
+    section = None
+    for r in rows:
+        if r.section != section:
+            section = r.section
+            out += [
+                "",
+                f"## {section}",
+                "",
+                "| operation | gas used | target | status | note |",
+                "|---|---:|---:|---|---|",
+            ]
+        target = f"≤ {r.target:,}" if r.target is not None else "—"
+        out.append(f"| {r.operation} | {r.gas:,} | {target} | {r.status} | {r.note} |")
+    return "\n".join(out) + "\n"

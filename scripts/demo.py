@@ -1,0 +1,73 @@
+"""`ape run demo`: a small PowerHive community on a local Anvil chain, step by step.
+
+Starts Anvil through Ape's foundry provider (the default local network), deploys the protocol,
+sets a banker by governance, mints and locks eEuro, and prints the contracts and balances.
+"""
+
+import click
+from ape import accounts, chain
+from ape.cli import ConnectedProviderCommand
+from rich.console import Console
+from rich.table import Table
+
+from scripts._protocol import deploy_protocol
+
+EEURO = 10**6
+HVT = 10**18
+
+
+def _fmt(amount: int, decimals: int) -> str:
+    return f"{amount / 10**decimals:,.{min(decimals, 6)}f}"
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Run the community demo")
+def cli(network):
+    console = Console()
+    deployer, banker, alice, bob, treasury = (accounts.test_accounts[i] for i in range(5))
+    console.rule(f"PowerHive demo on {network.choice} (chain {chain.chain_id})")
+
+    protocol = deploy_protocol(deployer, treasury=treasury.address)
+    eeuro, hvt = protocol.EEuro, protocol.HiveToken
+
+    eeuro.set_banker(banker, sender=deployer)
+    eeuro.mint(alice, 250 * EEURO, sender=banker)
+    eeuro.mint(bob, 100 * EEURO, sender=banker)
+    eeuro.transfer(bob, 20 * EEURO, sender=alice)
+    eeuro.lock(40 * EEURO, sender=alice)
+    eeuro.burn(alice, 30 * EEURO, sender=banker)
+    eeuro.release(alice, 10 * EEURO, sender=banker)
+    eeuro.lock(5 * EEURO, sender=bob)
+    hvt.transfer(alice, 1_000 * HVT, sender=treasury)
+    hvt.burn(100 * HVT, sender=alice)
+
+    contracts = Table(title="Contracts")
+    contracts.add_column("contract")
+    contracts.add_column("address")
+    contracts.add_column("supply", justify="right")
+    contracts.add_row("EEuro", eeuro.address, _fmt(eeuro.totalSupply(), 6))
+    contracts.add_row("HiveToken", hvt.address, _fmt(hvt.totalSupply(), 18))
+    console.print(contracts)
+
+    balances = Table(
+        title="Balances after: mint 250 + 100, transfer 20, lock 40, burn 30, release 10, lock 5"
+    )
+    for col in ("account", "eEuro", "eEuro locked", "HVT"):
+        balances.add_column(col, justify="right" if col != "account" else "left")
+    people = [
+        ("governance", deployer),
+        ("banker", banker),
+        ("alice", alice),
+        ("bob", bob),
+        ("treasury", treasury),
+        ("eEuro escrow", eeuro),
+    ]
+    for label, who in people:
+        balances.add_row(
+            label,
+            _fmt(eeuro.balanceOf(who), 6),
+            _fmt(eeuro.locked(who), 6),
+            _fmt(hvt.balanceOf(who), 18),
+        )
+    console.print(balances)
+    held, owed = eeuro.balanceOf(eeuro), eeuro.total_locked()
+    console.print(f"eEuro escrow held {_fmt(held, 6)} = owed {_fmt(owed, 6)}: {held == owed}")

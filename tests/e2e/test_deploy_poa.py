@@ -1,0 +1,146 @@
+"""`ape run deploy` as an operator runs it: against a sealing PoA-like node, non-interactive.
+
+Anvil plays the community's PoA chain (chain id 4242, one block per second, no automine),
+reached through Ape's generic `node` provider as the `powerhive-poa` network of
+ape-config.yaml. The deployer is an encrypted keystore in `ape accounts` format whose
+passphrase comes from the environment, as on a headless server.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+ROOT = Path(__file__).resolve().parents[2]
+APE = str(Path(sys.executable).with_name("ape"))
+PORT, CHAIN_ID = 8546, 4242
+ALIAS, PASSPHRASE = "operator", "correct horse battery staple"
+# Anvil's first development key: funded on the node below.
+KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+def _wait_port(port: int, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+@pytest.fixture(scope="module")
+def poa_node():
+    anvil = shutil.which("anvil", path=str(Path(sys.executable).parent))
+    proc = subprocess.Popen(
+        [
+            anvil,
+            "--port",
+            str(PORT),
+            "--chain-id",
+            str(CHAIN_ID),
+            "--hardfork",
+            "cancun",
+            "--block-time",
+            "1",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(PORT)
+        yield Web3(Web3.HTTPProvider(f"http://127.0.0.1:{PORT}"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def operator_env(tmp_path_factory):
+    """An Ape data folder holding only the operator's encrypted keystore."""
+    data = tmp_path_factory.mktemp("ape-data")
+    (data / "accounts").mkdir()
+    keystore = Account.encrypt(KEY, PASSPHRASE)
+    (data / "accounts" / f"{ALIAS}.json").write_text(json.dumps(keystore))
+    env = dict(os.environ)
+    env["APE_DATA_FOLDER"] = str(data)
+    env[f"APE_ACCOUNTS_{ALIAS}_PASSPHRASE"] = PASSPHRASE
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _deploy(env, out_dir, *extra):
+    return subprocess.run(
+        [
+            APE,
+            "run",
+            "deploy",
+            "--network",
+            "ethereum:powerhive-poa:node",
+            "--account",
+            ALIAS,
+            "--out-dir",
+            str(out_dir),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
+    result = _deploy(operator_env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = json.loads((tmp_path / f"{CHAIN_ID}.json").read_text())
+    assert written["chain_id"] == CHAIN_ID
+    assert written["network"] == "ethereum:powerhive-poa:node"
+    assert written["deployer"] == Account.from_key(KEY).address
+    assert written["evm_version"] == "cancun"
+    for name in ("EEuro", "HiveToken"):
+        record = written["contracts"][name]
+        assert written["deploy_block"] <= record["block"]
+        assert poa_node.eth.get_code(record["address"]) != b""
+        assert any(item.get("name") == "transfer" for item in record["abi"])
+    # Legacy transactions with the configured fixed gas limit, as the network config asks.
+    eeuro = written["contracts"]["EEuro"]
+    block = poa_node.eth.get_block(eeuro["block"], full_transactions=True)
+    deploy_tx = next(tx for tx in block.transactions if tx["to"] is None)
+    assert deploy_tx["type"] == 0
+    assert deploy_tx["gas"] == 6_000_000
+    token = poa_node.eth.contract(address=eeuro["address"], abi=eeuro["abi"])
+    assert token.functions.owner().call() == written["deployer"]
+    assert token.functions.banker().call() == "0x" + "00" * 20
+
+    # A second run refuses to overwrite the file, before sending anything.
+    nonce = poa_node.eth.get_transaction_count(written["deployer"])
+    again = _deploy(operator_env, tmp_path)
+    assert again.returncode != 0
+    assert "already exists; pass --force to overwrite it" in again.stdout + again.stderr
+    assert poa_node.eth.get_transaction_count(written["deployer"]) == nonce
+    assert json.loads((tmp_path / f"{CHAIN_ID}.json").read_text()) == written
+
+    forced = _deploy(operator_env, tmp_path, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    rewritten = json.loads((tmp_path / f"{CHAIN_ID}.json").read_text())
+    assert rewritten["contracts"]["EEuro"]["address"] != eeuro["address"]
+
+
+def test_wrong_passphrase_fails_without_prompting(poa_node, operator_env, tmp_path):
+    env = dict(operator_env)
+    env[f"APE_ACCOUNTS_{ALIAS}_PASSPHRASE"] = "wrong"
+    result = _deploy(env, tmp_path)
+    assert result.returncode != 0
+    assert not (tmp_path / f"{CHAIN_ID}.json").exists()
