@@ -53,18 +53,32 @@ class Protocol:
 
 
 def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Protocol:
-    """Deploy every contract and wire the roles. The deployer is the governance address."""
+    """Deploy every contract with the Council as their governance; the deployer is the
+    Council's first (and, until it votes others in, only) voter."""
     start_block = chain.blocks.height + 1
     protocol = Protocol(deployer=deployer, deploy_block=start_block)
 
-    eeuro = deployer.deploy(project.EEuro, deployer)
-    protocol.contracts["EEuro"] = eeuro
-    logger.info(f"EEuro deployed at {eeuro.address}")
+    def deploy(name: str, *args):
+        instance = deployer.deploy(getattr(project, name), *args)
+        protocol.contracts[name] = instance
+        logger.info(f"{name} deployed at {instance.address}")
+        return instance
 
-    hvt = deployer.deploy(project.HiveToken, treasury or deployer.address)
-    protocol.contracts["HiveToken"] = hvt
-    logger.info(f"HiveToken deployed at {hvt.address}")
+    council = deploy("Council")
+    deploy("EnergyLedger", council.address)
+    deploy("EEuro", council.address)
+    deploy("HiveToken", treasury or deployer.address)
     return protocol
+
+
+def governed(protocol: Protocol, voters, target, method: str, *args):
+    """Pass a governed call through the Council: each voter votes YES until it executes."""
+    data = getattr(target, method).encode_input(*args)
+    for voter in voters:
+        receipt = protocol.Council.vote(target, data, sender=voter)
+        if receipt.return_value:
+            return receipt
+    raise RuntimeError(f"vote on {method} did not pass with {len(voters)} voters")
 
 
 def save_protocol(protocol: Protocol, network: str, *, force: bool, directory: Path | None = None):

@@ -10,7 +10,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
-from scripts._protocol import deploy_protocol
+from scripts._protocol import deploy_protocol, governed
 
 EEURO = 10**6
 HVT = 10**18
@@ -29,7 +29,7 @@ def cli(network):
     protocol = deploy_protocol(deployer, treasury=treasury.address)
     eeuro, hvt = protocol.EEuro, protocol.HiveToken
 
-    eeuro.set_banker(banker, sender=deployer)
+    governed(protocol, [deployer], eeuro, "set_banker", banker)
     eeuro.mint(alice, 250 * EEURO, sender=banker)
     eeuro.mint(bob, 100 * EEURO, sender=banker)
     eeuro.transfer(bob, 20 * EEURO, sender=alice)

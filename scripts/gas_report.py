@@ -7,7 +7,7 @@ local chain; targets come from the issues and are compared, never loosened.
 from pathlib import Path
 
 import click
-from ape import accounts, chain
+from ape import accounts, chain, project
 from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
@@ -92,6 +92,154 @@ def measure_tokens(deployer, banker, alice, bob, carol, dave, treasury) -> list[
     return rows
 
 
+def measure_ledger(deployer, accts) -> list[GasRow]:
+    """Ledger, sessions and Council, with the Council governing the ledger."""
+    s = "Energy ledger (ENT) and sessions"
+    sc = "Council"
+    owner, producer, consumer, unit, unit2 = accts[0], accts[1], accts[2], accts[3], accts[4]
+    council = deployer.deploy(project.Council)
+    ledger = deployer.deploy(project.EnergyLedger, council)
+    rows: list[GasRow] = []
+
+    def pass_vote(target, data, voters):
+        receipt = None
+        for v in voters:
+            receipt = council.vote(target, data, sender=v)
+        return receipt
+
+    # Three voters: deployer + two added by vote.
+    extra = accts[5:7]
+    voters = [deployer]
+    for v in extra:
+        pass_vote(council, council.add_voter.encode_input(v), voters)
+        voters.append(v)
+    data = ledger.register_storage_unit.encode_input(unit, owner)
+    rows.append(
+        row(
+            sc,
+            "vote that opens a ballot (3 voters)",
+            council.vote(ledger, data, sender=voters[0]),
+            note="a fresh ballot costs new storage: 22,100 per new slot",
+        )
+    )
+    rows.append(
+        row(
+            sc,
+            "vote that passes and registers a storage unit (3 voters)",
+            council.vote(ledger, data, sender=voters[1]),
+            120_000,
+        )
+    )
+    data2 = ledger.register_storage_unit.encode_input(unit2, owner)
+    council.vote(ledger, data2, sender=voters[0])
+    rows.append(
+        row(
+            sc,
+            "vote flip YES->NO (3 voters)",
+            council.vote(ledger, data2, sender=voters[0]),
+            40_000,
+        )
+    )
+    rows.append(
+        row(
+            sc,
+            "vote flip NO->YES (3 voters)",
+            council.vote(ledger, data2, sender=voters[0]),
+            40_000,
+        )
+    )
+    pass_vote(ledger, data2, voters[1:2])
+
+    # ENT: production, consumption.
+    ledger.energy_produced(producer, 1000, 1, sender=unit)  # first mint: supply 0 -> non-zero
+    ledger.energy_produced(producer, 1000, 1, sender=unit2)
+    rows.append(
+        row(
+            s,
+            "energy_produced (existing holders, R = 0)",
+            ledger.energy_produced(producer, 2500, 2, sender=unit),
+            60_000,
+            note="mint split to producer and owner",
+        )
+    )
+    ledger.transfer(consumer, 10**18, sender=producer)
+    rows.append(
+        row(
+            s,
+            "start_session (R = 0)",
+            ledger.start_session(unit, 5 * 10**17, sender=consumer),
+            80_000,
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "energy_consumed within the session (R = 0)",
+            ledger.energy_consumed(consumer, 100, 3, sender=unit),
+            42_000,
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "energy_consumed ending the session with refund",
+            ledger.energy_consumed(consumer, 450, 4, sender=unit),
+            note="over-consumption: D grows, R recomputed",
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "report_actual_energy (loss, R recomputed)",
+            ledger.report_actual_energy(2000, 5, sender=unit),
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "energy_produced while R > 0 (recovery)",
+            ledger.energy_produced(producer, 100, 6, sender=unit),
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "start_session while R > 0",
+            ledger.start_session(unit, 2 * 10**17, sender=consumer),
+            80_000,
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "energy_consumed while R > 0",
+            ledger.energy_consumed(consumer, 10, 7, sender=unit),
+            42_000,
+        )
+    )
+    rows.append(
+        row(
+            s,
+            "close_session by the consumer",
+            ledger.close_session(consumer, unit, sender=consumer),
+        )
+    )
+    # Batch of 64 production readings.
+    seq = ledger.last_seq(unit) + 1
+    readings = [(0 << 248) | (10 << 160) | int(producer.address, 16) for _ in range(64)]
+    receipt = ledger.report_batch(seq, readings, sender=unit)
+    rows.append(
+        GasRow(
+            s,
+            "report_batch, 64 readings: per reading",
+            -(-receipt.gas_used // 64),
+            9_000,
+            note=f"{receipt.gas_used:,} for the whole batch",
+        )
+    )
+    return rows
+
+
 @click.command(cls=ConnectedProviderCommand, short_help="Measure gas into docs/gas.md")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
 def cli(network, out):
@@ -99,6 +247,7 @@ def cli(network, out):
         accounts.test_accounts[i] for i in range(7)
     )
     rows = measure_tokens(deployer, banker, alice, bob, carol, dave, treasury)
+    rows += measure_ledger(deployer, list(accounts.test_accounts)[7:])
 
     header = (
         "# Gas per operation\n\n"

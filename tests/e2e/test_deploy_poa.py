@@ -109,11 +109,13 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert written["network"] == "ethereum:powerhive-poa:node"
     assert written["deployer"] == Account.from_key(KEY).address
     assert written["evm_version"] == "cancun"
-    for name in ("EEuro", "HiveToken"):
+    for name in ("Council", "EnergyLedger", "EEuro", "HiveToken"):
         record = written["contracts"][name]
         assert written["deploy_block"] <= record["block"]
         assert poa_node.eth.get_code(record["address"]) != b""
-        assert any(item.get("name") == "transfer" for item in record["abi"])
+        names = {item.get("name") for item in record["abi"]}
+        assert "transfer" in names or name == "Council"
+        assert "vote" in names or name != "Council"
     # Legacy transactions with the configured fixed gas limit, as the network config asks.
     eeuro = written["contracts"]["EEuro"]
     block = poa_node.eth.get_block(eeuro["block"], full_transactions=True)
@@ -121,8 +123,15 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert deploy_tx["type"] == 0
     assert deploy_tx["gas"] == 6_000_000
     token = poa_node.eth.contract(address=eeuro["address"], abi=eeuro["abi"])
-    assert token.functions.owner().call() == written["deployer"]
+    council = written["contracts"]["Council"]["address"]
+    assert token.functions.owner().call() == council
     assert token.functions.banker().call() == "0x" + "00" * 20
+    ledger = written["contracts"]["EnergyLedger"]
+    ledger_c = poa_node.eth.contract(address=ledger["address"], abi=ledger["abi"])
+    assert ledger_c.functions.owner().call() == council
+    council_abi = written["contracts"]["Council"]["abi"]
+    council_c = poa_node.eth.contract(address=council, abi=council_abi)
+    assert council_c.functions.voters().call() == [written["deployer"]]
 
     # A second run refuses to overwrite the file, before sending anything.
     nonce = poa_node.eth.get_transaction_count(written["deployer"])
