@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts._gas import GasRow, row, to_markdown
-from scripts._protocol import deploy_protocol
+from scripts._protocol import deploy_protocol, governed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "gas.md"
 EEURO = 10**6
@@ -24,7 +24,13 @@ def measure_tokens(deployer, banker, alice, bob, carol, dave, treasury) -> list[
     protocol = deploy_protocol(deployer, treasury=treasury.address)
     eeuro, hvt = protocol.EEuro, protocol.HiveToken
     s = "Tokens (eEuro, HVT)"
-    rows = [row(s, "eEuro set_banker (governance)", eeuro.set_banker(banker, sender=deployer))]
+    rows = [
+        row(
+            s,
+            "eEuro set_banker through a Council vote (1 voter)",
+            governed(protocol, [deployer], eeuro, "set_banker", banker),
+        )
+    ]
     rows.append(
         row(
             s,
@@ -240,6 +246,42 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
     return rows
 
 
+def measure_council_scaling(deployer, accts, sizes=(3, 60)) -> list[GasRow]:
+    """Vote gas with 3 and 60 voters: a tally is a popcount over packed masks, so it must not
+    grow with the number of voters."""
+    sc = "Council"
+    rows: list[GasRow] = []
+    for size in sizes:
+        council = deployer.deploy(project.Council)
+        voters = [deployer]
+        for new in accts[: size - 1]:
+            data = council.add_voter.encode_input(new)
+            for v in voters:
+                if council.vote(council, data, sender=v).return_value:
+                    break
+            voters.append(new)
+        data = council.set_ballot_lifetime.encode_input(86400)
+        rows.append(
+            row(
+                sc,
+                f"vote that opens a ballot ({size} voters)",
+                council.vote(council, data, sender=voters[0]),
+            )
+        )
+        rows.append(
+            row(
+                sc,
+                f"vote that joins, does not pass ({size} voters)",
+                council.vote(council, data, sender=voters[1])
+                if size > 3
+                else council.vote(council, data, sender=voters[0]),
+                40_000,
+                note="" if size > 3 else "with 3 voters a second YES passes: this is a flip",
+            )
+        )
+    return rows
+
+
 @click.command(cls=ConnectedProviderCommand, short_help="Measure gas into docs/gas.md")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
 def cli(network, out):
@@ -248,6 +290,7 @@ def cli(network, out):
     )
     rows = measure_tokens(deployer, banker, alice, bob, carol, dave, treasury)
     rows += measure_ledger(deployer, list(accounts.test_accounts)[7:])
+    rows += measure_council_scaling(deployer, [accounts.test_accounts[i] for i in range(20, 80)])
 
     header = (
         "# Gas per operation\n\n"
