@@ -67,6 +67,7 @@ def world(project, accounts, chain):
     )
 
 
+@pytest.mark.timeout(3600)
 def test_ledger_state_machine(world):
     ledger, units, people = world["ledger"], world["units"], world["people"]
     council, voters, chain = world["council"], world["voters"], world["chain"]
