@@ -4,12 +4,15 @@ Starts Anvil through Ape's foundry provider (the default local network), deploys
 sets a banker by governance, mints and locks eEuro, and prints the contracts and balances.
 """
 
+from pathlib import Path
+
 import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from scripts._community import run_community
 from scripts._protocol import deploy_protocol, governed
 
 EEURO = 10**6
@@ -22,7 +25,7 @@ def _fmt(amount: int, decimals: int) -> str:
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run the community demo")
 def cli(network):
-    console = Console()
+    console = Console(width=150)
     deployer, banker, alice, bob, treasury = (accounts.test_accounts[i] for i in range(5))
     console.rule(f"PowerHive demo on {network.choice} (chain {chain.chain_id})")
 
@@ -71,3 +74,17 @@ def cli(network):
     console.print(balances)
     held, owed = eeuro.balanceOf(eeuro), eeuro.total_locked()
     console.print(f"eEuro escrow held {_fmt(held, 6)} = owed {_fmt(owed, 6)}: {held == owed}")
+
+    t = accounts.test_accounts
+    people = {
+        "deployer": deployer,
+        "voter2": t[5],
+        "voter3": t[6],
+        "unit_a": t[7],
+        "unit_b": t[8],
+        "owner": t[9],
+        "producer": t[10],
+        "consumer": t[11],
+    }
+    out = Path(__file__).resolve().parent.parent / "out" / "community.csv"
+    run_community(protocol, people, out, console)
