@@ -1,5 +1,5 @@
 # pragma version ~=0.4.3
-# pragma nonreentrancy on
+# pragma nonreentrancy off
 """
 @title Energy ledger and ENT, the energy token (1 ENT = 1 kWh)
 @license GNU Affero General Public License v3.0 only
@@ -22,6 +22,9 @@
      - session: escrow (0..127) | reserved_wh (128..191) | expires_at (192..255)
 @custom:security Governance (`owner`, the Council) registers storage units and sets the
         parameters. A registered unit's account is trusted to report its meter honestly.
+        The contract makes no external call at all (ENT is this contract), so there is no
+        reentrancy path; the nonreentrancy pragma is off on purpose, saving a transient
+        lock on every report. Adding an external call means turning it back on.
 """
 
 
@@ -98,11 +101,17 @@ struct Params:
     session_lifetime: uint256
 
 
-# @dev Working copy of the hot storage words while a report (or a batch) is applied.
+# @dev Working copy of the hot storage words while a report (or a batch) is applied, and
+# the ENT minted but not yet credited: the owner's fees of the whole batch and a run of
+# readings from one producer are credited once (one balance write and one Transfer event).
+# Amounts never depend on balances or supply, so crediting later changes nothing but gas.
 struct Ctx:
     unit: address
     word: uint256
     state: uint256
+    fees: uint256
+    producer: address
+    produced: uint256
 
 
 _unit: HashMap[address, uint256]
@@ -131,12 +140,15 @@ event ParametersSet:
     session_lifetime: uint256
 
 
-# @dev The minted ENT (producer share and owner fee) is in the two Transfer events before it.
+# @dev `minted` is the ENT created for this reading (owner fee F included). The balances are
+# credited after the reading's events: once per run of one producer, and the owner's fees
+# once per transaction (the Transfer events that follow).
 event EnergyProduced:
     unit: indexed(address)
     producer: indexed(address)
     seq: uint256
     wh: uint256
+    minted: uint256
 
 
 event EnergyConsumed:
@@ -518,13 +530,25 @@ def _load(unit: address, seq: uint256, count: uint256) -> Ctx:
     assert word & ACTIVE != 0, "ledger: unit not active"
     assert seq == (word & M64) + 1, "ledger: bad sequence"
     assert seq + count - 1 <= M64, "ledger: sequence overflow"
-    return Ctx(unit=unit, word=word, state=self._state)
+    return Ctx(
+        unit=unit, word=word, state=self._state, fees=0, producer=empty(address), produced=0
+    )
 
 
 @internal
 def _store(ctx: Ctx):
     self._unit[ctx.unit] = ctx.word
     self._state = ctx.state
+    self._credit(ctx)
+
+
+@internal
+def _credit(ctx: Ctx):
+    # Mint what the context owes: the owner's fees, then the pending producer's share.
+    if ctx.fees != 0:
+        erc20._mint(self.unit_owner[ctx.unit], ctx.fees)
+    if ctx.produced != 0:
+        erc20._mint(ctx.producer, ctx.produced)
 
 
 @pure
@@ -541,10 +565,13 @@ def _apply_cost(state: uint256, d_before: int256, d_after: int256) -> uint256:
     # Stores D and applies the cost rule; returns the updated state word.
     r: uint256 = (state >> 64) & M64
     new_r: uint256 = r
-    if d_after != d_before:
+    if d_after == 0:
+        new_r = 0
+    elif abs(d_after) > abs(d_before):
+        # Only a growing |D| needs C (and its storage read).
         new_r = min(cost_math.next_cost(d_before, d_after, r, (self._params >> 128) & M64), M64)
-        if new_r != r:
-            log CostChanged(imbalance=d_after, cost=new_r)
+    if new_r != r:
+        log CostChanged(imbalance=d_after, cost=new_r)
     # D as 128-bit two's complement.
     assert d_after >= -(2**127) and d_after < 2**127, "ledger: imbalance overflow"
     d_word: uint256 = 0
@@ -565,7 +592,8 @@ def _produce(ctx: Ctx, producer: address, wh: uint256, seq: uint256) -> Ctx:
     assert available <= M64 and kwh <= M64, "ledger: energy overflow"
 
     params: uint256 = self._params
-    minted: uint256 = wh * WH
+    # wh < 2**64 (checked above), so these products and sums stay far below 2**256.
+    minted: uint256 = unsafe_mul(wh, WH)
     state: uint256 = ctx.state
     r: uint256 = (state >> 64) & M64
     if r != 0:
@@ -576,11 +604,14 @@ def _produce(ctx: Ctx, producer: address, wh: uint256, seq: uint256) -> Ctx:
 
     result.word = (ctx.word & ~(M64 << 64) & ~M64) | (available << 64) | seq
     result.state = (state & ~M64) | kwh
-    fee: uint256 = minted * (params >> 192) // WAD
-    if fee != 0:
-        erc20._mint(self.unit_owner[ctx.unit], fee)
-    erc20._mint(producer, minted - fee)
-    log EnergyProduced(unit=ctx.unit, producer=producer, seq=seq, wh=wh)
+    fee: uint256 = unsafe_div(unsafe_mul(minted, params >> 192), WAD)
+    result.fees = unsafe_add(ctx.fees, fee)
+    if producer != ctx.producer and ctx.produced != 0:
+        erc20._mint(ctx.producer, ctx.produced)
+        result.produced = 0
+    result.producer = producer
+    result.produced = unsafe_add(result.produced, unsafe_sub(minted, fee))
+    log EnergyProduced(unit=ctx.unit, producer=producer, seq=seq, wh=wh, minted=minted)
     return result
 
 
@@ -599,31 +630,36 @@ def _consume(ctx: Ctx, consumer: address, wh: uint256, seq: uint256) -> Ctx:
     reserved: uint256 = (session >> 128) & M64
     escrow: uint256 = session & M128
     in_wh: uint256 = min(wh, reserved)
-    over_wh: uint256 = wh - in_wh
+    over_wh: uint256 = unsafe_sub(wh, in_wh)
     available: uint256 = (word >> 64) & M64
     # Over-consumption beyond the book value cannot take the book below zero.
     taken: uint256 = min(over_wh, available)
     r: uint256 = (state >> 64) & M64
 
-    d_before: int256 = self._d(state)
-    burned: uint256 = in_wh * WH
-    if in_wh != 0 and r != 0:
-        d_unused: int256 = 0
-        burned, d_unused = cost_math.burn_amount(
-            in_wh, d_before, min(r, (self._params >> 64) & M64)
+    # Every `unsafe_` below is bounded by the `min` it follows: in_wh <= reserved <= locked,
+    # taken <= available, in_wh + taken <= KWH, burned <= escrow, all below 2**128.
+    burned: uint256 = unsafe_mul(in_wh, WH)
+    if r != 0 or taken != 0 or burned > escrow:
+        d_before: int256 = self._d(state)
+        if in_wh != 0 and r != 0:
+            d_unused: int256 = 0
+            burned, d_unused = cost_math.burn_amount(
+                in_wh, d_before, min(r, (self._params >> 64) & M64)
+            )
+        # If the rate rose since the session started, the escrow covers what it can.
+        burned = min(burned, escrow)
+        # ENT (supply + escrow) fell by `burned`, KWH by `in_wh + taken`.
+        d_after: int256 = (
+            d_before - convert(burned, int256) + convert((in_wh + taken) * WH, int256)
         )
-    # If the rate rose since the session started, the escrow covers what it can.
-    burned = min(burned, escrow)
-    escrow -= burned
-    reserved -= in_wh
-    locked: uint256 = ((word >> 128) & M64) - in_wh
-    available -= taken
-    state -= in_wh + taken
-
-    # ENT (supply + escrow) fell by `burned`, KWH by `in_wh + taken`.
-    d_after: int256 = d_before - convert(burned, int256) + convert((in_wh + taken) * WH, int256)
-    if d_after != d_before:
-        state = self._apply_cost(state, d_before, d_after)
+        if d_after != d_before:
+            state = self._apply_cost(state, d_before, d_after)
+    # Otherwise (R = 0, nothing over-consumed, escrow enough): 1 ENT per kWh, D unchanged.
+    escrow = unsafe_sub(escrow, burned)
+    reserved = unsafe_sub(reserved, in_wh)
+    locked: uint256 = unsafe_sub((word >> 128) & M64, in_wh)
+    available = unsafe_sub(available, taken)
+    state = unsafe_sub(state, unsafe_add(in_wh, taken))
 
     if session != 0 and (over_wh != 0 or reserved == 0):
         # The reserve is used up (or exceeded): the session ends with a refund.

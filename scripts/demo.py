@@ -1,7 +1,9 @@
 """`ape run demo`: a small PowerHive community on a local Anvil chain, step by step.
 
 Starts Anvil through Ape's foundry provider (the default local network), deploys the protocol,
-sets a banker by governance, mints and locks eEuro, and prints the contracts and balances.
+sets a banker by governance, mints and locks eEuro, and prints the contracts and balances; then
+runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
+service with simulated meters for a compressed day, comparing on-chain energy to the meters.
 """
 
 from pathlib import Path
@@ -13,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts._community import run_community
+from scripts._oracle_part import run_oracle_part
 from scripts._protocol import deploy_protocol, governed
 
 EEURO = 10**6
@@ -88,3 +91,13 @@ def cli(network):
     }
     out = Path(__file__).resolve().parent.parent / "out" / "community.csv"
     run_community(protocol, people, out, console)
+
+    oracle_people = {
+        "unit": t[12],
+        "owner": t[9],
+        "producer": t[10],
+        "funder": t[10],
+        "households": {"a": t[13], "b": t[14]},
+    }
+    voters = [deployer, t[5], t[6]]
+    run_oracle_part(protocol, voters, oracle_people, out.parent, console)

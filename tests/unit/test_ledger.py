@@ -72,9 +72,9 @@ def test_fee_split(ledger, unit, unit2, producer, unit_owner):
     # 1,000 Wh at D = 0: 1 ENT minted; F = 0.2 -> owner 0.2 ENT, producer 0.8 ENT.
     tx = produced(ledger, unit, producer, 1000)
     assert tx.events == [
+        ledger.EnergyProduced(unit=unit, producer=producer, seq=1, wh=1000, minted=10**18),
         ledger.Transfer(sender=ZERO, receiver=unit_owner, value=2 * 10**17),
         ledger.Transfer(sender=ZERO, receiver=producer, value=8 * 10**17),
-        ledger.EnergyProduced(unit=unit, producer=producer, seq=1, wh=1000),
     ]
     assert ledger.balanceOf(producer) == 8 * 10**17
     assert ledger.balanceOf(unit_owner) == 2 * 10**17
@@ -257,7 +257,21 @@ def test_batch_applies_in_order(ledger, unit, unit2, producer, consumer, unit_ow
         pack(2, 1200),
     ]
     tx = ledger.report_batch(1, readings, sender=unit)
-    assert [e.seq for e in tx.events if hasattr(e, "seq")] == [1, 2, 3, 4]
+    # One Transfer per run of one producer and one for the owner's fees of the whole batch.
+    assert tx.events == [
+        ledger.EnergyProduced(unit=unit, producer=producer, seq=1, wh=1000, minted=10**18),
+        ledger.EnergyProduced(unit=unit, producer=producer, seq=2, wh=500, minted=5 * 10**17),
+        ledger.CostChanged(imbalance=200 * WH, cost=200 * WH * (WAD // 20) // WAD),
+        ledger.EnergyConsumed(unit=unit, consumer=consumer, seq=3, wh=200, burned=0, over_wh=200),
+        ledger.CostChanged(imbalance=300 * WH, cost=300 * WH * (WAD // 20) // WAD),
+        ledger.ActualEnergyReported(
+            unit=unit, seq=4, wh=1200, book_before_wh=1300, book_after_wh=1200
+        ),
+        ledger.Transfer(sender=ZERO, receiver=unit_owner, value=3 * 10**17),
+        ledger.Transfer(sender=ZERO, receiver=producer, value=12 * 10**17),
+    ]
+    assert ledger.balanceOf(producer) == 12 * 10**17
+    assert ledger.balanceOf(unit_owner) == 3 * 10**17
     assert ledger.last_seq(unit) == 4
     # 1,500 Wh in, 200 Wh over-consumed (no session), measured 1,200: book 1,300 -> 1,200.
     assert ledger.network_energy_wh() == 1200
@@ -272,6 +286,26 @@ def test_batch_applies_in_order(ledger, unit, unit2, producer, consumer, unit_ow
 
 
 # --- reverts ---------------------------------------------------------------------------------
+
+
+def test_batch_with_alternating_producers_credits_each(
+    ledger, unit, unit2, producer, consumer, unit_owner
+):
+    def pack(wh, account):
+        return (wh << 160) | int(str(account), 16)
+
+    readings = [pack(1000, producer), pack(1000, consumer), pack(1000, producer)]
+    tx = ledger.report_batch(1, readings, sender=unit)
+    transfers = [e for e in tx.events if e.event_name == "Transfer"]
+    assert transfers == [
+        ledger.Transfer(sender=ZERO, receiver=producer, value=8 * 10**17),
+        ledger.Transfer(sender=ZERO, receiver=consumer, value=8 * 10**17),
+        ledger.Transfer(sender=ZERO, receiver=unit_owner, value=6 * 10**17),
+        ledger.Transfer(sender=ZERO, receiver=producer, value=8 * 10**17),
+    ]
+    assert ledger.balanceOf(producer) == 16 * 10**17
+    assert ledger.balanceOf(consumer) == 8 * 10**17
+    assert_ledger_conserved(ledger, [unit, unit2])
 
 
 def test_bad_sequence_is_rejected_never_applied_twice(ledger, unit, unit2, producer):

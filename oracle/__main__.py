@@ -1,0 +1,5 @@
+"""`python -m oracle ...` is the `oracle` command."""
+
+from oracle.cli import main
+
+main()

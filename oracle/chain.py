@@ -1,0 +1,371 @@
+"""The chain client: web3.py over HTTP, the unit's local key, explicit nonces, retries.
+
+- RPC and connection errors are retried with exponential backoff (tenacity); when the retries
+  run out the caller gets `ChainUnavailable` and tries again later.
+- A revert is never retried here: it surfaces as `ReportReverted` with the ledger's reason,
+  for the service to decide (reconcile on "ledger: bad sequence", reject a report the ledger
+  refuses for itself, hold back on any other refusal).
+- Nonces are tracked locally and re-read from the chain after any doubt.
+- Proof-of-authority chains (extraData longer than 32 bytes) get web3's
+  `ExtraDataToPOAMiddleware`, configured or detected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from web3 import Web3
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
+from web3.middleware import ExtraDataToPOAMiddleware
+
+from oracle.errors import ChainError, ChainUnavailable, ReportReverted, TxPending, UnitNotRegistered
+from oracle.outbox import Report
+
+log = logging.getLogger("oracle.chain")
+
+T = TypeVar("T")
+SINGLE_METHODS = {
+    "produced": "energy_produced",
+    "consumed": "energy_consumed",
+    "actual": "report_actual_energy",
+}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the node did not answer, or answered with a server-side error."""
+    if isinstance(exc, requests.HTTPError):
+        response = exc.response
+        return response is None or response.status_code >= 500 or response.status_code == 429
+    return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
+
+
+def revert_reason(exc: ContractLogicError) -> str:
+    message = str(exc.args[0] if exc.args else exc)
+    return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or (
+        "reverted without a reason"
+    )
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    owner: str
+    active: bool
+    available_wh: int
+    locked_wh: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    """A signed, not yet broadcast transaction carrying `count` reports from `first_seq`."""
+
+    tx_hash: str
+    raw: bytes
+    nonce: int
+    method: str
+    first_seq: int
+    count: int
+    gas: int
+
+
+@dataclass(frozen=True)
+class Mined:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+
+
+class ChainClient:
+    def __init__(
+        self,
+        *,
+        rpc_url: str,
+        account: LocalAccount | None,
+        unit: str,
+        ledger_address: str,
+        ledger_abi: list[dict[str, Any]],
+        poa: bool | None = None,
+        rpc_timeout_s: float = 10.0,
+        rpc_retries: int = 3,
+        tx_timeout_s: float = 120.0,
+        gas_margin: float = 1.25,
+        max_fee_gwei: float | None = None,
+        priority_fee_gwei: float | None = None,
+        poll_s: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.rpc_url = rpc_url
+        self.account = account
+        self.unit = to_checksum_address(unit)
+        provider = Web3.HTTPProvider(
+            rpc_url,
+            request_kwargs={"timeout": rpc_timeout_s},
+            # Retries are ours (tenacity), for every call, with backoff.
+            exception_retry_configuration=None,
+        )
+        self.w3 = Web3(provider)
+        self.ledger = self.w3.eth.contract(
+            address=to_checksum_address(ledger_address), abi=ledger_abi
+        )
+        self._poa = poa
+        self._poa_checked = False
+        self.tx_timeout_s = tx_timeout_s
+        self.gas_margin = gas_margin
+        self.max_fee_wei = None if max_fee_gwei is None else int(max_fee_gwei * 10**9)
+        self.priority_fee_wei = (
+            None if priority_fee_gwei is None else int(priority_fee_gwei * 10**9)
+        )
+        self.poll_s = poll_s
+        self._sleep = sleep
+        self._nonce: int | None = None
+        self._chain_id: int | None = None
+        self._retrying = Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(rpc_retries + 1),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            sleep=sleep,
+            reraise=True,
+            before_sleep=lambda rs: log.debug(
+                "rpc retry",
+                extra={"attempt": rs.attempt_number, "error": str(rs.outcome.exception())},
+            ),
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def rpc(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call `fn` with retries: `ChainUnavailable` once they are exhausted, `ChainError`
+        for an error answer; reverts (`ContractLogicError`) and `TransactionNotFound` pass."""
+        try:
+            return self._retrying(fn, *args, **kwargs)
+        except (ContractLogicError, TransactionNotFound):
+            raise
+        except Web3RPCError as exc:
+            raise ChainError(f"{self.rpc_url}: {_short(exc)}") from None
+        except Exception as exc:
+            if _transient(exc):
+                raise ChainUnavailable(f"{self.rpc_url} unreachable: {_short(exc)}") from None
+            if isinstance(exc, requests.RequestException):
+                raise ChainError(f"{self.rpc_url}: {_short(exc)}") from None
+            raise
+
+    def _ensure_poa(self) -> None:
+        if self._poa_checked:
+            return
+        poa = self._poa
+        if poa is None:
+            # Raw request: web3's block formatter would refuse a long extraData before we look.
+            block = self.rpc(
+                self.w3.provider.make_request, "eth_getBlockByNumber", ["latest", False]
+            )
+            extra = (block.get("result") or {}).get("extraData") or "0x"
+            poa = len(bytes.fromhex(extra[2:])) > 32
+        if poa:
+            self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0, name="poa")
+            log.info("proof-of-authority chain: extraData middleware enabled")
+        self._poa_checked = True
+
+    def connect(self) -> int:
+        """Check the endpoint; returns the chain id."""
+        self._chain_id = self.rpc(lambda: self.w3.eth.chain_id)
+        self._ensure_poa()
+        return self._chain_id
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self.connect()
+        assert self._chain_id is not None
+        return self._chain_id
+
+    # -- views -------------------------------------------------------------------------------
+
+    def unit_info(self) -> UnitInfo:
+        self._ensure_poa()
+        try:
+            raw = self.rpc(self.ledger.functions.unit_info(self.unit).call)
+        except ContractLogicError as exc:
+            raise ChainError(f"ledger unit_info reverted: {revert_reason(exc)}") from None
+        except BadFunctionCallOutput:
+            raise ChainError(
+                f"no ledger at {self.ledger.address} on {self.rpc_url} (wrong chain or deployment?)"
+            ) from None
+        owner, active, available, locked, last_seq = raw
+        return UnitInfo(owner, bool(active), int(available), int(locked), int(last_seq))
+
+    def check_unit(self) -> UnitInfo:
+        info = self.unit_info()
+        if not info.active:
+            raise UnitNotRegistered(
+                f"unit {self.unit} is not an active storage unit of ledger "
+                f"{self.ledger.address} (governance must register it first)"
+            )
+        return info
+
+    def last_seq(self) -> int:
+        return int(self.rpc(self.ledger.functions.last_seq(self.unit).call))
+
+    def balance_wei(self) -> int:
+        return int(self.rpc(self.w3.eth.get_balance, self.unit))
+
+    def nonces(self) -> tuple[int, int]:
+        """(latest, pending) transaction counts of the unit."""
+        latest = self.rpc(self.w3.eth.get_transaction_count, self.unit, "latest")
+        pending = self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending")
+        return int(latest), int(pending)
+
+    def wait_settled(
+        self,
+        timeout_s: float,
+        sleep: Callable[[float], Any] = time.sleep,
+        give_up: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Wait until none of the unit's transactions is pending; False on timeout or when
+        `give_up()` turns true."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            latest, pending = self.nonces()
+            if pending <= latest:
+                self._nonce = latest
+                return True
+            if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                self._nonce = None
+                return False
+            sleep(min(0.5, max(0.05, self.poll_s * 4)))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _call(self, reports: list[Report]):
+        if len(reports) == 1:
+            r = reports[0]
+            fn = getattr(self.ledger.functions, SINGLE_METHODS[r.kind])
+            if r.kind == "actual":
+                return fn(r.wh, r.seq)
+            return fn(to_checksum_address(r.account), r.wh, r.seq)
+        return self.ledger.functions.report_batch(reports[0].seq, [r.packed() for r in reports])
+
+    def _fees(self) -> dict[str, int]:
+        block = self.rpc(self.w3.eth.get_block, "latest")
+        base = block.get("baseFeePerGas")
+        if base is None:
+            price = self.rpc(lambda: self.w3.eth.gas_price)
+            if self.max_fee_wei is not None:
+                price = min(price, self.max_fee_wei)
+            return {"gasPrice": price}
+        priority = self.priority_fee_wei
+        if priority is None:
+            try:
+                priority = self.rpc(lambda: self.w3.eth.max_priority_fee)
+            except ChainUnavailable:
+                raise
+            except ChainError:  # not every PoA node implements eth_maxPriorityFeePerGas
+                priority = 10**9
+        max_fee = 2 * base + priority
+        if self.max_fee_wei is not None:
+            max_fee = min(max_fee, self.max_fee_wei)
+            priority = min(priority, max_fee)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority}
+
+    def sign(self, reports: list[Report]) -> SignedReport:
+        """Estimate and sign the transaction for `reports` (consecutive seqs, in order).
+
+        Raises `ReportReverted` when the ledger would refuse it (nothing is spent).
+        """
+        if self.account is None:
+            raise ChainError("no signing key loaded")
+        self._ensure_poa()
+        call = self._call(reports)
+        sender = {"from": self.unit}
+        try:
+            estimate = self.rpc(call.estimate_gas, sender)
+        except ContractLogicError as exc:
+            raise ReportReverted(revert_reason(exc)) from None
+        if self._nonce is None:
+            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
+        tx = call.build_transaction(
+            {
+                "from": self.unit,
+                "nonce": self._nonce,
+                "gas": int(estimate * self.gas_margin),
+                "chainId": self.chain_id,
+                **self._fees(),
+            }
+        )
+        signed = self.account.sign_transaction(tx)
+        method = "report_batch" if len(reports) > 1 else SINGLE_METHODS[reports[0].kind]
+        return SignedReport(
+            tx_hash=signed.hash.to_0x_hex(),
+            raw=bytes(signed.raw_transaction),
+            nonce=self._nonce,
+            method=method,
+            first_seq=int(reports[0].seq),
+            count=len(reports),
+            gas=int(tx["gas"]),
+        )
+
+    def broadcast(self, signed: SignedReport) -> None:
+        try:
+            self._retrying(self.w3.eth.send_raw_transaction, signed.raw)
+        except Web3RPCError as exc:
+            message = str(exc).lower()
+            if "already known" not in message and "already imported" not in message:
+                self._nonce = None
+                if "nonce" in message:
+                    raise ChainUnavailable(f"nonce conflict: {_short(exc)}") from None
+                raise ChainError(f"transaction refused: {_short(exc)}") from None
+            # else: the same bytes went out before (a retry after a lost answer)
+        except Exception as exc:
+            self._nonce = None
+            if _transient(exc):
+                raise ChainUnavailable(f"{self.rpc_url} unreachable: {_short(exc)}") from None
+            raise
+        self._nonce = signed.nonce + 1
+
+    def wait_mined(self, signed: SignedReport, give_up: Callable[[], bool] | None = None) -> Mined:
+        """The receipt; `ReportReverted(mined=True)` for status 0, `TxPending` on timeout or
+        when `give_up()` turns true (shutdown): the outcome is then settled by reconciliation."""
+        deadline = time.monotonic() + self.tx_timeout_s
+        while True:
+            try:
+                receipt = self.rpc(self.w3.eth.get_transaction_receipt, signed.tx_hash)
+                break
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                self._nonce = None
+                raise TxPending(signed.tx_hash)
+            self._sleep(self.poll_s)
+        if receipt["status"] != 1:
+            raise ReportReverted("reverted on chain", mined=True, tx_hash=signed.tx_hash)
+        return Mined(signed.tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+
+    def dry_run_reason(self, reports: list[Report]) -> str | None:
+        """Why the ledger would refuse `reports` now, or None if it would accept them."""
+        try:
+            self.rpc(self._call(reports).call, {"from": self.unit})
+        except ContractLogicError as exc:
+            return revert_reason(exc)
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) < 200 else text[:197] + "..."

@@ -1,0 +1,288 @@
+"""`oracle`: run the service, read the meters, show the state, export it, make a key.
+
+Every operator error (bad config, unknown driver, missing deployments file, wrong passphrase,
+unregistered unit, ...) is one line on stderr and exit status 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from oracle import __version__
+from oracle.config import OracleConfig, load_config
+from oracle.errors import ChainError, KeystoreError, OracleError
+from oracle.logs import setup_logging
+
+CONFIG = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("oracle.toml"),
+    show_default=True,
+    envvar="POWERHIVE_ORACLE_CONFIG",
+    help="The service's TOML configuration.",
+)
+
+
+class OracleGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OracleError as exc:
+            raise click.ClickException(" ".join(str(exc).split())) from None
+
+
+@click.group(cls=OracleGroup)
+@click.version_option(__version__, prog_name="oracle")
+def main() -> None:
+    """PowerHive storage-unit oracle: meters in, ledger reports out."""
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@main.command()
+@CONFIG
+def run(config_path: Path) -> None:
+    """Run the service until SIGTERM or SIGINT."""
+    config = load_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.service import open_service  # web3 is slow to import: after the config
+
+    service = open_service(config)
+    sys.exit(service.run())
+
+
+@main.command()
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def read(config_path: Path, as_json: bool) -> None:
+    """Take one reading from each meter (nothing is recorded)."""
+    from oracle.errors import MeterError
+    from oracle.service import make_drivers
+
+    config = load_config(config_path)
+    state_dir = config.service.state_dir if config.service.state_dir.is_dir() else None
+    drivers = make_drivers(config, state_dir)
+    rows, failed = [], 0
+    for meter in config.meters:
+        driver = drivers[meter.name]
+        try:
+            r = driver.read()
+            rows.append(
+                {
+                    "meter": meter.name,
+                    "driver": meter.driver,
+                    "ts": r.ts,
+                    "import_wh": r.import_wh,
+                    "export_wh": r.export_wh,
+                    "stored_wh": r.stored_wh,
+                }
+            )
+        except MeterError as exc:
+            failed += 1
+            rows.append({"meter": meter.name, "driver": meter.driver, "error": str(exc)})
+        finally:
+            driver.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+    else:
+        table = Table(title="Meter readings")
+        for col in ("meter", "driver", "time", "import Wh", "export Wh", "stored Wh"):
+            table.add_column(col, justify="left" if col in ("meter", "driver", "time") else "right")
+        for row in rows:
+            if "error" in row:
+                table.add_row(row["meter"], row["driver"], f"[red]{row['error']}[/red]", "", "", "")
+            else:
+                stored = "-" if row["stored_wh"] is None else f"{row['stored_wh']:,}"
+                table.add_row(
+                    row["meter"],
+                    row["driver"],
+                    _iso(row["ts"]),
+                    f"{row['import_wh']:,}",
+                    f"{row['export_wh']:,}",
+                    stored,
+                )
+        Console().print(table)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(rows)} meters could not be read")
+
+
+def _chain_status(config: OracleConfig) -> dict:
+    from oracle.keystore import keystore_address
+    from oracle.service import chain_client, probe_chain_id
+
+    status: dict = {"rpc_url": config.chain.rpc_url}
+    try:
+        unit = keystore_address(config.chain.keystore)
+        status["unit"] = unit
+        chain_id = probe_chain_id(config)
+        status["chain_id"] = chain_id
+        client = chain_client(config, chain_id=chain_id, unit=unit)
+        status["ledger"] = client.ledger.address
+        status["served_chain_id"] = client.connect()
+        status["block"] = client.rpc(lambda: client.w3.eth.block_number)
+        info = client.unit_info()
+        status.update(
+            active=info.active,
+            owner=info.owner,
+            available_wh=info.available_wh,
+            locked_wh=info.locked_wh,
+            last_seq=info.last_seq,
+            balance_eth=client.balance_wei() / 10**18,
+            reachable=True,
+        )
+    except (ChainError, KeystoreError) as exc:
+        status.update(reachable=False, error=str(exc))
+    return status
+
+
+@main.command()
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show the outbox, the last confirmed report and the chain."""
+    from oracle.outbox import Outbox
+    from oracle.service import OUTBOX_FILE
+
+    config = load_config(config_path)
+    outbox = Outbox(config.service.state_dir / OUTBOX_FILE, readonly=True)
+    try:
+        report = {
+            "reports": outbox.counts(),
+            "readings": outbox.count("readings"),
+            "anomalies": outbox.count("anomalies"),
+            "last_confirmed": outbox.last_confirmed(),
+            "meters": outbox.last_readings(),
+            "chain": _chain_status(config),
+        }
+    finally:
+        outbox.close()
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    console = Console()
+    counts = report["reports"]
+    table = Table(title="Outbox")
+    for col in ("pending", "sending", "confirmed", "rejected", "readings", "anomalies"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(str(counts[k]) for k in ("pending", "sending", "confirmed", "rejected")),
+        str(report["readings"]),
+        str(report["anomalies"]),
+    )
+    console.print(table)
+    last = report["last_confirmed"]
+    if last:
+        console.print(
+            f"Last confirmed: seq {last['seq']} ({last['kind']} {last['wh']:,} Wh from "
+            f"{last['channel']}) at {_iso(last['confirmed_at'])} in block {last['block_number']} "
+            f"tx {last['tx_hash']}"
+        )
+    else:
+        console.print("Last confirmed: none yet")
+    meters = Table(title="Last readings")
+    for col in ("meter", "time", "import Wh", "export Wh", "stored Wh"):
+        meters.add_column(col, justify="left" if col in ("meter", "time") else "right")
+    for m in report["meters"]:
+        stored = "-" if m["stored_wh"] is None else f"{m['stored_wh']:,}"
+        meters.add_row(
+            m["meter"], _iso(m["ts"]), f"{m['import_wh']:,}", f"{m['export_wh']:,}", stored
+        )
+    console.print(meters)
+    chain = report["chain"]
+    if chain.get("reachable"):
+        console.print(
+            f"Chain {chain['chain_id']} at {chain['rpc_url']}: block {chain['block']}, "
+            f"ledger {chain['ledger']}, unit {chain['unit']} "
+            f"{'active' if chain['active'] else '[red]NOT ACTIVE[/red]'}, last_seq "
+            f"{chain['last_seq']}, available {chain['available_wh']:,} Wh, "
+            f"balance {chain['balance_eth']:.6f}"
+        )
+    else:
+        console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
+
+
+@main.command()
+@CONFIG
+@click.option("--csv", "fmt", flag_value="csv", default=True, help="CSV files (default).")
+@click.option("--json", "fmt", flag_value="json", help="JSON files (records).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for readings, reports, anomalies and txs files.",
+)
+def export(config_path: Path, fmt: str, out_dir: Path) -> None:
+    """Export readings, reports, anomalies and transactions (pandas)."""
+    import pandas as pd
+
+    from oracle.outbox import Outbox
+    from oracle.service import OUTBOX_FILE
+
+    config = load_config(config_path)
+    outbox = Outbox(config.service.state_dir / OUTBOX_FILE, readonly=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in ("readings", "reports", "anomalies", "txs"):
+            frame = pd.DataFrame(outbox.table(name))
+            for col in ("ts", "recorded_at", "created_at", "confirmed_at", "signed_at"):
+                if col in frame:
+                    frame[f"{col}_utc"] = pd.to_datetime(frame[col], unit="s", utc=True)
+            path = out_dir / f"{name}.{fmt}"
+            if fmt == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_json(path, orient="records", date_format="iso")
+            click.echo(f"{path}: {len(frame)} rows")
+    finally:
+        outbox.close()
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the keystore (JSON, mode 0600).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the passphrase from this file (else $POWERHIVE_ORACLE_PASSPHRASE, else prompt).",
+)
+def keygen(out_path: Path, passphrase_file: Path | None) -> None:
+    """Create a new unit key as an encrypted keystore (the `ape accounts` format)."""
+    import os
+
+    from oracle.keystore import create_keystore
+
+    if passphrase_file is not None:
+        passphrase = passphrase_file.read_text().rstrip("\r\n")
+    elif "POWERHIVE_ORACLE_PASSPHRASE" in os.environ:
+        passphrase = os.environ["POWERHIVE_ORACLE_PASSPHRASE"]
+    elif sys.stdin.isatty():
+        passphrase = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    else:
+        raise KeystoreError("no passphrase: use --passphrase-file or $POWERHIVE_ORACLE_PASSPHRASE")
+    address = create_keystore(out_path, passphrase)
+    click.echo(f"{address} {out_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,276 @@
+"""`oracle.toml`: the service's configuration, validated with pydantic.
+
+Relative paths are relative to the configuration file; `${VAR}` in paths is expanded (for
+systemd's `$CREDENTIALS_DIRECTORY`). Every problem becomes one `ConfigError` line naming the
+offending key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from oracle.drivers import DriverOptions, driver_class
+from oracle.errors import ConfigError, OracleError
+
+Kind = Literal["produced", "consumed", "actual"]
+Counter = Literal["import", "export", "stored"]
+
+
+def _path(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    expanded = os.path.expandvars(str(value))
+    if "$" in expanded:
+        raise ValueError(f"{value!r}: environment variable not set")
+    path = Path(expanded).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return path
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(_Model):
+    # Seconds between two readings of every meter.
+    period_s: float = Field(60.0, gt=0)
+    # The outbox database, the lock and the simulators' clocks live here.
+    state_dir: Path
+    # Health (`/health`) and Prometheus (`/metrics`) endpoint; port 0 picks a free port.
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(9108, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # On SIGTERM, how long the sender may keep delivering pending reports before exiting.
+    stop_drain_s: float = Field(5.0, ge=0)
+
+    resolve_paths = field_validator("state_dir", mode="before")(_path)
+
+
+class ChainConfig(_Model):
+    rpc_url: str
+    # Read from the RPC endpoint when left out; set it to start offline.
+    chain_id: int | None = Field(None, gt=0)
+    deployments_dir: Path
+    # Name of the ledger contract in `deployments/<chain_id>.json`.
+    ledger: str = "EnergyLedger"
+    # The unit's key: an encrypted JSON keystore (`ape accounts` format).
+    keystore: Path
+    passphrase_file: Path | None = None
+    passphrase_env: str = "POWERHIVE_ORACLE_PASSPHRASE"
+    # Proof-of-authority chain (extraData longer than 32 bytes); detected when left out.
+    poa: bool | None = None
+    batch_size: int = Field(64, ge=1, le=64)
+    rpc_timeout_s: float = Field(10.0, gt=0)
+    rpc_retries: int = Field(3, ge=0)
+    tx_timeout_s: float = Field(120.0, gt=0)
+    # Longest wait between two delivery attempts while the chain is unreachable.
+    retry_max_s: float = Field(30.0, gt=0)
+    # How long reconciliation waits for this unit's own pending transactions.
+    settle_timeout_s: float = Field(30.0, ge=0)
+    # Refusals that concern one report only (substrings of the revert reason): such a report
+    # is marked rejected and skipped. Any other refusal holds delivery back until it passes.
+    reject_reasons: list[str] = ["no session", "session expired", "session closed"]
+    gas_margin: float = Field(1.25, ge=1.0)
+    max_fee_gwei: float | None = Field(None, gt=0)
+    priority_fee_gwei: float | None = Field(None, ge=0)
+
+    resolve_paths = field_validator(
+        "deployments_dir", "keystore", "passphrase_file", mode="before"
+    )(_path)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class MeterConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    driver: str = "simulated"
+    # The meter's maximum power: a delta above rated power x elapsed time is rejected.
+    rated_power_w: float = Field(gt=0)
+    plausibility_margin: float = Field(0.1, ge=0)
+    # The counter's modulus when it wraps to zero (e.g. 1_000_000_000 Wh for 6 kWh digits).
+    rollover_wh: int | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _driver_options: DriverOptions = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _check_driver(self, info: ValidationInfo) -> MeterConfig:
+        try:
+            driver = driver_class(self.driver)
+        except OracleError as exc:
+            raise ValueError(str(exc)) from None
+        options = dict(self.options)
+        base = (info.context or {}).get("base_dir")
+        try:
+            self._driver_options = driver.Options.model_validate(
+                options, context={"base_dir": base}
+            )
+        except ValidationError as exc:
+            raise ValueError(f"driver {self.driver!r} options: {_errors(exc)}") from None
+        return self
+
+    @property
+    def driver_options(self) -> DriverOptions:
+        return self._driver_options
+
+    def fingerprint(self) -> str:
+        """Identifies the physical meter: a changed driver or address starts a new baseline."""
+        return f"{self.driver}:{self._driver_options.model_dump_json()}"
+
+
+class ChannelConfig(_Model):
+    """What a meter counter means for the ledger."""
+
+    meter: str
+    counter: Counter
+    kind: Kind
+    # The producer (kind produced) or consumer (kind consumed); none for kind actual.
+    account: str | None = None
+    # Kind actual: the shortest time between two actual-energy reports.
+    min_interval_s: float = Field(900.0, ge=0)
+
+    @property
+    def name(self) -> str:
+        return f"{self.meter}.{self.counter}"
+
+    @field_validator("account")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not is_address(value):
+            raise ValueError(f"not an address: {value!r}")
+        return to_checksum_address(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChannelConfig:
+        if (self.kind == "actual") != (self.counter == "stored"):
+            raise ValueError("kind 'actual' goes with counter 'stored', and only with it")
+        if self.kind != "actual" and self.account is None:
+            raise ValueError(f"kind {self.kind!r} needs an account")
+        if self.kind == "actual" and self.account is not None:
+            raise ValueError("kind 'actual' takes no account")
+        return self
+
+
+class OracleConfig(_Model):
+    service: ServiceConfig
+    chain: ChainConfig
+    meters: list[MeterConfig] = Field(min_length=1)
+    channels: list[ChannelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> OracleConfig:
+        names = [m.name for m in self.meters]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate meter names: {', '.join(duplicates)}")
+        seen: set[str] = set()
+        for channel in self.channels:
+            if channel.meter not in names:
+                raise ValueError(f"channel {channel.name}: no meter named {channel.meter!r}")
+            if channel.name in seen:
+                # The same energy reported twice would be counted twice.
+                raise ValueError(f"counter {channel.name} is mapped by more than one channel")
+            seen.add(channel.name)
+        if sum(c.kind == "actual" for c in self.channels) > 1:
+            raise ValueError("at most one channel may report the actual energy")
+        return self
+
+    def meter(self, name: str) -> MeterConfig:
+        return next(m for m in self.meters if m.name == name)
+
+    def channels_of(self, meter: str) -> list[ChannelConfig]:
+        """The meter's channels, flows before the actual energy (it is measured after them)."""
+        return sorted(
+            (c for c in self.channels if c.meter == meter), key=lambda c: c.kind == "actual"
+        )
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"])
+        msg = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts).replace("\n", " ")
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> OracleConfig:
+    try:
+        return OracleConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_errors(exc)) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Write a configuration dict as TOML (tables, arrays of tables, inline sub-tables).
+
+    For tools that generate `oracle.toml` (the demo, the benchmark, the tests).
+    """
+    lines: list[str] = []
+    for section, body in data.items():
+        items = body if isinstance(body, list) else [body]
+        for item in items:
+            lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def load_config(path: Path) -> OracleConfig:
+    """Read and validate `path`, raising `ConfigError` with a one-line reason."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config {path}: not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
+    try:
+        return parse_config(data, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: {exc}") from None

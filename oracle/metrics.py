@@ -1,0 +1,117 @@
+"""Prometheus metrics and the health endpoint, served on one small HTTP port.
+
+`GET /metrics` is the Prometheus text format; `GET /health` is JSON, 200 when the service is
+healthy (meters read recently, deliveries keep up) and 503 otherwise, with the reason.
+Each service owns its registry: nothing is global.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger("oracle.http")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.readings = Counter("oracle_readings", "Meter readings recorded", ["meter"], registry=r)
+        self.reading_errors = Counter(
+            "oracle_reading_errors", "Meter reads that failed", ["meter"], registry=r
+        )
+        self.anomalies = Counter(
+            "oracle_anomalies",
+            "Counter resets, rollovers, rejected jumps, clock steps",
+            ["meter", "kind"],
+            registry=r,
+        )
+        self.reports = Counter(
+            "oracle_reports", "Ledger reports by outcome", ["kind", "outcome"], registry=r
+        )
+        self.energy = Counter(
+            "oracle_energy_confirmed_wh", "Wh confirmed on chain", ["kind"], registry=r
+        )
+        self.transactions = Counter(
+            "oracle_transactions",
+            "Transactions sent, by outcome",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.gas = Counter("oracle_gas_used", "Gas used by mined transactions", registry=r)
+        self.outbox_depth = Gauge(
+            "oracle_outbox_depth", "Reports waiting for confirmation", registry=r
+        )
+        self.last_confirmation = Gauge(
+            "oracle_last_confirmation_timestamp_seconds",
+            "Unix time of the last confirmed report",
+            registry=r,
+        )
+        self.last_reading = Gauge(
+            "oracle_last_reading_timestamp_seconds",
+            "Unix time of the last reading",
+            ["meter"],
+            registry=r,
+        )
+        self.chain_up = Gauge("oracle_chain_up", "1 when the last chain call succeeded", registry=r)
+        self.on_chain_seq = Gauge(
+            "oracle_last_seq", "The unit's last sequence number known on chain", registry=r
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpEndpoint:
+    """`/metrics` and `/health` on a background thread; `port` 0 picks a free port."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+    ):
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.split("?")[0] == "/metrics":
+                    body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST
+                elif self.path.split("?")[0] in ("/health", "/healthz"):
+                    healthy, detail = endpoint.health()
+                    body = json.dumps(detail, default=str).encode()
+                    status, ctype = (200 if healthy else 503), "application/json"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("http " + format % args)
+
+        self.health = health
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="oracle-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

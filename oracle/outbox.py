@@ -1,0 +1,465 @@
+"""The SQLite outbox: every reading and every report is on disk before anything is sent.
+
+Life of a report::
+
+    pending ──assign(seq)──▶ sending ──mined──▶ confirmed
+       ▲                        │
+       └──release (known not ───┤──refused by the ledger──▶ rejected
+          applied on chain)     │
+                                └──(crash, timeout: stays sending, same seq, until
+                                    reconciliation with the ledger's last_seq)
+
+A report gets its sequence number only when it is handed to the chain, and that number is
+committed (synchronous=FULL) before the transaction is broadcast. The ledger accepts each
+number once, so a report whose transaction was mined but not recorded here is recognised at
+reconciliation (`seq <= last_seq`) and never applied twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oracle.accounting import ActualState, Anomaly, Baseline, Delta, PlannedReport, pack_reading
+from oracle.drivers import Reading
+from oracle.errors import StateError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL,
+    ts REAL NOT NULL,
+    import_wh INTEGER NOT NULL,
+    export_wh INTEGER NOT NULL,
+    stored_wh INTEGER,
+    monotonic REAL,
+    clock TEXT,
+    import_delta_wh INTEGER NOT NULL,
+    export_delta_wh INTEGER NOT NULL,
+    elapsed_s REAL,
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meter_state (
+    meter TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    reading_id INTEGER NOT NULL REFERENCES readings(id),
+    ts REAL NOT NULL,
+    import_wh INTEGER NOT NULL,
+    export_wh INTEGER NOT NULL,
+    monotonic REAL,
+    clock TEXT
+);
+CREATE TABLE IF NOT EXISTS actual_state (
+    channel TEXT PRIMARY KEY,
+    wh INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anomalies (
+    id INTEGER PRIMARY KEY,
+    reading_id INTEGER REFERENCES readings(id),
+    meter TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (
+    id INTEGER PRIMARY KEY,
+    tx_hash TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    signed_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'signed'
+        CHECK (status IN ('signed', 'mined', 'reverted', 'superseded')),
+    block_number INTEGER,
+    gas_used INTEGER,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY,
+    reading_id INTEGER NOT NULL REFERENCES readings(id),
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('produced', 'consumed', 'actual')),
+    account TEXT,
+    wh INTEGER NOT NULL CHECK (wh >= 0),
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'confirmed', 'rejected')),
+    seq INTEGER UNIQUE,
+    tx_id INTEGER REFERENCES txs(id),
+    confirmed_at REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_by_status ON reports (status, id);
+CREATE INDEX IF NOT EXISTS readings_by_meter ON readings (meter, id);
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    id: int
+    channel: str
+    kind: str
+    account: str | None
+    wh: int
+    seq: int | None
+    status: str
+
+    def packed(self) -> int:
+        return pack_reading(self.kind, self.wh, self.account)
+
+
+@dataclass(frozen=True)
+class MeterState:
+    fingerprint: str
+    baseline: Baseline
+
+
+class Outbox:
+    """One SQLite database in WAL mode, shared by the service's threads behind one lock."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if readonly:
+            # For `oracle status` and `export` beside a running service (WAL allows it).
+            if not self.path.exists():
+                raise StateError(f"{self.path}: no outbox yet (has `oracle run` started?)")
+            try:
+                self._db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30
+                )
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("SELECT COUNT(*) FROM reports").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{self.path}: {exc}") from None
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed sequence number survives a power cut before its broadcast.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateError(f"{self.path}: written by a newer oracle (schema {version})")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def bind(self, **identity: str) -> None:
+        """Tie the state to one unit on one ledger; refuse a state dir of another."""
+        with self._tx() as db:
+            for key, value in identity.items():
+                row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+                elif row["value"].lower() != str(value).lower():
+                    raise StateError(
+                        f"{self.path} belongs to {key} {row['value']}, not {value}; "
+                        "use another state_dir"
+                    )
+
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
+
+    # -- readings ----------------------------------------------------------------------------
+
+    def meter_state(self, meter: str) -> MeterState | None:
+        rows = self._query("SELECT * FROM meter_state WHERE meter = ?", (meter,))
+        if not rows:
+            return None
+        r = rows[0]
+        baseline = Baseline(
+            ts=r["ts"],
+            import_wh=r["import_wh"],
+            export_wh=r["export_wh"],
+            monotonic=r["monotonic"],
+            clock=r["clock"],
+        )
+        return MeterState(r["fingerprint"], baseline)
+
+    def actual_states(self) -> dict[str, ActualState]:
+        rows = self._query("SELECT channel, wh, ts FROM actual_state")
+        return {r["channel"]: ActualState(r["wh"], r["ts"]) for r in rows}
+
+    def record(
+        self,
+        meter: str,
+        fingerprint: str,
+        reading: Reading,
+        delta: Delta,
+        reports: list[PlannedReport],
+        actual_updates: dict[str, ActualState],
+        anomalies: tuple[Anomaly, ...] = (),
+    ) -> int:
+        """Store a reading, its reports, anomalies and the new baseline in one transaction."""
+        now = time.time()
+        with self._tx() as db:
+            reading_id = db.execute(
+                "INSERT INTO readings (meter, ts, import_wh, export_wh, stored_wh, monotonic,"
+                " clock, import_delta_wh, export_delta_wh, elapsed_s, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    meter,
+                    reading.ts,
+                    reading.import_wh,
+                    reading.export_wh,
+                    reading.stored_wh,
+                    reading.monotonic,
+                    reading.clock,
+                    delta.import_wh,
+                    delta.export_wh,
+                    delta.elapsed_s,
+                    now,
+                ),
+            ).lastrowid
+            b = delta.baseline
+            db.execute(
+                "INSERT INTO meter_state (meter, fingerprint, reading_id, ts, import_wh,"
+                " export_wh, monotonic, clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (meter) DO UPDATE SET fingerprint = excluded.fingerprint,"
+                " reading_id = excluded.reading_id, ts = excluded.ts,"
+                " import_wh = excluded.import_wh, export_wh = excluded.export_wh,"
+                " monotonic = excluded.monotonic, clock = excluded.clock",
+                (
+                    meter,
+                    fingerprint,
+                    reading_id,
+                    b.ts,
+                    b.import_wh,
+                    b.export_wh,
+                    b.monotonic,
+                    b.clock,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(reading_id, r.channel, r.kind, r.account, r.wh, now) for r in reports],
+            )
+            db.executemany(
+                "INSERT INTO actual_state (channel, wh, ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET wh = excluded.wh, ts = excluded.ts",
+                [(ch, s.wh, s.ts) for ch, s in actual_updates.items()],
+            )
+            db.executemany(
+                "INSERT INTO anomalies (reading_id, meter, kind, counter, detail, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(reading_id, meter, a.kind, a.counter, a.detail, now) for a in anomalies],
+            )
+        return reading_id
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _report(row: sqlite3.Row) -> Report:
+        return Report(
+            id=row["id"],
+            channel=row["channel"],
+            kind=row["kind"],
+            account=row["account"],
+            wh=row["wh"],
+            seq=row["seq"],
+            status=row["status"],
+        )
+
+    def depth(self) -> int:
+        """Reports not yet confirmed or rejected."""
+        return self._query("SELECT COUNT(*) FROM reports WHERE status IN ('pending', 'sending')")[
+            0
+        ][0]
+
+    def in_flight(self) -> list[Report]:
+        rows = self._query("SELECT * FROM reports WHERE status = 'sending' ORDER BY seq")
+        return [self._report(r) for r in rows]
+
+    def next_pending_id(self) -> int | None:
+        rows = self._query("SELECT MIN(id) FROM reports WHERE status = 'pending'")
+        return rows[0][0]
+
+    def assign(self, first_seq: int, limit: int) -> list[Report]:
+        """Hand the oldest pending reports to the chain: give them `first_seq`, ... ."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id FROM reports WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+            db.executemany(
+                "UPDATE reports SET status = 'sending', seq = ? WHERE id = ?",
+                [(first_seq + i, row["id"]) for i, row in enumerate(rows)],
+            )
+            ids = [row["id"] for row in rows]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            rows = db.execute(
+                f"SELECT * FROM reports WHERE id IN ({marks}) ORDER BY seq", ids
+            ).fetchall()
+        return [self._report(r) for r in rows]
+
+    def record_tx(self, reports: list[Report], tx_hash: str, nonce: int, method: str) -> int:
+        """Remember a signed transaction before it is broadcast."""
+        with self._tx() as db:
+            tx_id = db.execute(
+                "INSERT INTO txs (tx_hash, nonce, method, first_seq, count, signed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (tx_hash, nonce, method, reports[0].seq, len(reports), time.time()),
+            ).lastrowid
+            db.executemany(
+                "UPDATE reports SET tx_id = ? WHERE id = ?", [(tx_id, r.id) for r in reports]
+            )
+        return tx_id
+
+    def confirm(self, reports: list[Report], tx_id: int, block_number: int, gas_used: int) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE txs SET status = 'mined', block_number = ?, gas_used = ? WHERE id = ?",
+                (block_number, gas_used, tx_id),
+            )
+            db.executemany(
+                "UPDATE reports SET status = 'confirmed', confirmed_at = ?, tx_id = ?"
+                " WHERE id = ? AND status = 'sending'",
+                [(now, tx_id, r.id) for r in reports],
+            )
+
+    def mark_tx(self, tx_id: int, status: str, error: str | None = None, **receipt: Any) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE txs SET status = ?, error = ?, block_number = COALESCE(?, block_number),"
+                " gas_used = COALESCE(?, gas_used) WHERE id = ?",
+                (status, error, receipt.get("block_number"), receipt.get("gas_used"), tx_id),
+            )
+
+    def confirm_through(self, last_seq: int) -> int:
+        """Reconciliation: reports in flight with `seq <= last_seq` are on chain, if a
+        transaction carrying them under that number was signed (a number never broadcast
+        cannot have been used by us: someone else's report took it)."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE reports SET status = 'confirmed', confirmed_at = ?"
+                " WHERE status = 'sending' AND seq <= ? AND tx_id IS NOT NULL",
+                (time.time(), last_seq),
+            ).rowcount
+
+    def release(self, reports: list[Report] | None = None) -> int:
+        """Reports known not to be on chain go back to pending and lose their numbers."""
+        with self._tx() as db:
+            if reports is None:
+                sql, args = "WHERE status = 'sending'", ()
+            else:
+                marks = ",".join("?" * len(reports))
+                sql, args = (
+                    f"WHERE status = 'sending' AND id IN ({marks})",
+                    tuple(r.id for r in reports),
+                )
+            return db.execute(
+                f"UPDATE reports SET status = 'pending', seq = NULL, tx_id = NULL {sql}", args
+            ).rowcount
+
+    def statuses(self, reports: list[Report]) -> dict[int, str]:
+        marks = ",".join("?" * len(reports))
+        rows = self._query(
+            f"SELECT id, status FROM reports WHERE id IN ({marks})", tuple(r.id for r in reports)
+        )
+        return {r["id"]: r["status"] for r in rows}
+
+    def reject(self, report: Report, reason: str) -> None:
+        """The ledger refuses this report for good: keep it, visibly, but never resend it."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE reports SET status = 'rejected', seq = NULL, error = ? WHERE id = ?",
+                (reason, report.id),
+            )
+
+    def max_seq(self, status: str = "confirmed") -> int | None:
+        return self._query("SELECT MAX(seq) FROM reports WHERE status = ?", (status,))[0][0]
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        rows = self._query("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")
+        counts = {s: 0 for s in ("pending", "sending", "confirmed", "rejected")}
+        counts.update({r["status"]: r["n"] for r in rows})
+        return counts
+
+    def last_confirmed(self) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT r.seq, r.kind, r.channel, r.wh, r.confirmed_at, t.tx_hash, t.block_number"
+            " FROM reports r LEFT JOIN txs t ON t.id = r.tx_id"
+            " WHERE r.status = 'confirmed' ORDER BY r.seq DESC LIMIT 1"
+        )
+        return dict(rows[0]) if rows else None
+
+    def last_readings(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT r.* FROM readings r JOIN meter_state m ON m.reading_id = r.id ORDER BY r.meter"
+        )
+        return [dict(r) for r in rows]
+
+    def totals(self, status: str = "confirmed") -> dict[tuple[str, str | None], int]:
+        """Sum of reported Wh per (kind, account) for flows; the last value for actual."""
+        rows = self._query(
+            "SELECT kind, account, SUM(wh) AS wh FROM reports"
+            " WHERE status = ? AND kind != 'actual' GROUP BY kind, account",
+            (status,),
+        )
+        totals = {(r["kind"], r["account"]): r["wh"] for r in rows}
+        actual = self._query(
+            "SELECT wh FROM reports WHERE status = ? AND kind = 'actual' ORDER BY seq DESC LIMIT 1",
+            (status,),
+        )
+        if actual:
+            totals[("actual", None)] = actual[0]["wh"]
+        return totals
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        if name not in {"readings", "reports", "anomalies", "txs"}:
+            raise ValueError(name)
+        return [dict(r) for r in self._query(f"SELECT * FROM {name} ORDER BY id")]
+
+    def count(self, name: str) -> int:
+        if name not in {"readings", "reports", "anomalies", "txs"}:
+            raise ValueError(name)
+        return self._query(f"SELECT COUNT(*) FROM {name}")[0][0]

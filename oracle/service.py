@@ -1,0 +1,679 @@
+"""The oracle service: a reader thread, a sender thread, an HTTP endpoint, one outbox.
+
+The reader reads every meter each period, turns counters into deltas and deltas into reports,
+and commits reading, reports and new baseline together. The sender numbers the oldest pending
+reports, commits the numbers, signs, broadcasts and waits for the receipt, one transaction at
+a time (`report_batch` when several are pending). After any doubt (a crash, a timeout, a
+refusal) it reconciles with the ledger's `last_seq` before sending again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+
+from oracle.accounting import Anomaly, Limits, account, plan_reports
+from oracle.chain import ChainClient
+from oracle.config import MeterConfig, OracleConfig
+from oracle.deployments import load_deployment
+from oracle.drivers import DriverContext, MeterDriver, driver_class
+from oracle.errors import (
+    ChainError,
+    ChainUnavailable,
+    LedgerRefusing,
+    MeterError,
+    OracleError,
+    ReportReverted,
+    StateError,
+    UnitNotRegistered,
+)
+from oracle.keystore import keystore_address, load_account, resolve_passphrase
+from oracle.metrics import HttpEndpoint, Metrics
+from oracle.outbox import Outbox, Report
+
+log = logging.getLogger("oracle.service")
+
+OUTBOX_FILE = "outbox.sqlite"
+LOCK_FILE = "oracle.lock"
+
+
+def boot_clock() -> str | None:
+    """The clock domain of `time.monotonic()`: it is comparable within one boot."""
+    try:
+        return "boot:" + Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+class CrashPoints:
+    """Fault injection for the crash tests, off unless `POWERHIVE_ORACLE_CRASHPOINT` is set.
+
+    `POWERHIVE_ORACLE_CRASHPOINT=after_broadcast:3` kills the process with SIGKILL the third
+    time the sender passes `after_broadcast` (other points: `before_broadcast`,
+    `after_receipt`), exactly as a power cut or the OOM killer would.
+    """
+
+    ENV = "POWERHIVE_ORACLE_CRASHPOINT"
+
+    def __init__(self, spec: str | None = None):
+        spec = os.environ.get(self.ENV) if spec is None else spec
+        self.name, self.at, self.seen = None, 0, 0
+        if spec:
+            name, _, at = spec.partition(":")
+            self.name, self.at = name, int(at or 1)
+
+    def hit(self, name: str) -> None:
+        if name != self.name:
+            return
+        self.seen += 1
+        if self.seen == self.at:
+            log.warning("crash point reached: SIGKILL", extra={"point": name})
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StateLock:
+    """One service per state directory (two would race for nonces and sequence numbers)."""
+
+    def __init__(self, state_dir: Path):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / LOCK_FILE
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise StateError(f"another oracle is running with state_dir {state_dir}") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def make_drivers(config: OracleConfig, state_dir: Path | None) -> dict[str, MeterDriver]:
+    return {
+        m.name: driver_class(m.driver)(m.driver_options, DriverContext(m.name, state_dir))
+        for m in config.meters
+    }
+
+
+def chain_client(
+    config: OracleConfig, *, chain_id: int, account=None, unit: str | None = None
+) -> ChainClient:
+    """A client for the configured ledger, its address and ABI from the deployments file."""
+    c = config.chain
+    record = load_deployment(c.deployments_dir, chain_id).contract(c.ledger)
+    return ChainClient(
+        rpc_url=c.rpc_url,
+        account=account,
+        unit=unit or keystore_address(c.keystore),
+        ledger_address=record.address,
+        ledger_abi=record.abi,
+        poa=c.poa,
+        rpc_timeout_s=c.rpc_timeout_s,
+        rpc_retries=c.rpc_retries,
+        tx_timeout_s=c.tx_timeout_s,
+        gas_margin=c.gas_margin,
+        max_fee_gwei=c.max_fee_gwei,
+        priority_fee_gwei=c.priority_fee_gwei,
+    )
+
+
+def probe_chain_id(config: OracleConfig) -> int:
+    """The configured chain id, else the RPC endpoint's."""
+    if config.chain.chain_id is not None:
+        return config.chain.chain_id
+    from web3 import Web3
+
+    w3 = Web3(
+        Web3.HTTPProvider(
+            config.chain.rpc_url,
+            request_kwargs={"timeout": config.chain.rpc_timeout_s},
+            exception_retry_configuration=None,
+        )
+    )
+    try:
+        return int(w3.eth.chain_id)
+    except Exception as exc:
+        raise ChainUnavailable(
+            f"{config.chain.rpc_url} unreachable ({type(exc).__name__}); "
+            "set chain.chain_id to start without the chain"
+        ) from None
+
+
+class Service:
+    def __init__(
+        self,
+        config: OracleConfig,
+        chain: ChainClient,
+        outbox: Outbox,
+        drivers: dict[str, MeterDriver],
+        *,
+        chain_id: int | None = None,
+        lock: StateLock | None = None,
+        crashpoints: CrashPoints | None = None,
+    ):
+        self.config = config
+        # The chain the deployments file and the outbox belong to; checked on first contact.
+        self.chain_id = chain_id
+        self.chain = chain
+        self.outbox = outbox
+        self.drivers = drivers
+        self.metrics = Metrics()
+        self.crash = crashpoints or CrashPoints()
+        self._lock = lock
+        self._stop = threading.Event()
+        self._work = threading.Event()
+        self._clock = boot_clock()
+        self._next_seq: int | None = None
+        self._needs_reconcile = True
+        self._isolate_through: int | None = None
+        self._started = time.time()
+        self._last_read: dict[str, float] = {}
+        self._chain_ok: bool | None = None
+        self._chain_error: str | None = None
+        self._chain_verified = False
+        self._last_contact = 0.0
+        self._unit_error: str | None = None
+        self._refusal: str | None = None
+        self.fatal: str | None = None
+        # Set on stop: the sender may deliver until then, and gives up waiting for receipts.
+        self._drain_until: float | None = None
+        self.http: HttpEndpoint | None = None
+        svc = config.service
+        if svc.http_enabled:
+            try:
+                self.http = HttpEndpoint(svc.http_host, svc.http_port, self.metrics, self.health)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot serve health and metrics on {svc.http_host}:{svc.http_port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+        self.metrics.outbox_depth.set(outbox.depth())
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.time()
+        stale_after = 3 * self.config.service.period_s + 5
+        problems = []
+        for meter in self.drivers:
+            last = self._last_read.get(meter, self._started)
+            if now - last > stale_after:
+                problems.append(f"meter {meter}: no reading for {now - last:.0f} s")
+        if self._chain_ok is False:
+            problems.append(f"chain: {self._chain_error}")
+        if self._unit_error:
+            problems.append(self._unit_error)
+        if self._refusal:
+            problems.append(self._refusal)
+        if self.fatal:
+            problems.append(self.fatal)
+        detail = {
+            "status": "ok" if not problems else "degraded",
+            "problems": problems,
+            "outbox_depth": self.outbox.depth(),
+            "next_seq": self._next_seq,
+            "last_readings": {m: self._last_read.get(m) for m in self.drivers},
+            "unit": self.chain.unit,
+        }
+        return not problems, detail
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_once(self) -> int:
+        """Read every meter once and record the results; returns how many were read."""
+        done = 0
+        for meter in self.config.meters:
+            if self._read_meter(meter):
+                done += 1
+        if done:
+            self._work.set()
+        return done
+
+    def _read_meter(self, meter: MeterConfig) -> bool:
+        driver = self.drivers[meter.name]
+        try:
+            reading = driver.read()
+        except MeterError as exc:
+            self.metrics.reading_errors.labels(meter.name).inc()
+            log.warning("meter read failed", extra={"meter": meter.name, "error": str(exc)})
+            return False
+        except Exception:
+            self.metrics.reading_errors.labels(meter.name).inc()
+            log.exception("meter driver failed", extra={"meter": meter.name})
+            driver.close()
+            return False
+        if reading.clock is None:
+            reading = replace(reading, monotonic=time.monotonic(), clock=self._clock)
+
+        fingerprint = meter.fingerprint()
+        state = self.outbox.meter_state(meter.name)
+        previous, extra = None, []
+        if state is not None:
+            if state.fingerprint == fingerprint:
+                previous = state.baseline
+            else:
+                extra.append(Anomaly("meter_changed", "", "meter configuration changed"))
+        limits = Limits(meter.rated_power_w, meter.plausibility_margin, meter.rollover_wh)
+        delta = account(previous, reading, limits)
+        channels = self.config.channels_of(meter.name)
+        plan = plan_reports(channels, delta, reading, self.outbox.actual_states())
+        anomalies = tuple(extra) + delta.anomalies
+        self.outbox.record(
+            meter.name, fingerprint, reading, delta, plan.reports, plan.actual_updates, anomalies
+        )
+        self._last_read[meter.name] = time.time()
+        self.metrics.readings.labels(meter.name).inc()
+        self.metrics.last_reading.labels(meter.name).set(time.time())
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        for report in plan.reports:
+            self.metrics.reports.labels(report.kind, "created").inc()
+        for anomaly in anomalies:
+            self.metrics.anomalies.labels(meter.name, anomaly.kind).inc()
+            log.warning(
+                anomaly.detail,
+                extra={"meter": meter.name, "anomaly": anomaly.kind, "counter": anomaly.counter},
+            )
+        for note in plan.notes:
+            log.warning(note, extra={"meter": meter.name})
+        log.debug(
+            "reading recorded",
+            extra={
+                "meter": meter.name,
+                "import_wh": reading.import_wh,
+                "export_wh": reading.export_wh,
+                "stored_wh": reading.stored_wh,
+                "reports": len(plan.reports),
+            },
+        )
+        return True
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def reconcile(self) -> bool:
+        """Align the outbox with the ledger's `last_seq`; True if no own tx was pending."""
+        if not self._chain_verified:
+            served = self.chain.connect()
+            if self.chain_id is not None and served != self.chain_id:
+                raise StateError(
+                    f"{self.config.chain.rpc_url} serves chain {served}, not {self.chain_id}"
+                )
+            self._chain_verified = True
+        settled = self.chain.wait_settled(
+            self.config.chain.settle_timeout_s,
+            sleep=lambda s: self._stop.wait(s),
+            give_up=self._give_up_waiting,
+        )
+        last = self.chain.last_seq()
+        self.metrics.on_chain_seq.set(last)
+        found = self.outbox.confirm_through(last)
+        confirmed_max = self.outbox.max_seq("confirmed") or 0
+        if last < confirmed_max:
+            raise StateError(
+                f"ledger last_seq {last} for unit {self.chain.unit} is behind the outbox's "
+                f"confirmed seq {confirmed_max}: wrong chain or ledger, or the chain lost blocks"
+            )
+        if found:
+            log.info(
+                "reconciled: reports found on chain", extra={"confirmed": found, "last_seq": last}
+            )
+            self._after_confirm()
+        in_flight = self.outbox.in_flight()
+        if settled:
+            # Nothing of ours is pending, so whatever is not on chain by now never will be.
+            released = self.outbox.release()
+            if released:
+                log.info("reports not on chain go back to pending", extra={"released": released})
+            self._next_seq = last + 1
+        else:
+            log.warning("own transactions still pending; resending with the same numbers")
+            self._next_seq = (in_flight[-1].seq + 1) if in_flight else last + 1
+        if last > (self.outbox.max_seq("confirmed") or 0) and not found:
+            log.warning(
+                "ledger is ahead of this outbox: another process reported for this unit",
+                extra={"last_seq": last},
+            )
+        self._needs_reconcile = False
+        return settled
+
+    def _after_confirm(self) -> None:
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.metrics.last_confirmation.set(time.time())
+
+    def deliver_once(self) -> bool:
+        """Send one transaction's worth of reports; False when nothing was waiting."""
+        if self._next_seq is None or self._needs_reconcile:
+            self.reconcile()
+        batch = self.outbox.in_flight()
+        if not batch:
+            first = self.outbox.next_pending_id()
+            if first is None:
+                return False
+            limit = self.config.chain.batch_size
+            if self._isolate_through is not None:
+                if first <= self._isolate_through:
+                    limit = 1
+                else:
+                    self._isolate_through = None
+            assert self._next_seq is not None
+            batch = self.outbox.assign(self._next_seq, limit)
+            if not batch:
+                return False
+        self._send(batch)
+        return True
+
+    def _send(self, batch: list[Report]) -> None:
+        try:
+            signed = self.chain.sign(batch)
+        except ReportReverted as exc:
+            self._refused(batch, exc.reason)
+            return
+        tx_id = self.outbox.record_tx(batch, signed.tx_hash, signed.nonce, signed.method)
+        self.crash.hit("before_broadcast")
+        try:
+            self.chain.broadcast(signed)
+        except ChainError:
+            self._needs_reconcile = True
+            raise
+        self.crash.hit("after_broadcast")
+        try:
+            mined = self.chain.wait_mined(signed, give_up=self._give_up_waiting)
+        except ReportReverted:
+            self.outbox.mark_tx(tx_id, "reverted", "reverted on chain")
+            self.metrics.transactions.labels(signed.method, "reverted").inc()
+            self._refused(batch, None)
+            return
+        except ChainError:
+            self._needs_reconcile = True
+            raise
+        self.crash.hit("after_receipt")
+        self.outbox.confirm(batch, tx_id, mined.block_number, mined.gas_used)
+        self._next_seq = batch[-1].seq + 1
+        self._chain_up()
+        self._after_confirm()
+        self.metrics.transactions.labels(signed.method, "mined").inc()
+        self.metrics.gas.inc(mined.gas_used)
+        for report in batch:
+            self.metrics.reports.labels(report.kind, "confirmed").inc()
+            self.metrics.energy.labels(report.kind).inc(report.wh)
+        log.info(
+            "reports confirmed",
+            extra={
+                "first_seq": batch[0].seq,
+                "count": len(batch),
+                "tx": mined.tx_hash,
+                "block": mined.block_number,
+                "gas": mined.gas_used,
+            },
+        )
+
+    def _give_up_waiting(self) -> bool:
+        return self._drain_until is not None and time.monotonic() >= self._drain_until
+
+    def _refused(self, batch: list[Report], reason: str | None) -> None:
+        """The ledger refused `batch` (estimate or mined revert). Never retried blindly."""
+        if not self.reconcile():
+            raise ChainUnavailable("own transactions still pending after a refusal")
+        status = self.outbox.statuses(batch)
+        remaining = [r for r in batch if status.get(r.id) != "confirmed"]
+        if reason is not None and "unit not active" in reason:
+            raise UnitNotRegistered(
+                f"unit {self.chain.unit} is not active on the ledger: reports wait in the outbox"
+            )
+        if not remaining or reason is None or "bad sequence" in reason:
+            # A race with a transaction already on chain, now reconciled; or a mined revert
+            # whose reason the next estimate will tell.
+            log.info("refusal reconciled", extra={"reason": reason, "next_seq": self._next_seq})
+            return
+        if len(remaining) > 1:
+            self._isolate_through = max(r.id for r in remaining)
+            log.warning(
+                "batch refused by the ledger; sending its reports one by one",
+                extra={"reason": reason, "count": len(remaining)},
+            )
+            return
+        report = remaining[0]
+        if not any(r in reason for r in self.config.chain.reject_reasons):
+            self._refusal = (
+                f"the ledger refuses report {report.id} ({report.kind} {report.wh} Wh): "
+                f"{reason}; it stays in the outbox"
+            )
+            raise LedgerRefusing(self._refusal)
+        self.outbox.reject(report, reason)
+        self.metrics.reports.labels(report.kind, "rejected").inc()
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        log.error(
+            "report rejected by the ledger",
+            extra={
+                "reason": reason,
+                "report_id": report.id,
+                "kind": report.kind,
+                "account": report.account,
+                "wh": report.wh,
+            },
+        )
+
+    def _chain_up(self) -> None:
+        self._chain_ok, self._chain_error = True, None
+        self._unit_error = self._refusal = None
+        self._last_contact = time.monotonic()
+        self.metrics.chain_up.set(1)
+
+    def _chain_down(self, exc: BaseException) -> None:
+        if isinstance(exc, LedgerRefusing):
+            # The chain answers; the ledger says no. Not an outage.
+            self._refusal = str(exc)
+            return
+        self._chain_ok, self._chain_error = False, str(exc)
+        self.metrics.chain_up.set(0)
+
+    def check_chain(self) -> None:
+        """While idle, look at the chain now and then, so health and metrics stay true."""
+        try:
+            info = self.chain.unit_info()
+        except ChainError as exc:
+            self._chain_down(exc)
+            return
+        self._last_contact = time.monotonic()
+        self._chain_ok, self._chain_error = True, None
+        self.metrics.chain_up.set(1)
+        self.metrics.on_chain_seq.set(info.last_seq)
+        self._unit_error = (
+            None if info.active else f"unit {self.chain.unit} is not active on the ledger"
+        )
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _reader_loop(self) -> None:
+        period = self.config.service.period_s
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.read_once()
+            except OracleError as exc:
+                log.error("recording failed", extra={"error": str(exc)})
+            except Exception:
+                log.exception("recording failed")
+            next_at += period
+            now = time.monotonic()
+            if next_at < now:
+                next_at = now
+            self._stop.wait(next_at - now)
+
+    def _deliver_with_retries(self) -> bool:
+        def before_sleep(state) -> None:
+            exc = state.outcome.exception()
+            self._chain_down(exc)
+            log.log(
+                logging.ERROR if isinstance(exc, LedgerRefusing) else logging.WARNING,
+                "delivery failed, retrying",
+                extra={
+                    "error": str(exc),
+                    "attempt": state.attempt_number,
+                    "retry_in_s": round(state.upcoming_sleep, 2),
+                },
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(
+                lambda e: isinstance(e, ChainError) and not isinstance(e, UnitNotRegistered)
+            ),
+            wait=wait_exponential_jitter(
+                multiplier=0.5, max=self.config.chain.retry_max_s, jitter=0.5
+            ),
+            stop=lambda state: self._stop.is_set(),
+            sleep=lambda seconds: self._stop.wait(seconds),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self.deliver_once)
+
+    def _sender_loop(self) -> None:
+        while True:
+            if self._stop.is_set():
+                if self._drain_until is None:
+                    self._drain_until = time.monotonic() + self.config.service.stop_drain_s
+                if time.monotonic() >= self._drain_until or self.outbox.depth() == 0:
+                    return
+            try:
+                worked = self._deliver_with_retries()
+                if self._chain_ok is not True and worked:
+                    self._chain_up()
+            except UnitNotRegistered as exc:
+                self._unit_error = str(exc)
+                log.error(str(exc))
+                if self._stop.wait(self.config.chain.retry_max_s):
+                    return
+                continue
+            except StateError as exc:
+                self.fatal = str(exc)
+                log.critical(str(exc))
+                self.stop()
+                return
+            except ChainError as exc:
+                self._chain_down(exc)
+                if self._stop.is_set():
+                    return
+                continue
+            except Exception:
+                log.exception("sender failed")
+                if self._stop.wait(self.config.chain.retry_max_s):
+                    return
+                continue
+            if not worked:
+                if self._stop.is_set():
+                    return
+                idle_check = max(self.config.service.period_s, 15.0)
+                if time.monotonic() - self._last_contact >= idle_check:
+                    self.check_chain()
+                self._work.wait(self.config.service.period_s)
+                self._work.clear()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + self.config.service.stop_drain_s
+        self._stop.set()
+        self._work.set()
+
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until SIGTERM/SIGINT (or `stop()`); returns the process exit code."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        if self.http is not None:
+            self.http.start()
+        log.info(
+            "oracle started",
+            extra={
+                "unit": self.chain.unit,
+                "ledger": self.chain.ledger.address,
+                "meters": list(self.drivers),
+                "period_s": self.config.service.period_s,
+                "http_port": self.http.port if self.http else None,
+                "outbox_depth": self.outbox.depth(),
+            },
+        )
+        reader = threading.Thread(target=self._reader_loop, name="oracle-reader", daemon=True)
+        sender = threading.Thread(target=self._sender_loop, name="oracle-sender", daemon=True)
+        reader.start()
+        sender.start()
+        while not self._stop.wait(0.5):
+            pass
+        log.info("stopping")
+        reader.join()
+        # The sender gives up at the drain deadline; allow one RPC round trip beyond it.
+        sender.join(self.config.service.stop_drain_s + 3 * self.config.chain.rpc_timeout_s)
+        self.close()
+        log.info("oracle stopped", extra={"outbox_depth": self.outbox_depth_safe()})
+        return 1 if self.fatal else 0
+
+    def outbox_depth_safe(self) -> int | None:
+        try:
+            return self.outbox.depth()
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        for driver in self.drivers.values():
+            try:
+                driver.close()
+            except Exception:
+                log.exception("closing a driver failed")
+        if self.http is not None:
+            self.http.stop()
+        if self._lock is not None:
+            self._lock.release()
+
+
+def open_service(
+    config: OracleConfig,
+    *,
+    passphrase: str | None = None,
+    crashpoints: CrashPoints | None = None,
+) -> Service:
+    """Everything `oracle run` checks before it starts, each failure one `OracleError` line."""
+    state_dir = config.service.state_dir
+    lock = StateLock(state_dir)
+    try:
+        c = config.chain
+        chain_id = probe_chain_id(config)
+        ledger = load_deployment(c.deployments_dir, chain_id).contract(c.ledger)
+        if passphrase is None:
+            passphrase = resolve_passphrase(c.passphrase_file, c.passphrase_env)
+        unit_account = load_account(c.keystore, passphrase)
+        chain = chain_client(config, chain_id=chain_id, account=unit_account)
+        try:
+            served = chain.connect()
+            if served != chain_id:
+                raise ChainError(f"{c.rpc_url} serves chain {served}, the config says {chain_id}")
+            chain.check_unit()
+        except ChainUnavailable as exc:
+            log.warning(
+                "chain unreachable at start; reading meters meanwhile", extra={"error": str(exc)}
+            )
+        outbox = Outbox(state_dir / OUTBOX_FILE)
+        outbox.bind(chain_id=str(chain_id), ledger=ledger.address, unit=chain.unit)
+        drivers = make_drivers(config, state_dir)
+        return Service(
+            config, chain, outbox, drivers, chain_id=chain_id, lock=lock, crashpoints=crashpoints
+        )
+    except BaseException:
+        lock.release()
+        raise
