@@ -6,6 +6,7 @@ import pytest
 
 from tests.oracle.rig import (
     Anvil,
+    Counters,
     OracleProcess,
     OracleSetup,
     deploy_ledger,
@@ -83,3 +84,21 @@ def setup(tmp_path, anvil, deployments_dir, registered_unit):
     return OracleSetup(
         root=tmp_path, rpc_url=anvil.url, deployments_dir=deployments_dir, unit=registered_unit
     )
+
+
+@pytest.fixture
+def counters(tmp_path):
+    return Counters(tmp_path, "meter")
+
+
+@pytest.fixture
+def site(setup, counters, producer, consumer, ledger):
+    """One inverter meter: export is PV production (producer), import goes to the consumer.
+    The consumer holds a session with the unit."""
+    ledger.open_session(consumer, setup.unit.address)
+    setup.meters = [counters.meter("inverter")]
+    setup.channels = [
+        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
+        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
+    ]
+    return setup

@@ -16,28 +16,9 @@ from eth_account import Account
 
 from oracle.chain import ChainClient
 from oracle.config import load_config
-from oracle.errors import LedgerRefusing, StateError, UnitNotRegistered
+from oracle.errors import StateError, UnitNotRegistered
 from oracle.service import Service, open_service
-from tests.oracle.rig import PASSPHRASE, REAL_LEDGER, Counters, OracleSetup, make_unit
-
-
-@pytest.fixture
-def counters(tmp_path):
-    return Counters(tmp_path, "meter")
-
-
-@pytest.fixture
-def site(setup, counters, producer, consumer, ledger):
-    """One inverter meter: export is PV production (producer), import goes to the consumer.
-    The consumer holds a session with the unit."""
-    ledger.open_session(consumer, setup.unit.address)
-    setup.meters = [counters.meter("inverter")]
-    setup.channels = [
-        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
-        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
-    ]
-    return setup
-
+from tests.oracle.rig import PASSPHRASE, OracleSetup, make_unit
 
 ACTUAL = {"meter": "inverter", "counter": "stored", "kind": "actual", "min_interval_s": 0}
 
@@ -151,68 +132,6 @@ def test_a_resent_report_is_refused_by_sequence_and_reconciled(site, counters, l
     assert service.outbox.counts()["confirmed"] == 1
     assert ledger.totals(site.unit.address) == {("produced", producer): 25}
     assert ledger.last_seq(site.unit.address) == 1
-    service.close()
-
-
-@pytest.mark.skipif(REAL_LEDGER, reason="EnergyLedger accepts consumption without a session")
-def test_refused_report_is_rejected_and_the_rest_delivered(site, counters, ledger, producer, w3):
-    """A consumer without a session: the ledger refuses that report ("ledger: no session");
-    it is recorded as rejected, never retried, and the batch's other reports go through."""
-    stranger = w3.eth.accounts[5]  # never opened a session
-    site.channels[1]["account"] = stranger
-    service = start(site)
-    service.read_once()
-    counters.add(imp=9, exp=30)
-    service.read_once()
-    counters.add(exp=12)
-    service.read_once()
-    drain(service)
-    counts = service.outbox.counts()
-    assert counts == {"pending": 0, "sending": 0, "confirmed": 2, "rejected": 1}
-    [rejected] = [r for r in service.outbox.table("reports") if r["status"] == "rejected"]
-    assert rejected["account"] == stranger and rejected["wh"] == 9
-    assert rejected["error"] == "ledger: no session"
-    assert ledger.totals(site.unit.address) == {("produced", producer): 42}
-    assert ledger.last_seq(site.unit.address) == 2
-    # The batch was refused whole, then split: three single sends, one refused at estimate.
-    assert [tx["method"] for tx in service.outbox.table("txs")] == ["energy_produced"] * 2
-    service.close()
-
-
-@pytest.mark.skipif(REAL_LEDGER, reason="EnergyLedger has no pause")
-def test_refusal_for_everyone_holds_reports_back_instead_of_rejecting(
-    site, counters, ledger, producer, consumer
-):
-    """A paused ledger refuses every report: that is not the report's fault, so nothing is
-    rejected; delivery waits and resumes when the ledger does."""
-    service = start(site)
-    service.read_once()
-    counters.add(imp=4, exp=10)
-    service.read_once()
-    counters.add(exp=6)
-    service.read_once()
-    ledger.pause()
-    try:
-        service.deliver_once()  # the batch is refused: split into single reports
-        with pytest.raises(LedgerRefusing, match="ledger: paused; it stays in the outbox"):
-            service.deliver_once()
-        assert service.outbox.counts() == {
-            "pending": 3,
-            "sending": 0,
-            "confirmed": 0,
-            "rejected": 0,
-        }
-        healthy, detail = service.health()
-        assert not healthy and any("ledger: paused" in p for p in detail["problems"])
-    finally:
-        ledger.pause(False)
-    drain(service)
-    assert service.outbox.counts()["confirmed"] == 3
-    assert ledger.totals(site.unit.address) == {
-        ("produced", producer): 16,
-        ("consumed", consumer): 4,
-    }
-    assert not any("paused" in p for p in service.health()[1]["problems"])
     service.close()
 
 
