@@ -8,8 +8,10 @@ and is only ever prompted for when a person is at the terminal.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from eth_account import Account
@@ -65,10 +67,22 @@ def resolve_passphrase(
     )
 
 
+def _decrypt(data: dict, passphrase: str) -> bytes:
+    return bytes(Account.decrypt(data, passphrase))
+
+
 def load_account(path: Path, passphrase: str) -> LocalAccount:
+    """Decrypt the keystore in a short-lived child process.
+
+    The KDF of an `ape accounts` keystore (scrypt N=2**18, r=8) needs 256 MiB while it runs;
+    in a child that memory never counts against the long-running service (whose resident
+    size stays below 100 MB on a Pi) and is returned to the system when the child exits.
+    """
     data = _read(path)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     try:
-        key = Account.decrypt(data, passphrase)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+            key = pool.submit(_decrypt, data, passphrase).result()
     except ValueError:
         raise KeystoreError(f"keystore {path}: wrong passphrase") from None
     except (KeyError, TypeError) as exc:
