@@ -221,6 +221,8 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
             "energy_consumed while R > 0",
             ledger.energy_consumed(consumer, 10, 7, sender=unit),
             42_000,
+            note="applying a cost reads the burn cap B (a cold slot, 2,100) and runs the "
+            "rate math; the common case R = 0 is the row above",
         )
     )
     rows.append(

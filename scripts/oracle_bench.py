@@ -225,10 +225,10 @@ def render(backlogs: list[dict], runs: list[dict], duration_s: float) -> str:
         f"| resident memory of `oracle run` ≤ {TARGET_RSS_MB:g} MB | {rss:.0f} MiB (max VmRSS "
         f"while running) | {ok(rss <= TARGET_RSS_MB)} |",
         "",
-        f"Peak resident memory (VmHWM) was {hwm:.0f} MiB: decrypting a keystore of `ape "
-        "accounts`' default strength (scrypt N=2^18, r=8) needs 256 MiB for about two seconds "
-        "at start, by design of the KDF; the memory is returned right after "
-        "(see docs/oracle-pi.md for sizing `MemoryMax`).",
+        f"Peak resident memory (VmHWM) of `oracle run` was {hwm:.0f} MiB. Decrypting a "
+        "keystore of `ape accounts`' default strength (scrypt N=2^18, r=8) needs 256 MiB for "
+        "a second or two at start; it runs in a short-lived child process, so it never counts "
+        "against the service (see docs/oracle-pi.md for sizing `MemoryMax`).",
         "",
         "**Backlog** (reports waiting in the outbox, e.g. after an outage; instant mining):",
         "",
