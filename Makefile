@@ -20,7 +20,7 @@ ANVIL := $(BIN)/anvil
 help:
 	@echo "make demo   - start a local chain, deploy PowerHive and run the community demo"
 	@echo "make test   - lint and run the whole test suite"
-	@echo "make gas    - measure gas per operation into docs/gas.md"
+	@echo "make gas    - measure gas per operation into docs/gas.md and docs/gas-orderbook.md"
 	@echo "make clean  - remove build output (keeps .venv and node_modules)"
 
 $(STAMP_PY): requirements.lock pyproject.toml
@@ -56,6 +56,7 @@ demo: install
 
 gas: install
 	ape run gas_report
+	ape run orderbook_gas
 
 lock: $(STAMP_PY)
 	{ echo "# Full, exact lock of the Python environment (pip freeze of a working .venv)."; \

@@ -14,6 +14,7 @@ from ape.contracts import ContractInstance
 from ape.logging import logger
 
 from oracle.deployments import ContractRecord, Deployment, write_deployment
+from scripts._orderbook import deploy_orderbook
 
 DEPLOYMENTS_DIR = Path(__file__).resolve().parent.parent / "deployments"
 
@@ -65,9 +66,13 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
         return instance
 
     council = deploy("Council")
-    deploy("EnergyLedger", council.address)
-    deploy("EEuro", council.address)
+    ledger = deploy("EnergyLedger", council.address)
+    eeuro = deploy("EEuro", council.address)
     deploy("HiveToken", treasury or deployer.address)
+    # The ENT / eEuro market; its rules (tick, lot, minimum) change only by Council vote.
+    book = deploy_orderbook(deployer, ledger, eeuro, council)
+    protocol.contracts["OrderBook"] = book
+    logger.info(f"OrderBook (ENT/eEuro) deployed at {book.address}")
     return protocol
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
+from scripts._orderbook import demo_orderbook
 from scripts._protocol import deploy_protocol, governed
 
 EEURO = 10**6
@@ -91,6 +92,19 @@ def cli(network):
     }
     out = Path(__file__).resolve().parent.parent / "out" / "community.csv"
     run_community(protocol, people, out, console)
+
+    # The market: four members trade ENT for eEuro on the order book.
+    console.rule("Market: ENT / eEuro order book")
+    ledger, unit_a = protocol.EnergyLedger, people["unit_a"]
+
+    def fund(account, base_amount, quote_amount):
+        # ENT the legitimate way: energy stored for the member (net of the storage fee F).
+        fee = ledger.params().storage_fee
+        wh = -(-base_amount * 10**18 // (10**18 - fee)) // 10**15 + 1
+        ledger.energy_produced(account, wh, ledger.last_seq(unit_a) + 1, sender=unit_a)
+        eeuro.mint(account, quote_amount, sender=banker)
+
+    demo_orderbook(protocol.OrderBook, ledger, eeuro, [t[15], t[16], t[17], t[18]], fund)
 
     oracle_people = {
         "unit": t[12],

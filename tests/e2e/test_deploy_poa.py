@@ -109,13 +109,13 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert written["network"] == "ethereum:powerhive-poa:node"
     assert written["deployer"] == Account.from_key(KEY).address
     assert written["evm_version"] == "cancun"
-    for name in ("Council", "EnergyLedger", "EEuro", "HiveToken"):
+    for name in ("Council", "EnergyLedger", "EEuro", "HiveToken", "OrderBook"):
         record = written["contracts"][name]
         assert written["deploy_block"] <= record["block"]
         assert poa_node.eth.get_code(record["address"]) != b""
         names = {item.get("name") for item in record["abi"]}
-        assert "transfer" in names or name == "Council"
-        assert "vote" in names or name != "Council"
+        expected = {"Council": "vote", "OrderBook": "place"}.get(name, "transfer")
+        assert expected in names, name
     # Legacy transactions with the configured fixed gas limit, as the network config asks.
     eeuro = written["contracts"]["EEuro"]
     block = poa_node.eth.get_block(eeuro["block"], full_transactions=True)
@@ -132,6 +132,9 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     council_abi = written["contracts"]["Council"]["abi"]
     council_c = poa_node.eth.contract(address=council, abi=council_abi)
     assert council_c.functions.voters().call() == [written["deployer"]]
+    book = written["contracts"]["OrderBook"]
+    book_c = poa_node.eth.contract(address=book["address"], abi=book["abi"])
+    assert book_c.functions.owner().call() == council
 
     # A second run refuses to overwrite the file, before sending anything.
     nonce = poa_node.eth.get_transaction_count(written["deployer"])

@@ -4,6 +4,7 @@ not even a voter or the deployer, can call them except through a passed vote."""
 import ape
 import pytest
 
+from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK, deploy_orderbook
 from tests.conftest import EEURO, ZERO
 from tests.ledger_helpers import KWH, assert_ledger_conserved
 
@@ -16,6 +17,7 @@ def community(project, accounts):
     council = deployer.deploy(project.Council)
     ledger = deployer.deploy(project.EnergyLedger, council)
     eeuro = deployer.deploy(project.EEuro, council)
+    book = deploy_orderbook(deployer, ledger, eeuro, council)
     voters = [deployer, voter2, voter3]
 
     def governed(target, data, by=None):
@@ -26,7 +28,9 @@ def community(project, accounts):
 
     governed(council, council.add_voter.encode_input(voter2), [deployer])
     governed(council, council.add_voter.encode_input(voter3), [deployer, voter2])
-    return dict(council=council, ledger=ledger, eeuro=eeuro, voters=voters, governed=governed)
+    return dict(
+        council=council, ledger=ledger, eeuro=eeuro, book=book, voters=voters, governed=governed
+    )
 
 
 def admin_calls(c, unit, owner, banker):
@@ -38,6 +42,8 @@ def admin_calls(c, unit, owner, banker):
         (ledger, "transfer_ownership", (owner,)),
         (eeuro, "set_banker", (banker,)),
         (eeuro, "transfer_ownership", (owner,)),
+        (c["book"], "set_rules", (2 * ENT_TICK, ENT_LOT, ENT_MIN_SIZE)),
+        (c["book"], "transfer_ownership", (owner,)),
     ]
 
 
@@ -69,6 +75,9 @@ def test_votes_drive_every_admin_function(community, accounts):
     eeuro.mint(producer, 5 * EEURO, sender=banker)
     ledger.energy_produced(producer, 1000, 1, sender=unit)
     assert ledger.balanceOf(producer) == KWH  # F = 0 after the vote
+    book = community["book"]
+    governed(book, book.set_rules.encode_input(2 * ENT_TICK, ENT_LOT, ENT_MIN_SIZE))
+    assert book.tick_size() == 2 * ENT_TICK
     governed(ledger, ledger.remove_storage_unit.encode_input(unit))
     assert not ledger.unit_info(unit).active
     assert_ledger_conserved(ledger, [unit])
