@@ -46,6 +46,18 @@ def treasury(accounts):
 
 
 @pytest.fixture(scope="session")
+def carol(accounts):
+    """A third trader."""
+    return accounts[7]
+
+
+@pytest.fixture(scope="session")
+def dave(accounts):
+    """A fourth trader."""
+    return accounts[8]
+
+
+@pytest.fixture(scope="session")
 def council_stand_in(accounts):
     """An address that plays the Council's part for ownership hand-over tests."""
     return accounts[6]

@@ -337,16 +337,6 @@ class BookMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def carol(accounts):
-    return accounts[7]
-
-
-@pytest.fixture(scope="module")
-def dave(accounts):
-    return accounts[8]
-
-
-@pytest.fixture(scope="module")
 def market(deployer, hvt, eeuro_banked, banker, treasury, alice, bob, carol, dave):
     book = deploy_orderbook(deployer, hvt, eeuro_banked, deployer)
     traders = [alice, bob, carol, dave]

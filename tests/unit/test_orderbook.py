@@ -30,16 +30,6 @@ from tests.orderbook_fixtures import (
 
 
 @pytest.fixture(scope="module")
-def carol(accounts):
-    return accounts[7]
-
-
-@pytest.fixture(scope="module")
-def dave(accounts):
-    return accounts[8]
-
-
-@pytest.fixture(scope="module")
 def erin(accounts):
     return accounts[9]
 
