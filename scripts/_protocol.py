@@ -76,14 +76,19 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     return protocol
 
 
-def governed(protocol: Protocol, voters, target, method: str, *args):
-    """Pass a governed call through the Council: each voter votes YES until it executes."""
-    data = getattr(target, method).encode_input(*args)
+def pass_vote(council, target, data, voters):
+    """Each voter in turn votes YES on `target.call(data)` until the vote executes it;
+    returns the passing receipt."""
     for voter in voters:
-        receipt = protocol.Council.vote(target, data, sender=voter)
+        receipt = council.vote(target, data, sender=voter)
         if receipt.return_value:
             return receipt
-    raise RuntimeError(f"vote on {method} did not pass with {len(voters)} voters")
+    raise RuntimeError(f"vote did not pass with {len(voters)} voters")
+
+
+def governed(protocol: Protocol, voters, target, method: str, *args):
+    """Pass a governed call `target.method(*args)` through the protocol's Council."""
+    return pass_vote(protocol.Council, target, getattr(target, method).encode_input(*args), voters)
 
 
 def save_protocol(protocol: Protocol, network: str, *, force: bool, directory: Path | None = None):

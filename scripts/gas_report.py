@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts._gas import GasRow, row, to_markdown
-from scripts._protocol import deploy_protocol, governed
+from scripts._protocol import deploy_protocol, governed, pass_vote
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "gas.md"
 EEURO = 10**6
@@ -107,17 +107,11 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
     ledger = deployer.deploy(project.EnergyLedger, council)
     rows: list[GasRow] = []
 
-    def pass_vote(target, data, voters):
-        receipt = None
-        for v in voters:
-            receipt = council.vote(target, data, sender=v)
-        return receipt
-
     # Three voters: deployer + two added by vote.
     extra = accts[5:7]
     voters = [deployer]
     for v in extra:
-        pass_vote(council, council.add_voter.encode_input(v), voters)
+        pass_vote(council, council, council.add_voter.encode_input(v), voters)
         voters.append(v)
     data = ledger.register_storage_unit.encode_input(unit, owner)
     rows.append(
@@ -154,7 +148,7 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
             40_000,
         )
     )
-    pass_vote(ledger, data2, voters[1:2])
+    pass_vote(council, ledger, data2, voters[1:2])
 
     # ENT: production, consumption.
     ledger.energy_produced(producer, 1000, 1, sender=unit)  # first mint: supply 0 -> non-zero
@@ -257,10 +251,7 @@ def measure_council_scaling(deployer, accts, sizes=(3, 60)) -> list[GasRow]:
         council = deployer.deploy(project.Council)
         voters = [deployer]
         for new in accts[: size - 1]:
-            data = council.add_voter.encode_input(new)
-            for v in voters:
-                if council.vote(council, data, sender=v).return_value:
-                    break
+            pass_vote(council, council, council.add_voter.encode_input(new), voters)
             voters.append(new)
         data = council.set_ballot_lifetime.encode_input(86400)
         rows.append(

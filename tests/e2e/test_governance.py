@@ -5,6 +5,7 @@ import ape
 import pytest
 
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK, deploy_orderbook
+from scripts._protocol import pass_vote
 from tests.conftest import EEURO, ZERO
 from tests.ledger_helpers import KWH, assert_ledger_conserved
 
@@ -21,10 +22,7 @@ def community(project, accounts):
     voters = [deployer, voter2, voter3]
 
     def governed(target, data, by=None):
-        for v in by or voters:
-            if council.vote(target, data, sender=v).return_value:
-                return
-        raise AssertionError("vote did not pass")
+        pass_vote(council, target, data, by or voters)
 
     governed(council, council.add_voter.encode_input(voter2), [deployer])
     governed(council, council.add_voter.encode_input(voter3), [deployer, voter2])

@@ -3,6 +3,7 @@
 import ape
 import pytest
 
+from scripts._protocol import pass_vote
 from tests.conftest import ZERO
 
 WEEK = 7 * 86400
@@ -21,13 +22,6 @@ def voters(accounts):
 
 def add_voter_data(council, who):
     return council.add_voter.encode_input(who)
-
-
-def pass_vote(council, target, data, voters):
-    for v in voters:
-        if council.vote(target, data, sender=v).return_value:
-            return
-    raise AssertionError("vote did not pass")
 
 
 @pytest.fixture(scope="module")
