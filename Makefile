@@ -15,11 +15,12 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 ANVIL := $(BIN)/anvil
 
-.PHONY: help install lint test demo gas deploy-local lock clean
+.PHONY: help install lint test fuzz demo gas deploy-local lock clean
 
 help:
 	@echo "make demo   - start a local chain, deploy PowerHive and run the community demo"
-	@echo "make test   - lint and run the whole test suite"
+	@echo "make test   - lint and run the whole test suite (two workers, ~10 min on 2 cores)"
+	@echo "make fuzz   - the stateful property tests only, 10x deeper than in make test"
 	@echo "make gas    - measure gas per operation into docs/gas.md and docs/gas-orderbook.md"
 	@echo "make clean  - remove build output (keeps .venv and node_modules)"
 
@@ -48,8 +49,25 @@ lint: install
 	ruff format --check .
 	ape compile
 
+# Two workers (pytest-xdist), each with its own Anvil; a file's tests stay on one worker
+# (module-scoped deployments and the PoA node's fixed port). docs/testing.md has the times.
+WORKERS ?= 2
+XDIST := -n $(WORKERS) --dist loadfile
+
 test: lint
-	ape test tests
+	@start=$$(date +%s); status=0; \
+	  ape test tests $(XDIST) || status=$$?; \
+	  echo "make test: the suite took $$(( $$(date +%s) - start )) s (exit $$status)"; \
+	  exit $$status
+
+# 10x the depth of `make test`: 5,000 examples x 50 steps per machine.
+FUZZ_EXAMPLES ?= 5000
+fuzz: install
+	@start=$$(date +%s); status=0; \
+	  POWERHIVE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ape test tests/fuzz $(XDIST) --timeout 0 \
+	    || status=$$?; \
+	  echo "make fuzz: took $$(( $$(date +%s) - start )) s (exit $$status)"; \
+	  exit $$status
 
 demo: install
 	ape run demo

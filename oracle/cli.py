@@ -7,6 +7,7 @@ unregistered unit, ...) is one line on stderr and exit status 1; no traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,10 @@ from rich.table import Table
 from oracle import __version__
 from oracle.config import OracleConfig, load_config
 from oracle.errors import ChainError, KeystoreError, OracleError
+from oracle.lifecycle import StopRequest
 from oracle.logs import setup_logging
+
+log = logging.getLogger("oracle")
 
 CONFIG = click.option(
     "--config",
@@ -56,12 +60,17 @@ def _iso(ts: float | None) -> str:
 @CONFIG
 def run(config_path: Path) -> None:
     """Run the service until SIGTERM or SIGINT."""
+    # First of all: a stop signal while the service is still starting is a clean stop too.
+    stop = StopRequest.install()
     config = load_config(config_path)
     setup_logging(config.service.log_level, config.service.log_format)
     from oracle.service import open_service  # web3 is slow to import: after the config
 
+    if stop.requested:
+        log.info("oracle stopped before it started", extra={"signal": stop.signal})
+        sys.exit(0)
     service = open_service(config)
-    sys.exit(service.run())
+    sys.exit(service.run(stop=stop))
 
 
 @main.command()

@@ -37,6 +37,7 @@ from oracle.errors import (
     UnitNotRegistered,
 )
 from oracle.keystore import keystore_address, load_account, resolve_passphrase
+from oracle.lifecycle import StopRequest
 from oracle.metrics import HttpEndpoint, Metrics
 from oracle.outbox import Outbox, Report
 
@@ -592,11 +593,17 @@ class Service:
         self._stop.set()
         self._work.set()
 
-    def run(self, *, install_signals: bool = True) -> int:
-        """Run until SIGTERM/SIGINT (or `stop()`); returns the process exit code."""
-        if install_signals:
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+    def run(self, *, install_signals: bool = True, stop: StopRequest | None = None) -> int:
+        """Run until SIGTERM/SIGINT (or `stop()`); returns the process exit code.
+
+        `stop` is the request `oracle run` installed before starting (a signal that came
+        during the start stops the service at once); without it, `install_signals` wires
+        SIGTERM and SIGINT here. Further signals during the shutdown are logged, not obeyed
+        twice, and the exit status stays 0."""
+        if stop is None and install_signals:
+            stop = StopRequest.install()
+        if stop is not None:
+            stop.on_stop(self.stop)
         if self.http is not None:
             self.http.start()
         log.info(

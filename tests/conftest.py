@@ -4,10 +4,25 @@ Ape wraps every test in a chain snapshot, so module-scoped deployments are cheap
 starts from the same state.
 """
 
+import functools
+import os
+
 import ape
+import ape_ethereum.trace
+import ape_test.accounts
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+
+# Speed, not behaviour (issue 8). On every reverted transaction Ape renders the call tree,
+# and to label addresses it asks whether each is a test account, which derives all 80 test
+# keys from the mnemonic again (~20 ms each: 1.6 s per revert). The keys never change: derive
+# them once. The rendered tree is only printed (pytest captures it) and costs a
+# debug_traceTransaction per revert; `ape.reverts` checks the reason without it. Set
+# POWERHIVE_SHOW_TRACES=1 to get the trees back when debugging a test.
+ape_test.accounts.generate_dev_accounts = functools.cache(ape_test.accounts.generate_dev_accounts)
+if not os.environ.get("POWERHIVE_SHOW_TRACES"):
+    ape_ethereum.trace.Trace.show = lambda self, *args, **kwargs: None
 
 ZERO = "0x0000000000000000000000000000000000000000"
 EEURO = 10**6  # one eEuro in base units
@@ -135,3 +150,19 @@ def sign_permit(token, owner, spender, value, deadline, nonce=None, signer=None)
     }
     signed = Account.sign_message(encode_typed_data(full_message=data), signer.private_key)
     return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How deep each stateful test went (examples, steps), from the `fuzz_depth` property
+    every machine records; the reports carry it across xdist workers too."""
+    lines = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "fuzz_depth"
+    ]
+    if lines:
+        terminalreporter.section("stateful test depth")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

@@ -1,25 +1,23 @@
 """Stateful property test of the energy ledger under random produce / consume / session /
-loss / vote steps (SPEC §2-§3).
+loss / vote steps (SPEC §2-§3), on titanoboa (see `tests/fuzz/boa_env.py`).
 
-Invariants after every step: ENT supply equals the sum of balances; escrow held equals escrow
-owed by the sessions; network energy equals the sum over units; `D = supply + escrow - KWH`.
-Per step: produce and in-reserve consumption move ENT exactly as the reference model says and
-never grow `|D|` (only a loss report or over-consumption may). 50 examples x 30 steps by
-default; POWERHIVE_FUZZ_EXAMPLES runs more.
+Each example deploys a fresh Council (three voters, added by passed votes) and a ledger it
+governs, with two storage units voted in. Invariants after every step: ENT supply equals the
+sum of balances; escrow held equals escrow owed by the sessions; network energy equals the sum
+over units; `D = supply + escrow - KWH`. Per step: produce and in-reserve consumption move ENT
+exactly as the reference model says and never grow `|D|` (only a loss report or
+over-consumption may). 500 examples x 50 steps by default (`POWERHIVE_FUZZ_EXAMPLES`,
+`POWERHIVE_FUZZ_STEPS`; `make fuzz` runs 10x).
 """
 
-import os
-
-import ape
-import pytest
-from hypothesis import settings
+import boa
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from scripts._protocol import pass_vote
+from tests.fuzz import boa_env
 from tests.ledger_helpers import WAD, WH
 
-EXAMPLES = int(os.environ.get("POWERHIVE_FUZZ_EXAMPLES", "50"))
+LIFETIME = 7200
 
 
 def model_amount(wh, d, r, burn):
@@ -37,156 +35,205 @@ def model_amount(wh, d, r, burn):
     return (amount - adj if burn else amount + adj), d + adj
 
 
-@pytest.fixture(scope="module")
-def world(project, accounts, chain):
-    deployer = accounts[0]
-    voters = [deployer, accounts[13], accounts[14]]
-    council = deployer.deploy(project.Council)
-    ledger = deployer.deploy(project.EnergyLedger, council)
-    units = [accounts[8], accounts[9]]
-    owner = accounts[10]
-    people = [accounts[11], accounts[12], accounts[15]]
-
-    def governed(target, data):
-        pass_vote(council, target, data, voters)
-
-    governed(council, council.add_voter.encode_input(voters[1]))
-    governed(council, council.add_voter.encode_input(voters[2]))
-    for u in units:
-        governed(ledger, ledger.register_storage_unit.encode_input(u, owner))
-    return dict(
-        council=council,
-        ledger=ledger,
-        units=units,
-        owner=owner,
-        people=people,
-        voters=voters,
-        chain=chain,
-    )
+def pass_vote(council, target, data, voters):
+    """Votes YES with `voters` in turn until the action has passed (SPEC §2)."""
+    for voter in voters:
+        council.vote(target, data, sender=voter)
+        if any(type(e).__name__ == "BallotPassed" for e in council.get_logs()):
+            return
+    raise AssertionError("the vote did not pass")
 
 
-@pytest.mark.timeout(3600)
-def test_ledger_state_machine(world):
-    ledger, units, people = world["ledger"], world["units"], world["people"]
-    council, voters, chain = world["council"], world["voters"], world["chain"]
-    holders = people + [world["owner"]]
-    # Anvil drops a snapshot when reverting to it: take a fresh one after every restore.
-    snap = [chain.snapshot()]
+def last_event(contract, name):
+    found = [e for e in contract.get_logs() if type(e).__name__ == name]
+    assert len(found) == 1, f"expected one {name}, got {contract.get_logs()}"
+    return found[0]
 
-    class LedgerMachine(RuleBasedStateMachine):
-        @initialize()
-        def reset(self):
-            chain.restore(snap[0])
-            snap[0] = chain.snapshot()
-            self.sessions = set()
-            self.cost_locked_growth = True
 
-        def d_r(self):
-            return ledger.imbalance(), ledger.cost()
+class World:
+    """A Council of three voters (added by passed votes) governing a ledger with two storage
+    units voted in: built once per test, every example runs inside a boa anchor of it."""
 
-        def next_seq(self, unit):
-            return ledger.last_seq(unit) + 1
+    def __init__(self):
+        deployer = boa.env.generate_address("deployer")
+        self.voters = [deployer, *boa_env.accounts(2, "voter")]
+        self.units = boa_env.accounts(2, "unit")
+        self.owner = boa.env.generate_address("owner")
+        self.people = boa_env.accounts(3, "person")
+        self.holders = [*self.people, self.owner]
+        with boa.env.prank(deployer):
+            self.council = boa_env.deployer("Council").deploy()
+            self.ledger = boa_env.deployer("EnergyLedger").deploy(self.council.address)
+        council, ledger = self.council, self.ledger
+        pass_vote(council, council, council.add_voter.prepare_calldata(self.voters[1]), [deployer])
+        pass_vote(council, council, council.add_voter.prepare_calldata(self.voters[2]), self.voters)
+        for u in self.units:
+            data = ledger.register_storage_unit.prepare_calldata(u, self.owner)
+            pass_vote(council, ledger, data, self.voters)
 
-        @rule(u=st.integers(0, 1), p=st.integers(0, 2), wh=st.integers(1, 5_000))
-        def produce(self, u, p, wh):
-            unit, producer = units[u], people[p]
-            d, r = self.d_r()
-            m = ledger.params().max_mint_cost
-            supply = ledger.totalSupply()
-            ledger.energy_produced(producer, wh, self.next_seq(unit), sender=unit)
-            minted, d_model = model_amount(wh, d, min(r, m), burn=False)
-            assert ledger.totalSupply() - supply == minted
-            assert ledger.imbalance() == d_model
-            assert abs(d_model) <= abs(d)
 
-        @rule(u=st.integers(0, 1), c=st.integers(0, 2), ent=st.integers(WH, 3 * 10**18))
-        def start_session(self, u, c, ent):
-            unit, consumer = units[u], people[c]
-            if ledger.session(consumer, unit).open:
-                return
-            if ledger.balanceOf(consumer) < ent:
-                return
-            d, r = self.d_r()
-            b = ledger.params().max_burn_cost
-            rb = min(r, b)
-            if r == 0 or d == 0:
-                reserve = ent // WH
-            elif d > 0:
-                reserve = ent * WAD // (WH * (WAD + rb))
-            else:
-                reserve = ent * WAD // (WH * (WAD - rb))
-            if reserve == 0 or reserve > ledger.unit_info(unit).available_wh:
-                with ape.reverts():
+class LedgerMachine(RuleBasedStateMachine):
+    world: World
+    depth: boa_env.Depth
+
+    @initialize()
+    def start(self):
+        self.depth.example()
+        self.__dict__.update(vars(self.world))
+        self._anchor = boa.env.anchor()
+        self._anchor.__enter__()
+        self.sessions = set()
+
+    def teardown(self):
+        if hasattr(self, "_anchor"):
+            self._anchor.__exit__(None, None, None)
+
+    def d_r(self):
+        return self.ledger.imbalance(), self.ledger.cost()
+
+    def next_seq(self, unit):
+        return self.ledger.last_seq(unit) + 1
+
+    @rule(u=st.integers(0, 1), p=st.integers(0, 2), wh=st.integers(1, 5_000))
+    def produce(self, u, p, wh):
+        self.depth.step()
+        ledger = self.ledger
+        unit, producer = self.units[u], self.people[p]
+        d, r = self.d_r()
+        m = ledger.params().max_mint_cost
+        supply = ledger.totalSupply()
+        ledger.energy_produced(producer, wh, self.next_seq(unit), sender=unit)
+        minted, d_model = model_amount(wh, d, min(r, m), burn=False)
+        assert ledger.totalSupply() - supply == minted
+        assert ledger.imbalance() == d_model
+        assert abs(d_model) <= abs(d)
+
+    @rule(u=st.integers(0, 1), c=st.integers(0, 2), ent=st.integers(WH, 3 * 10**18))
+    def start_session(self, u, c, ent):
+        self.depth.step()
+        ledger = self.ledger
+        unit, consumer = self.units[u], self.people[c]
+        old = ledger.session(consumer, unit)
+        if old.open and not old.expired:
+            with boa.reverts("ledger: session open"):
+                ledger.start_session(unit, ent, sender=consumer)
+            return
+        # An expired session of the same pair is closed (refunded, released) first.
+        refund, released = (old.escrow, old.reserved_wh) if old.open else (0, 0)
+        d, r = self.d_r()
+        b = ledger.params().max_burn_cost
+        rb = min(r, b)
+        if r == 0 or d == 0:
+            reserve = ent // WH
+        elif d > 0:
+            reserve = ent * WAD // (WH * (WAD + rb))
+        else:
+            reserve = ent * WAD // (WH * (WAD - rb))
+        checks = [
+            (reserve == 0, "ledger: amount below 1 Wh"),
+            (
+                reserve > ledger.unit_info(unit).available_wh + released,
+                "ledger: not enough energy available",
+            ),
+            (ledger.balanceOf(consumer) + refund < ent, "erc20: burn amount exceeds balance"),
+        ]
+        for failed, reason in checks:
+            if failed:
+                with boa.reverts(reason):
                     ledger.start_session(unit, ent, sender=consumer)
                 return
-            ledger.start_session(unit, ent, sender=consumer)
-            self.sessions.add((consumer, unit))
-            assert ledger.session(consumer, unit).reserved_wh == reserve
-            assert self.d_r() == (d, r)
+        ledger.start_session(unit, ent, sender=consumer)
+        self.sessions.add((consumer, unit))
+        assert ledger.session(consumer, unit).reserved_wh == reserve
+        assert self.d_r() == (d, r)
 
-        @rule(u=st.integers(0, 1), c=st.integers(0, 2), wh=st.integers(1, 3_000))
-        def consume(self, u, c, wh):
-            unit, consumer = units[u], people[c]
-            s = ledger.session(consumer, unit)
-            d, r = self.d_r()
-            tx = ledger.energy_consumed(consumer, wh, self.next_seq(unit), sender=unit)
-            ev = [e for e in tx.events if e.event_name == "EnergyConsumed"][0]
-            if s.open and not s.expired and wh <= s.reserved_wh:
-                b = ledger.params().max_burn_cost
-                burned, d_model = model_amount(wh, d, min(r, b), burn=True)
-                burned = min(burned, s.escrow)
-                assert ev.burned == burned
-                if burned == model_amount(wh, d, min(r, b), burn=True)[0]:
-                    assert ledger.imbalance() == d_model
-                    assert abs(d_model) <= abs(d)
-            else:
-                assert ev.over_wh == wh - (s.reserved_wh if s.open and not s.expired else 0)
+    @rule(u=st.integers(0, 1), c=st.integers(0, 2), wh=st.integers(1, 3_000))
+    def consume(self, u, c, wh):
+        self.depth.step()
+        ledger = self.ledger
+        unit, consumer = self.units[u], self.people[c]
+        s = ledger.session(consumer, unit)
+        d, r = self.d_r()
+        ledger.energy_consumed(consumer, wh, self.next_seq(unit), sender=unit)
+        ev = last_event(ledger, "EnergyConsumed")
+        if s.open and not s.expired and wh <= s.reserved_wh:
+            b = ledger.params().max_burn_cost
+            burned, d_model = model_amount(wh, d, min(r, b), burn=True)
+            assert ev.burned == min(burned, s.escrow)
+            if burned <= s.escrow:
+                assert ledger.imbalance() == d_model
+                assert abs(d_model) <= abs(d)
+        else:
+            assert ev.over_wh == wh - (s.reserved_wh if s.open and not s.expired else 0)
 
-        @rule(u=st.integers(0, 1), loss=st.integers(-2_000, 2_000))
-        def report_actual(self, u, loss):
-            unit = units[u]
-            info = ledger.unit_info(unit)
-            measured = max(0, info.available_wh + info.locked_wh - loss)
-            ledger.report_actual_energy(measured, self.next_seq(unit), sender=unit)
+    @rule(u=st.integers(0, 1), loss=st.integers(-2_000, 2_000))
+    def report_actual(self, u, loss):
+        self.depth.step()
+        unit = self.units[u]
+        info = self.ledger.unit_info(unit)
+        measured = max(0, info.available_wh + info.locked_wh - loss)
+        self.ledger.report_actual_energy(measured, self.next_seq(unit), sender=unit)
+        after = self.ledger.unit_info(unit)
+        # Energy reserved by sessions stays booked until they consume or close.
+        assert after.available_wh + after.locked_wh == max(measured, info.locked_wh)
+        assert after.locked_wh == info.locked_wh
 
-        @rule(c=st.integers(0, 2), u=st.integers(0, 1), wait=st.booleans())
-        def close_session(self, c, u, wait):
-            consumer, unit = people[c], units[u]
-            if not ledger.session(consumer, unit).open:
-                return
-            if wait:
-                chain.pending_timestamp += 7201
-            ledger.close_session(consumer, unit, sender=consumer)
+    @rule(c=st.integers(0, 2), u=st.integers(0, 1), wait=st.booleans(), other=st.booleans())
+    def close_session(self, c, u, wait, other):
+        self.depth.step()
+        ledger = self.ledger
+        consumer, unit = self.people[c], self.units[u]
+        s = ledger.session(consumer, unit)
+        if not s.open:
+            with boa.reverts("ledger: no session"):
+                ledger.close_session(consumer, unit, sender=consumer)
+            return
+        if wait:
+            boa.env.time_travel(seconds=LIFETIME + 1)
+        caller = self.people[(c + 1) % 3] if other else consumer
+        if other and not wait and not s.expired:
+            with boa.reverts("ledger: session not expired"):
+                ledger.close_session(consumer, unit, sender=caller)
+            return
+        balance = ledger.balanceOf(consumer)
+        ledger.close_session(consumer, unit, sender=caller)
+        assert ledger.balanceOf(consumer) == balance + s.escrow
+        assert not ledger.session(consumer, unit).open
 
-        @rule(src=st.integers(0, 2), dst=st.integers(0, 3), part=st.integers(1, 4))
-        def transfer(self, src, dst, part):
-            bal = ledger.balanceOf(people[src])
-            if bal:
-                ledger.transfer(holders[dst], bal // part, sender=people[src])
+    @rule(src=st.integers(0, 2), dst=st.integers(0, 3), part=st.integers(1, 4))
+    def transfer(self, src, dst, part):
+        self.depth.step()
+        bal = self.ledger.balanceOf(self.people[src])
+        if bal:
+            self.ledger.transfer(self.holders[dst], bal // part, sender=self.people[src])
 
-        @rule(v=st.integers(0, 2), c=st.sampled_from([WAD // 20, WAD // 5, WAD // 2]))
-        def vote_recovery_share(self, v, c):
-            p = ledger.params()
-            data = ledger.set_parameters.encode_input(
-                p.max_mint_cost, p.max_burn_cost, c, p.storage_fee, p.session_lifetime
-            )
-            council.vote(ledger, data, sender=voters[v])
+    @rule(v=st.integers(0, 2), c=st.sampled_from([WAD // 20, WAD // 5, WAD // 2]))
+    def vote_recovery_share(self, v, c):
+        self.depth.step()
+        p = self.ledger.params()
+        data = self.ledger.set_parameters.prepare_calldata(
+            p.max_mint_cost, p.max_burn_cost, c, p.storage_fee, p.session_lifetime
+        )
+        self.council.vote(self.ledger, data, sender=self.voters[v])
 
-        @invariant()
-        def conserved(self):
-            supply = ledger.totalSupply()
-            assert supply == sum(ledger.balanceOf(h) for h in holders)
-            owed = sum(ledger.session(c, u).escrow for c, u in self.sessions)
-            assert ledger.total_escrow() == owed
-            book = 0
-            for u in units:
-                info = ledger.unit_info(u)
-                book += info.available_wh + info.locked_wh
-            assert ledger.network_energy_wh() == book
-            assert ledger.imbalance() == supply + owed - book * WH
+    @invariant()
+    def conserved(self):
+        ledger = self.ledger
+        supply = ledger.totalSupply()
+        assert supply == sum(ledger.balanceOf(h) for h in self.holders)
+        owed = sum(ledger.session(c, u).escrow for c, u in self.sessions)
+        assert ledger.total_escrow() == owed
+        book = 0
+        for u in self.units:
+            info = ledger.unit_info(u)
+            book += info.available_wh + info.locked_wh
+        assert ledger.network_energy_wh() == book
+        assert ledger.imbalance() == supply + owed - book * WH
 
-    LedgerMachine.TestCase.settings = settings(
-        max_examples=EXAMPLES, stateful_step_count=30, deadline=None
-    )
+
+def test_ledger_state_machine(record_property):
+    LedgerMachine.world = World()
+    LedgerMachine.depth = boa_env.Depth()
+    LedgerMachine.TestCase.settings = boa_env.settings_for()
     LedgerMachine.TestCase().runTest()
-    chain.restore(snap[0])
+    LedgerMachine.depth.check_and_record(record_property, "ledger", boa_env.EXAMPLES)

@@ -376,6 +376,16 @@ class OracleProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def handles_stop_signals(self) -> bool:
+        """True once `oracle run` caught SIGTERM (it installs SIGINT's handler first), read
+        from the kernel's mask of caught signals: a condition to wait on, not a sleep."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+        return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
     def signal(self, sig: int) -> None:
         if self.alive():
             self.proc.send_signal(sig)

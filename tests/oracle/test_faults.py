@@ -61,6 +61,18 @@ def site(chain, artifact, tmp_path):
     return setup, ledger, counters, producer, consumer
 
 
+def outbox_totals(setup: OracleSetup) -> dict:
+    """Wh per (kind, account) recorded in the outbox so far ({} before it exists)."""
+    try:
+        box = setup.outbox()
+    except StateError:
+        return {}
+    try:
+        return box.totals()
+    finally:
+        box.close()
+
+
 def readings(setup: OracleSetup) -> int:
     try:
         box = setup.outbox()
@@ -131,8 +143,11 @@ class Bumper:
 
 
 def start_after_baseline(setup, log, env=None) -> OracleProcess:
+    """Starts `oracle run` and waits for a reading of its own (not one a previous process of
+    the same state dir recorded)."""
+    before = readings(setup)
     proc = OracleProcess(setup.write(), log, env).start()
-    wait_for(lambda: readings(setup) > 0 or not proc.alive(), 30, "the first reading")
+    wait_for(lambda: readings(setup) > before or not proc.alive(), 60, "the first reading")
     assert proc.alive(), proc.log_text()[-2000:]
     return proc
 
@@ -282,7 +297,18 @@ def test_reboot_continues_from_the_same_state(chain, artifact, tmp_path):
     log = tmp_path / "oracle.log"
     for stop in (signal.SIGTERM, signal.SIGINT):  # systemd stop, then Ctrl-C
         proc = start_after_baseline(setup, log)
-        time.sleep(3)
+        # Run until the run has seen both production and consumption (the simulated day
+        # starts at night: waiting a fixed time could see no sun on a slow machine).
+        count = readings(setup)
+        wait_for(
+            lambda n=count: (
+                readings(setup) >= n + 8
+                and {k for (k, _), wh in outbox_totals(setup).items() if wh > 0}
+                >= {"produced", "consumed"}
+            ),
+            60,
+            "readings of production and consumption",
+        )
         proc.signal(stop)
         assert proc.wait(30) == 0, proc.log_text()[-2000:]
         assert depth(setup) == 0
@@ -326,3 +352,48 @@ def test_reboot_continues_from_the_same_state(chain, artifact, tmp_path):
     # Two runs, one clock: the second run's first delta covers the time the unit was off.
     clocks = {r["clock"] for r in rows if r["meter"] == "pv"}
     assert len(clocks) == 1
+
+
+def test_a_stop_signal_while_starting_is_a_clean_stop(site, tmp_path):
+    """SIGINT (Ctrl-C, or systemd giving up on a slow start) after `oracle run` caught the stop
+    signals but before it has started: exit 0, one log line, no traceback, nothing recorded
+    twice; a later start runs normally."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    proc = OracleProcess(setup.write(), log).start()
+    wait_for(lambda: proc.handles_stop_signals() or not proc.alive(), 60, "signal handlers")
+    proc.signal(signal.SIGINT)
+    assert proc.wait(60) == 0, proc.log_text()[-2000:]
+    text = proc.log_text()
+    # Before logging is set up the signal is only noted; either way one line says so.
+    assert "oracle stopped before it started" in text or "SIGINT received: stopping" in text
+    assert "Traceback" not in text and "Aborted" not in text
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: readings(setup) >= 5, 60, "readings")
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_more_signals_during_the_shutdown_still_exit_0(site, tmp_path):
+    """SIGTERM and SIGINT twice, back to back, while the service runs: one stop, exit 0, the
+    later signals logged on one line each (the kernel may deliver them in any order, and
+    coalesces the two SIGINTs); the next start delivers the rest, exactly."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 10, 60, "readings while running")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGINT):
+            proc.signal(sig)
+        assert proc.wait(60) == 0, proc.log_text()[-2000:]
+    text = proc.log_text()
+    assert text.count("received: stopping") == 1
+    assert text.count("during shutdown: already stopping") in (1, 2)
+    assert "Traceback" not in text and "Aborted" not in text
+    proc = OracleProcess(setup.write(), log).start()
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)

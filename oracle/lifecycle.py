@@ -1,0 +1,63 @@
+"""Stopping on a signal: one handler for SIGTERM and SIGINT from the very start of `oracle run`.
+
+The handler is installed before the configuration, the keystore or the chain are touched, so
+a signal that arrives while the service is still starting (systemd stopping a unit that is
+slow to come up, Ctrl-C during the keystore's key derivation) is a clean stop, exit 0, like a
+signal while running. Every further signal during the shutdown is logged and ignored: the
+drain that is under way finishes, and the exit status stays 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("oracle")
+
+# SIGTERM last: once it is caught, both are (tests wait on that in /proc/<pid>/status).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Set once by the first stop signal (or `request()`); callbacks run once, in order."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self.signal: str | None = None
+
+    @classmethod
+    def install(cls) -> StopRequest:
+        """A request wired to SIGTERM and SIGINT (call from the main thread)."""
+        request = cls()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, request._on_signal)
+        return request
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` at the stop, or now if the stop was already requested."""
+        self._callbacks.append(callback)
+        if self.requested:
+            callback()
+
+    def request(self) -> None:
+        if self._event.is_set():
+            return
+        self._event.set()
+        for callback in self._callbacks:
+            callback()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.requested:
+            log.info("%s during shutdown: already stopping", name, extra={"signal": name})
+            return
+        self.signal = name
+        log.info("%s received: stopping", name, extra={"signal": name})
+        self.request()

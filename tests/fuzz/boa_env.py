@@ -1,0 +1,80 @@
+"""Titanoboa for the stateful property tests: the same contract sources Ape compiles, run in
+process by py-evm at hundreds of transactions a second instead of ~13 through Anvil.
+
+- `deployer(name)` compiles `contracts/<name>.vy` once per process (snekmate resolves from
+  site-packages, as it does for Ape) for the EVM version of `ape-config.yaml`, and returns a
+  factory whose `.deploy(*args)` costs milliseconds, so every hypothesis example starts from
+  fresh contracts instead of restoring a snapshot.
+- `settings_for(machine)` gives the depth every machine runs at: `POWERHIVE_FUZZ_EXAMPLES`
+  (default 500) examples of `POWERHIVE_FUZZ_STEPS` (default 50) steps; `make fuzz` runs 10x.
+- `Depth` counts the examples and steps a machine really ran; the test asserts them and
+  records them, and `tests/conftest.py` prints them at the end of the run (also under xdist).
+
+Titanoboa's own pytest plugin is disabled (`-p no:boa_test` in pyproject.toml): it breaks
+Ape's teardown, and these tests reset state by deploying afresh.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import boa
+import yaml
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACTS = REPO / "contracts"
+EVM_VERSION = yaml.safe_load((REPO / "ape-config.yaml").read_text())["vyper"]["evm_version"]
+
+EXAMPLES = int(os.environ.get("POWERHIVE_FUZZ_EXAMPLES", "500"))
+STEPS = int(os.environ.get("POWERHIVE_FUZZ_STEPS", "50"))
+
+
+@cache
+def deployer(name: str):
+    """The compiled contract `contracts/<name>.vy` (or `contracts/mocks/<name>.vy`)."""
+    path = CONTRACTS / f"{name}.vy"
+    if not path.exists():
+        path = CONTRACTS / "mocks" / f"{name}.vy"
+    return boa.load_partial(str(path), compiler_args={"evm_version": EVM_VERSION})
+
+
+def accounts(n: int, tag: str) -> list[str]:
+    """`n` fresh addresses named after a role (boa funds none: contract calls need no gas)."""
+    return [boa.env.generate_address(f"{tag}{i}") for i in range(n)]
+
+
+def settings_for(examples: int = EXAMPLES, steps: int = STEPS) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        # Shrinking a failure is worth the time; the database is not (CI starts from scratch).
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+@dataclass
+class Depth:
+    """How much a machine really exercised: examples, steps, and steps per rule."""
+
+    examples: int = 0
+    steps: int = 0
+
+    def example(self) -> None:
+        self.examples += 1
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def check_and_record(self, record_property, name: str, want_examples: int) -> None:
+        """Fails if hypothesis ran fewer examples than asked (a filter or health check that
+        quietly cut the run short), and records the depth for the end-of-run report."""
+        record_property("fuzz_depth", f"{name}: {self.examples} examples, {self.steps} steps")
+        assert self.examples >= want_examples, (
+            f"{name}: only {self.examples} of {want_examples} examples ran"
+        )
