@@ -17,9 +17,14 @@
      `D + KWH - totalSupply`, and the tests check it against the sum over sessions.
      Storage words are packed by hand:
      - unit: last_seq (0..63) | available_wh (64..127) | locked_wh (128..191) | active (192)
+             | max_report_wh (200..255): the largest single report the unit may make
+               (its battery's capacity, governed; at most 2**40 Wh, so even a unit that
+               always reports its maximum needs 2**24 reports to fill the 64-bit KWH)
      - state: network energy KWH in Wh (0..63) | R wad (64..127) | D int128 (128..255)
      - params: M (0..63) | B (64..127) | C (128..191) | F (192..255), wads
-     - session: escrow (0..127) | reserved_wh (128..191) | expires_at (192..255)
+     - session: escrow (0..127) | reserved_wh (128..191) | ends_at (192..255); a session
+               that ended (closed early, or expired) keeps billing reports for
+               `session_grace` seconds, then it can be settled (refund) by anyone
 @custom:security Governance (`owner`, the Council) registers storage units and sets the
         parameters. A registered unit's account is trusted to report its meter honestly.
         The contract makes no external call at all (ENT is this contract), so there is no
@@ -42,9 +47,9 @@ initializes: erc20[ownable := ownable]
 # energy rules create ENT), `erc20.burn` and `erc20.burn_from` (ENT is destroyed only by
 # consumption), `erc20.transfer_ownership` and `erc20.renounce_ownership` (they move the
 # unused minter role; `ownable.transfer_ownership` hands governance to the Council).
+# `transfer` and `transferFrom` are this contract's own: they refuse the ledger's address,
+# where ENT would be stranded (nothing can move it out).
 exports: (
-    erc20.transfer,
-    erc20.transferFrom,
     erc20.approve,
     erc20.balanceOf,
     erc20.allowance,
@@ -68,6 +73,15 @@ MAX_BATCH: public(constant(uint256)) = 64
 M64: constant(uint256) = 2**64 - 1
 M128: constant(uint256) = 2**128 - 1
 ACTIVE: constant(uint256) = 1 << 192
+CAP_SHIFT: constant(uint256) = 200
+# Bits a report or a session change never touches: active flag and maximum report.
+CAP_MASK: constant(uint256) = (2**56 - 1) << CAP_SHIFT
+KEEP: constant(uint256) = ACTIVE | CAP_MASK
+MAX_REPORT_LIMIT: public(constant(uint256)) = 2**40
+DEFAULT_MAX_REPORT_WH: public(constant(uint256)) = 100_000_000
+MIN_SESSION_GRACE: constant(uint256) = 60
+MAX_SESSION_GRACE: constant(uint256) = 86400
+DEFAULT_SESSION_GRACE: constant(uint256) = 900
 
 KIND_PRODUCED: constant(uint256) = 0
 KIND_CONSUMED: constant(uint256) = 1
@@ -83,6 +97,7 @@ struct UnitInfo:
     available_wh: uint256
     locked_wh: uint256
     last_seq: uint64
+    max_report_wh: uint256
 
 
 struct SessionInfo:
@@ -91,6 +106,14 @@ struct SessionInfo:
     expires_at: uint256
     open: bool
     expired: bool
+    grace_ends_at: uint256
+
+
+struct Rates:
+    mint_per_kwh: uint256
+    burn_per_kwh: uint256
+    mint_cost: int256
+    burn_cost: int256
 
 
 struct Params:
@@ -119,6 +142,8 @@ unit_owner: public(HashMap[address, address])
 _state: uint256
 _params: uint256
 session_lifetime: public(uint256)
+# @dev Read only when a session has ended: the hot consumption path never touches it.
+session_grace: public(uint256)
 _session: HashMap[address, HashMap[address, uint256]]
 
 
@@ -188,6 +213,28 @@ event SessionClosed:
     released_wh: uint256
 
 
+event SessionEnded:
+    consumer: indexed(address)
+    unit: indexed(address)
+    grace_ends_at: uint256
+
+
+event OverConsumed:
+    unit: indexed(address)
+    consumer: indexed(address)
+    seq: uint256
+    wh: uint256
+
+
+event SessionGraceSet:
+    grace: uint256
+
+
+event UnitMaxReportSet:
+    unit: indexed(address)
+    max_report_wh: uint256
+
+
 @deploy
 def __init__(governance: address):
     """
@@ -202,6 +249,41 @@ def __init__(governance: address):
     if governance != msg.sender:
         ownable._transfer_ownership(governance)
     self._set_params(WAD // 2, WAD // 2, WAD // 20, WAD // 5, 7200)
+    self.session_grace = DEFAULT_SESSION_GRACE
+
+
+# ---------------------------------------------------------------------------------------
+# ENT transfers
+# ---------------------------------------------------------------------------------------
+
+
+@external
+def transfer(to: address, amount: uint256) -> bool:
+    """
+    @notice Moves `amount` ENT from the caller to `to` (never to the ledger itself).
+    @param to The receiver.
+    @param amount ENT base units.
+    @return True.
+    """
+    assert to != self, "ledger: transfer to the ledger"
+    erc20._transfer(msg.sender, to, amount)
+    return True
+
+
+@external
+def transferFrom(owner: address, to: address, amount: uint256) -> bool:
+    """
+    @notice Moves `amount` ENT from `owner` to `to` within the caller's allowance (never to
+            the ledger itself).
+    @param owner The holder.
+    @param to The receiver.
+    @param amount ENT base units.
+    @return True.
+    """
+    assert to != self, "ledger: transfer to the ledger"
+    erc20._spend_allowance(owner, msg.sender, amount)
+    erc20._transfer(owner, to, amount)
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,8 +370,11 @@ def report_batch(first_seq: uint64, readings: DynArray[uint256, MAX_BATCH]):
 @external
 def start_session(unit: address, ent_amount: uint256):
     """
-    @notice Escrows `ent_amount` ENT and reserves the energy it pays for at the current burn
-            rate (`ent_amount / (1 + r_burn)`) from `unit` for `session_lifetime` seconds.
+    @notice Escrows `ent_amount` ENT and reserves `ent_amount / (1 + r_burn)` kWh of `unit`'s
+            available energy for `session_lifetime` seconds (SPEC section 3). The reserve
+            is priced at the dearer side whatever the sign of `D`, so the escrow pays for it
+            at the rate in force; should the rate rise, consumption is inside the reserve only
+            as far as the escrow pays for it.
     @param unit The storage unit to draw from.
     @param ent_amount ENT base units to escrow.
     """
@@ -298,7 +383,9 @@ def start_session(unit: address, ent_amount: uint256):
     assert word & ACTIVE != 0, "ledger: unit not active"
     session: uint256 = self._session[msg.sender][unit]
     if session != 0:
-        assert session >> 192 <= block.timestamp, "ledger: session open"
+        ends_at: uint256 = session >> 192
+        assert ends_at <= block.timestamp, "ledger: session open"
+        assert ends_at + self.session_grace <= block.timestamp, "ledger: session in grace"
         word = self._close_session(msg.sender, unit, session, word)
 
     state: uint256 = self._state
@@ -306,7 +393,7 @@ def start_session(unit: address, ent_amount: uint256):
     r: uint256 = (state >> 64) & M64
     if r != 0:
         b: uint256 = (self._params >> 64) & M64
-        reserve = cost_math.reserve_for(ent_amount, self._d(state), min(r, b))
+        reserve = cost_math.reserve_for(ent_amount, min(r, b))
     assert reserve != 0, "ledger: amount below 1 Wh"
     available: uint256 = (word >> 64) & M64
     assert reserve <= available, "ledger: not enough energy available"
@@ -331,15 +418,24 @@ def start_session(unit: address, ent_amount: uint256):
 @external
 def close_session(consumer: address, unit: address):
     """
-    @notice Ends a session: refunds its escrow and returns its reserved energy to the unit.
-            The consumer may end their own session at any time; anyone may close an expired one.
+    @notice Ends a session, or settles one that ended. The consumer may end their own session
+            at any time; it then keeps billing the unit's reports for `session_grace`
+            seconds (energy drawn just before the end is reported a period later). Once an
+            ended or expired session is past its grace, anyone settles it: the escrow left is
+            refunded and the reserved energy returns to the unit.
     @param consumer The session's consumer.
     @param unit The session's storage unit.
     """
     session: uint256 = self._session[consumer][unit]
     assert session != 0, "ledger: no session"
-    if msg.sender != consumer:
-        assert session >> 192 <= block.timestamp, "ledger: session not expired"
+    ends_at: uint256 = session >> 192
+    grace: uint256 = self.session_grace
+    if ends_at > block.timestamp:
+        assert msg.sender == consumer, "ledger: session not expired"
+        self._session[consumer][unit] = (session & (2**192 - 1)) | (block.timestamp << 192)
+        log SessionEnded(consumer=consumer, unit=unit, grace_ends_at=block.timestamp + grace)
+        return
+    assert ends_at + grace <= block.timestamp, "ledger: session in grace"
     self._unit[unit] = self._close_session(consumer, unit, session, self._unit[unit])
 
 
@@ -361,7 +457,10 @@ def register_storage_unit(unit: address, owner: address):
     word: uint256 = self._unit[unit]
     assert word & ACTIVE == 0, "ledger: unit already active"
     assert (word >> 128) & M64 == 0, "ledger: unit has open sessions"
-    self._unit[unit] = (word & M64) | ACTIVE
+    cap: uint256 = word >> CAP_SHIFT
+    if cap == 0:
+        cap = DEFAULT_MAX_REPORT_WH
+    self._unit[unit] = (word & M64) | ACTIVE | (cap << CAP_SHIFT)
     self.unit_owner[unit] = owner
     log UnitRegistered(unit=unit, owner=owner)
 
@@ -378,8 +477,8 @@ def remove_storage_unit(unit: address):
     word: uint256 = self._unit[unit]
     assert word & ACTIVE != 0, "ledger: unit not active"
     energy: uint256 = ((word >> 64) & M64) + ((word >> 128) & M64)
-    # Keep the sequence number and the locked energy (released by closing sessions).
-    self._unit[unit] = word & (M64 | (M64 << 128))
+    # Keep the sequence number, the locked energy (released by closing sessions) and the cap.
+    self._unit[unit] = word & (M64 | (M64 << 128) | CAP_MASK)
     state: uint256 = self._state
     d_before: int256 = self._d(state)
     self._state = self._apply_cost(state - energy, d_before, d_before + convert(energy * WH, int256))
@@ -406,6 +505,39 @@ def set_parameters(
     self._set_params(max_mint_cost, max_burn_cost, recovery_share, storage_fee, session_lifetime)
 
 
+@external
+def set_session_grace(grace: uint256):
+    """
+    @notice How long an ended or expired session still pays for the unit's reports; at least
+            one oracle reporting period. Governance only.
+    @param grace Seconds, 60 s to one day (default 900).
+    """
+    ownable._check_owner()
+    assert grace >= MIN_SESSION_GRACE and grace <= MAX_SESSION_GRACE, (
+        "ledger: grace out of range"
+    )
+    self.session_grace = grace
+    log SessionGraceSet(grace=grace)
+
+
+@external
+def set_unit_max_report(unit: address, max_report_wh: uint256):
+    """
+    @notice The largest single report `unit` may make (its battery's capacity): a unit cannot
+            fill the network's energy counter and stall every other unit. Governance only.
+    @param unit A registered (or once registered) unit.
+    @param max_report_wh Wh, 1 to 2**40.
+    """
+    ownable._check_owner()
+    assert max_report_wh != 0 and max_report_wh <= MAX_REPORT_LIMIT, (
+        "ledger: max report out of range"
+    )
+    word: uint256 = self._unit[unit]
+    assert word >> CAP_SHIFT != 0, "ledger: unknown unit"
+    self._unit[unit] = (word & ~CAP_MASK) | (max_report_wh << CAP_SHIFT)
+    log UnitMaxReportSet(unit=unit, max_report_wh=max_report_wh)
+
+
 # ---------------------------------------------------------------------------------------
 # Views
 # ---------------------------------------------------------------------------------------
@@ -426,6 +558,7 @@ def unit_info(unit: address) -> UnitInfo:
         available_wh=(word >> 64) & M64,
         locked_wh=(word >> 128) & M64,
         last_seq=convert(word & M64, uint64),
+        max_report_wh=word >> CAP_SHIFT,
     )
 
 
@@ -505,7 +638,8 @@ def session(consumer: address, unit: address) -> SessionInfo:
     @notice A consumer's session with a unit: remaining escrow and reserved energy.
     @param consumer The consumer.
     @param unit The unit.
-    @return escrow (ENT base units), reserved Wh, expiry, whether open and whether expired.
+    @return escrow (ENT base units), reserved Wh, when it ends (or ended), whether it
+            exists (not yet settled), whether it has ended, and when its grace ends.
     """
     s: uint256 = self._session[consumer][unit]
     expires_at: uint256 = s >> 192
@@ -515,6 +649,59 @@ def session(consumer: address, unit: address) -> SessionInfo:
         expires_at=expires_at,
         open=s != 0,
         expired=s != 0 and expires_at <= block.timestamp,
+        grace_ends_at=expires_at + self.session_grace if s != 0 else 0,
+    )
+
+
+@view
+@external
+def escrow_of(consumer: address, units: DynArray[address, MAX_BATCH]) -> uint256:
+    """
+    @notice A consumer's escrow over their sessions with `units` (ENT base units).
+    @dev Sessions are keyed by (consumer, unit) and not listed on chain (a per-consumer list
+         would cost every session start a new storage word); clients know the units from
+         the `SessionStarted` events. `total_escrow()` is the network's total.
+    @param consumer The consumer.
+    @param units The units to sum over (duplicates are counted once).
+    @return ENT base units.
+    """
+    total: uint256 = 0
+    seen: DynArray[address, MAX_BATCH] = []
+    for unit: address in units:
+        if unit in seen:
+            continue
+        seen.append(unit)
+        total += self._session[consumer][unit] & M128
+    return total
+
+
+@view
+@external
+def rates() -> Rates:
+    """
+    @notice The rates in force, after the M / B caps (SPEC section 3): ENT minted and burned
+            per kWh (wads), and the signed costs (positive: a producer gets less / a consumer
+            pays more, as when energy was lost; negative: the mirror image).
+    @dev A report that would overshoot equilibrium pays these only up to `D = 0`.
+    @return mint_per_kwh, burn_per_kwh, mint_cost, burn_cost.
+    """
+    state: uint256 = self._state
+    p: uint256 = self._params
+    r: uint256 = (state >> 64) & M64
+    d: int256 = self._d(state)
+    rm: int256 = convert(min(r, p & M64), int256)
+    rb: int256 = convert(min(r, (p >> 64) & M64), int256)
+    if d < 0:
+        rm = -rm
+        rb = -rb
+    elif d == 0:
+        rm = 0
+        rb = 0
+    return Rates(
+        mint_per_kwh=convert(convert(WAD, int256) - rm, uint256),
+        burn_per_kwh=convert(convert(WAD, int256) + rb, uint256),
+        mint_cost=rm,
+        burn_cost=rb,
     )
 
 
@@ -567,8 +754,8 @@ def _apply_cost(state: uint256, d_before: int256, d_after: int256) -> uint256:
     new_r: uint256 = r
     if d_after == 0:
         new_r = 0
-    elif abs(d_after) > abs(d_before):
-        # Only a growing |D| needs C (and its storage read).
+    elif abs(d_after) > abs(d_before) or (d_before < 0) != (d_after < 0):
+        # Only a growing |D| (or a jump across 0) needs C (and its storage read).
         new_r = min(cost_math.next_cost(d_before, d_after, r, (self._params >> 128) & M64), M64)
     if new_r != r:
         log CostChanged(imbalance=d_after, cost=new_r)
@@ -585,6 +772,7 @@ def _apply_cost(state: uint256, d_before: int256, d_after: int256) -> uint256:
 @internal
 def _produce(ctx: Ctx, producer: address, wh: uint256, seq: uint256) -> Ctx:
     assert wh != 0, "ledger: zero energy"
+    assert wh <= ctx.word >> CAP_SHIFT, "ledger: report above unit maximum"
     assert producer != empty(address), "ledger: zero producer"
     result: Ctx = ctx
     available: uint256 = ((ctx.word >> 64) & M64) + wh
@@ -618,43 +806,51 @@ def _produce(ctx: Ctx, producer: address, wh: uint256, seq: uint256) -> Ctx:
 @internal
 def _consume(ctx: Ctx, consumer: address, wh: uint256, seq: uint256) -> Ctx:
     assert wh != 0, "ledger: zero energy"
+    assert wh <= ctx.word >> CAP_SHIFT, "ledger: report above unit maximum"
     result: Ctx = ctx
     word: uint256 = ctx.word
     state: uint256 = ctx.state
     session: uint256 = self._session[consumer][ctx.unit]
     if session != 0 and session >> 192 <= block.timestamp:
-        # Expired: settle it first; this consumption then has no reserve.
-        word = self._close_session(consumer, ctx.unit, session, word)
-        session = 0
+        # Ended or expired: still billed during its grace (energy drawn before the end is
+        # reported a period later); after it, settle it first and this has no reserve.
+        if (session >> 192) + self.session_grace <= block.timestamp:
+            word = self._close_session(consumer, ctx.unit, session, word)
+            session = 0
 
     reserved: uint256 = (session >> 128) & M64
     escrow: uint256 = session & M128
     in_wh: uint256 = min(wh, reserved)
-    over_wh: uint256 = unsafe_sub(wh, in_wh)
-    available: uint256 = (word >> 64) & M64
-    # Over-consumption beyond the book value cannot take the book below zero.
-    taken: uint256 = min(over_wh, available)
     r: uint256 = (state >> 64) & M64
+    d_before: int256 = self._d(state)
 
     # Every `unsafe_` below is bounded by the `min` it follows: in_wh <= reserved <= locked,
     # taken <= available, in_wh + taken <= KWH, burned <= escrow, all below 2**128.
     burned: uint256 = unsafe_mul(in_wh, WH)
-    if r != 0 or taken != 0 or burned > escrow:
-        d_before: int256 = self._d(state)
-        if in_wh != 0 and r != 0:
-            d_unused: int256 = 0
-            burned, d_unused = cost_math.burn_amount(
-                in_wh, d_before, min(r, (self._params >> 64) & M64)
-            )
-        # If the rate rose since the session started, the escrow covers what it can.
-        burned = min(burned, escrow)
+    rb: uint256 = 0
+    if in_wh != 0 and r != 0:
+        rb = min(r, (self._params >> 64) & M64)
+        d_unused: int256 = 0
+        burned, d_unused = cost_math.burn_amount(in_wh, d_before, rb)
+    if burned > escrow:
+        # The rate rose since the session started: energy is inside the reserve only as far
+        # as the escrow pays for it at the rate in force; the rest is over-consumption.
+        in_wh = cost_math.payable_wh(escrow, in_wh, d_before, rb)
+        d_unused: int256 = 0
+        burned, d_unused = cost_math.burn_amount(in_wh, d_before, rb)
+    over_wh: uint256 = unsafe_sub(wh, in_wh)
+    available: uint256 = (word >> 64) & M64
+    # Over-consumption beyond the book value cannot take the book below zero.
+    taken: uint256 = min(over_wh, available)
+
+    if r != 0 or taken != 0:
         # ENT (supply + escrow) fell by `burned`, KWH by `in_wh + taken`.
         d_after: int256 = (
             d_before - convert(burned, int256) + convert((in_wh + taken) * WH, int256)
         )
         if d_after != d_before:
             state = self._apply_cost(state, d_before, d_after)
-    # Otherwise (R = 0, nothing over-consumed, escrow enough): 1 ENT per kWh, D unchanged.
+    # Otherwise (R = 0, nothing over-consumed): 1 ENT per kWh, D unchanged.
     escrow = unsafe_sub(escrow, burned)
     reserved = unsafe_sub(reserved, in_wh)
     locked: uint256 = unsafe_sub((word >> 128) & M64, in_wh)
@@ -672,16 +868,19 @@ def _consume(ctx: Ctx, consumer: address, wh: uint256, seq: uint256) -> Ctx:
     elif session != 0:
         self._session[consumer][ctx.unit] = escrow | (reserved << 128) | ((session >> 192) << 192)
 
-    result.word = (word & ACTIVE) | seq | (available << 64) | (locked << 128)
+    result.word = (word & KEEP) | seq | (available << 64) | (locked << 128)
     result.state = state
     log EnergyConsumed(
         unit=ctx.unit, consumer=consumer, seq=seq, wh=wh, burned=burned, over_wh=over_wh
     )
+    if over_wh != 0:
+        log OverConsumed(unit=ctx.unit, consumer=consumer, seq=seq, wh=over_wh)
     return result
 
 
 @internal
 def _actual(ctx: Ctx, wh: uint256, seq: uint256) -> Ctx:
+    assert wh <= ctx.word >> CAP_SHIFT, "ledger: report above unit maximum"
     result: Ctx = ctx
     available: uint256 = (ctx.word >> 64) & M64
     locked: uint256 = (ctx.word >> 128) & M64
@@ -718,7 +917,7 @@ def _close_session(consumer: address, unit: address, session: uint256, word: uin
     if word & ACTIVE != 0:
         available += reserved
     log SessionClosed(consumer=consumer, unit=unit, refunded=escrow, released_wh=reserved)
-    return (word & (ACTIVE | M64)) | (available << 64) | (locked << 128)
+    return (word & (KEEP | M64)) | (available << 64) | (locked << 128)
 
 
 @internal

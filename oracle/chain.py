@@ -208,7 +208,8 @@ class ChainClient:
             raise ChainError(
                 f"no ledger at {self.ledger.address} on {self.rpc_url} (wrong chain or deployment?)"
             ) from None
-        owner, active, available, locked, last_seq = raw
+        # Older ledgers return five fields; the sixth (max_report_wh) is not needed here.
+        owner, active, available, locked, last_seq = raw[:5]
         return UnitInfo(owner, bool(active), int(available), int(locked), int(last_seq))
 
     def check_unit(self) -> UnitInfo:

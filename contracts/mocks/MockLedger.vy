@@ -86,6 +86,7 @@ def register(unit: address):
     assert not self.units[unit].active, "ledger: unit exists"
     self.units[unit].owner = msg.sender
     self.units[unit].active = True
+    self.units[unit].max_report_wh = 2**40
     log UnitRegistered(unit=unit, owner=msg.sender)
 
 

@@ -67,27 +67,55 @@ def burn_amount(wh: uint256, d: int256, r: uint256) -> (uint256, int256):
 
 @pure
 @internal
-def reserve_for(ent: uint256, d: int256, r: uint256) -> uint256:
+def reserve_for(ent: uint256, r: uint256) -> uint256:
     """
-    @notice Whole Wh that `ent` ENT pays for at the burn rate in force (no overshoot credit).
+    @notice Whole Wh that `ent` ENT reserves: `ent / (1 + r_burn)` (SPEC section 3), whatever
+            the sign of `D`. The dearer side is the one an escrow must be able to pay: with
+            `D < 0` the burn is cheaper only until `D` reaches 0, then it is 1:1 or dearer.
     @param ent ENT base units.
+    @param r Applied burn cost, wad.
+    @return Wh.
+    """
+    return ent * WAD // (WH * (WAD + r))
+
+
+@pure
+@internal
+def payable_wh(escrow: uint256, max_wh: uint256, d: int256, r: uint256) -> uint256:
+    """
+    @notice The most Wh, at most `max_wh`, whose burn at the rate in force `escrow` pays.
+    @dev `burn_amount` is non-decreasing in `wh`: a bisection, at most 64 rounds because
+         `max_wh < 2**64`. Only called when the whole of `max_wh` costs more than `escrow`.
+    @param escrow ENT base units available.
+    @param max_wh Upper bound in Wh.
     @param d Imbalance, ENT base units.
     @param r Applied burn cost, wad.
     @return Wh.
     """
-    if r == 0 or d == 0:
-        return ent // WH
-    if d > 0:
-        return ent * WAD // (WH * (WAD + r))
-    return ent * WAD // (WH * (WAD - r))
+    lo: uint256 = 0
+    hi: uint256 = max_wh
+    for i: uint256 in range(64):
+        if lo >= hi:
+            break
+        mid: uint256 = (lo + hi + 1) // 2
+        burned: uint256 = 0
+        d_unused: int256 = 0
+        burned, d_unused = self.burn_amount(mid, d, r)
+        if burned <= escrow:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 @pure
 @internal
 def next_cost(d_before: int256, d_after: int256, r: uint256, c: uint256) -> uint256:
     """
-    @notice The cost rule: recomputed as `|D| * C` only when `|D|` grew, fixed while it
-            shrinks, reset to 0 at equilibrium.
+    @notice The cost rule: recomputed as `|D| * C` when `|D|` grew (so after shrinking, a
+            new growth may give a lower R than before), fixed while it shrinks, reset to 0
+            at equilibrium. A jump across zero passes equilibrium: R resets and is
+            recomputed from the new `|D|`, as if `D` had touched 0 and grown again.
     @param d_before Imbalance before the operation.
     @param d_after Imbalance after it.
     @param r Cost before (wad).
@@ -98,6 +126,6 @@ def next_cost(d_before: int256, d_after: int256, r: uint256, c: uint256) -> uint
         return 0
     before: uint256 = convert(abs(d_before), uint256)
     after: uint256 = convert(abs(d_after), uint256)
-    if after > before:
+    if after > before or (d_before < 0) != (d_after < 0):
         return after * c // WAD
     return r

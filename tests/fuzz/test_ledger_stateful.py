@@ -18,6 +18,7 @@ from tests.fuzz import boa_env
 from tests.ledger_helpers import WAD, WH
 
 LIFETIME = 7200
+GRACE = 900
 
 
 def model_amount(wh, d, r, burn):
@@ -108,6 +109,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert ledger.imbalance() == d_model
         assert abs(d_model) <= abs(d)
 
+    def now(self):
+        return boa.env.evm.patch.timestamp
+
+    def in_grace(self, s):
+        """An ended (closed or expired) session still billing reports."""
+        return s.open and s.expired and self.now() < s.grace_ends_at
+
     @rule(u=st.integers(0, 1), c=st.integers(0, 2), ent=st.integers(WH, 3 * 10**18))
     def start_session(self, u, c, ent):
         self.depth.step()
@@ -118,17 +126,16 @@ class LedgerMachine(RuleBasedStateMachine):
             with boa.reverts("ledger: session open"):
                 ledger.start_session(unit, ent, sender=consumer)
             return
-        # An expired session of the same pair is closed (refunded, released) first.
+        if self.in_grace(old):
+            with boa.reverts("ledger: session in grace"):
+                ledger.start_session(unit, ent, sender=consumer)
+            return
+        # A settled-able session of the same pair is closed (refunded, released) first.
         refund, released = (old.escrow, old.reserved_wh) if old.open else (0, 0)
         d, r = self.d_r()
-        b = ledger.params().max_burn_cost
-        rb = min(r, b)
-        if r == 0 or d == 0:
-            reserve = ent // WH
-        elif d > 0:
-            reserve = ent * WAD // (WH * (WAD + rb))
-        else:
-            reserve = ent * WAD // (WH * (WAD - rb))
+        rb = min(r, ledger.params().max_burn_cost)
+        # SPEC section 3: ent / (1 + r_burn), whatever the sign of D (finding 4).
+        reserve = ent * WAD // (WH * (WAD + rb))
         checks = [
             (reserve == 0, "ledger: amount below 1 Wh"),
             (
@@ -153,18 +160,32 @@ class LedgerMachine(RuleBasedStateMachine):
         ledger = self.ledger
         unit, consumer = self.units[u], self.people[c]
         s = ledger.session(consumer, unit)
+        billed = s.open and (not s.expired or self.in_grace(s))
         d, r = self.d_r()
+        rb = min(r, ledger.params().max_burn_cost)
         ledger.energy_consumed(consumer, wh, self.next_seq(unit), sender=unit)
         ev = last_event(ledger, "EnergyConsumed")
-        if s.open and not s.expired and wh <= s.reserved_wh:
-            b = ledger.params().max_burn_cost
-            burned, d_model = model_amount(wh, d, min(r, b), burn=True)
-            assert ev.burned == min(burned, s.escrow)
-            if burned <= s.escrow:
-                assert ledger.imbalance() == d_model
-                assert abs(d_model) <= abs(d)
-        else:
-            assert ev.over_wh == wh - (s.reserved_wh if s.open and not s.expired else 0)
+        in_wh = min(wh, s.reserved_wh) if billed else 0
+        burned, d_model = model_amount(in_wh, d, rb, burn=True)
+        if burned > s.escrow:
+            # Inside the reserve only as far as the escrow pays at the rate in force.
+            lo, hi = 0, in_wh
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if model_amount(mid, d, rb, burn=True)[0] <= s.escrow:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            in_wh = lo
+            burned, d_model = model_amount(in_wh, d, rb, burn=True)
+        assert (ev.burned, ev.over_wh) == (burned, wh - in_wh)
+        over = [e for e in ledger.get_logs() if type(e).__name__ == "OverConsumed"]
+        assert [e.wh for e in over] == ([wh - in_wh] if wh > in_wh else [])
+        if in_wh == wh:
+            # Finding 4: energy consumed inside a reserve is paid at SPEC's rates and never
+            # grows |D|.
+            assert ledger.imbalance() == d_model
+            assert abs(d_model) <= abs(d)
 
     @rule(u=st.integers(0, 1), loss=st.integers(-2_000, 2_000))
     def report_actual(self, u, loss):
@@ -178,27 +199,40 @@ class LedgerMachine(RuleBasedStateMachine):
         assert after.available_wh + after.locked_wh == max(measured, info.locked_wh)
         assert after.locked_wh == info.locked_wh
 
-    @rule(c=st.integers(0, 2), u=st.integers(0, 1), wait=st.booleans(), other=st.booleans())
-    def close_session(self, c, u, wait, other):
+    @rule(seconds=st.sampled_from([1, 60, 600, GRACE + 1, LIFETIME + 1]))
+    def time_passes(self, seconds):
+        self.depth.step()
+        boa.env.time_travel(seconds=seconds)
+
+    @rule(c=st.integers(0, 2), u=st.integers(0, 1), other=st.booleans())
+    def close_session(self, c, u, other):
         self.depth.step()
         ledger = self.ledger
         consumer, unit = self.people[c], self.units[u]
+        caller = self.people[(c + 1) % 3] if other else consumer
         s = ledger.session(consumer, unit)
+        balance = ledger.balanceOf(consumer)
         if not s.open:
             with boa.reverts("ledger: no session"):
-                ledger.close_session(consumer, unit, sender=consumer)
-            return
-        if wait:
-            boa.env.time_travel(seconds=LIFETIME + 1)
-        caller = self.people[(c + 1) % 3] if other else consumer
-        if other and not wait and not s.expired:
+                ledger.close_session(consumer, unit, sender=caller)
+        elif not s.expired and other:
             with boa.reverts("ledger: session not expired"):
                 ledger.close_session(consumer, unit, sender=caller)
+        elif not s.expired:
+            # Finding 5: ending early keeps billing reports for the grace; no refund yet.
+            ledger.close_session(consumer, unit, sender=caller)
+            after = ledger.session(consumer, unit)
+            assert (after.open, after.expired, after.escrow) == (True, True, s.escrow)
+            assert after.grace_ends_at == self.now() + ledger.session_grace()
+        elif self.in_grace(s):
+            with boa.reverts("ledger: session in grace"):
+                ledger.close_session(consumer, unit, sender=caller)
+        else:
+            ledger.close_session(consumer, unit, sender=caller)
+            assert not ledger.session(consumer, unit).open
+            assert ledger.balanceOf(consumer) == balance + s.escrow
             return
-        balance = ledger.balanceOf(consumer)
-        ledger.close_session(consumer, unit, sender=caller)
-        assert ledger.balanceOf(consumer) == balance + s.escrow
-        assert not ledger.session(consumer, unit).open
+        assert ledger.balanceOf(consumer) == balance
 
     @rule(src=st.integers(0, 2), dst=st.integers(0, 3), part=st.integers(1, 4))
     def transfer(self, src, dst, part):

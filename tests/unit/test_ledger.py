@@ -20,39 +20,6 @@ from tests.ledger_helpers import (
 WAD = 10**18
 
 
-@pytest.fixture(scope="session")
-def unit(accounts):
-    return accounts[8]
-
-
-@pytest.fixture(scope="session")
-def unit2(accounts):
-    return accounts[9]
-
-
-@pytest.fixture(scope="session")
-def unit_owner(accounts):
-    return accounts[10]
-
-
-@pytest.fixture(scope="session")
-def producer(accounts):
-    return accounts[11]
-
-
-@pytest.fixture(scope="session")
-def consumer(accounts):
-    return accounts[12]
-
-
-@pytest.fixture(scope="module")
-def ledger(project, deployer, unit, unit2, unit_owner):
-    led = deployer.deploy(project.EnergyLedger, deployer)
-    led.register_storage_unit(unit, unit_owner, sender=deployer)
-    led.register_storage_unit(unit2, unit_owner, sender=deployer)
-    return led
-
-
 def set_c(ledger, deployer, c):
     p = ledger.params()
     ledger.set_parameters(
@@ -178,11 +145,12 @@ def test_surplus_mirror(ledger, deployer, unit, unit2, producer, consumer):
     produced(ledger, unit, producer, 1000)
     assert ledger.totalSupply() - before == 11 * 10**17
     assert ledger.imbalance() == -4 * 10**17
-    # Burning for 1 kWh takes 1 - 0.1 = 0.9 ENT; D -> -0.3. The reserve for 1.8 ENT at 0.9
-    # per kWh is 2,000 Wh.
+    # Burning for 1 kWh takes 1 - 0.1 = 0.9 ENT; D -> -0.3. The reserve for 1.8 ENT is
+    # priced at 1 + r_burn (SPEC section 3): 1.8 / 1.1 = 1,636 Wh, so the escrow pays for it
+    # even once D has reached 0 and burning is 1:1 or dearer (issue 9, finding 4).
     ledger.transfer(consumer, 18 * 10**17, sender=producer)
     ledger.start_session(unit, 18 * 10**17, sender=consumer)
-    assert ledger.session(consumer, unit).reserved_wh == 2000
+    assert ledger.session(consumer, unit).reserved_wh == 1636
     tx = consumed(ledger, unit, consumer, 1000)
     assert tx.events[-1].burned == 9 * 10**17
     assert ledger.imbalance() == -3 * 10**17
@@ -196,8 +164,9 @@ def test_over_consumption_grows_d_and_ends_session(ledger, unit, unit2, producer
     ledger.start_session(unit, 10**17, sender=consumer)  # reserves 100 Wh
     # 150 Wh drawn: 100 from the reserve (0.1 ENT burned), 50 Wh over-consumed with no burn.
     tx = consumed(ledger, unit, consumer, 150)
-    ev = tx.events[-1]
+    ev = tx.events[-2]
     assert (ev.burned, ev.over_wh) == (10**17, 50)
+    assert tx.events[-1] == ledger.OverConsumed(unit=unit, consumer=consumer, seq=2, wh=50)
     # D = 0.05 kWh, R = 0.05 * 0.05 = 0.0025.
     assert ledger.imbalance() == 50 * WH
     assert ledger.cost() == 25 * 10**14
@@ -209,8 +178,12 @@ def test_over_consumption_grows_d_and_ends_session(ledger, unit, unit2, producer
 def test_consumption_without_session_is_over_consumption(ledger, unit, unit2, producer, consumer):
     produced(ledger, unit, producer, 1000)
     tx = consumed(ledger, unit, consumer, 100)
-    ev = tx.events[-1]
-    assert (ev.burned, ev.over_wh) == (0, 100)
+    # Physics cannot be refused, but it is visible: its own event with the consumer and Wh.
+    assert tx.events == [
+        ledger.CostChanged(imbalance=100 * WH, cost=100 * WH * (WAD // 20) // WAD),
+        ledger.EnergyConsumed(unit=unit, consumer=consumer, seq=2, wh=100, burned=0, over_wh=100),
+        ledger.OverConsumed(unit=unit, consumer=consumer, seq=2, wh=100),
+    ]
     assert ledger.imbalance() == 100 * WH
     assert_ledger_conserved(ledger, [unit, unit2])
 
@@ -224,6 +197,10 @@ def test_session_expiry_and_close_by_anyone(
     with ape.reverts("ledger: session not expired"):
         ledger.close_session(consumer, unit, sender=attacker)
     chain.pending_timestamp += 7201
+    # Expired, but reports may still arrive for it during the grace (900 s by default).
+    with ape.reverts("ledger: session in grace"):
+        ledger.close_session(consumer, unit, sender=attacker)
+    chain.pending_timestamp += 900
     tx = ledger.close_session(consumer, unit, sender=attacker)
     assert tx.events == [
         ledger.Transfer(sender=ZERO, receiver=consumer, value=3 * 10**17),
@@ -236,11 +213,18 @@ def test_session_expiry_and_close_by_anyone(
     assert_ledger_conserved(ledger, [unit, unit2], [(consumer, unit)])
 
 
-def test_consumer_closes_own_session_early(ledger, unit, unit2, producer, consumer):
+def test_consumer_closes_own_session_early(ledger, unit, unit2, producer, consumer, chain):
     produced(ledger, unit, producer, 1000)
     ledger.transfer(consumer, 3 * 10**17, sender=producer)
     ledger.start_session(unit, 3 * 10**17, sender=consumer)
     consumed(ledger, unit, consumer, 100)
+    tx = ledger.close_session(consumer, unit, sender=consumer)
+    assert tx.events == [
+        ledger.SessionEnded(consumer=consumer, unit=unit, grace_ends_at=tx.timestamp + 900)
+    ]
+    # The refund waits for the grace; then anyone (here the consumer) settles it.
+    assert ledger.balanceOf(consumer) == 0
+    chain.pending_timestamp += 900
     ledger.close_session(consumer, unit, sender=consumer)
     assert ledger.balanceOf(consumer) == 2 * 10**17
     assert_ledger_conserved(ledger, [unit, unit2], [(consumer, unit)])
@@ -263,6 +247,7 @@ def test_batch_applies_in_order(ledger, unit, unit2, producer, consumer, unit_ow
         ledger.EnergyProduced(unit=unit, producer=producer, seq=2, wh=500, minted=5 * 10**17),
         ledger.CostChanged(imbalance=200 * WH, cost=200 * WH * (WAD // 20) // WAD),
         ledger.EnergyConsumed(unit=unit, consumer=consumer, seq=3, wh=200, burned=0, over_wh=200),
+        ledger.OverConsumed(unit=unit, consumer=consumer, seq=3, wh=200),
         ledger.CostChanged(imbalance=300 * WH, cost=300 * WH * (WAD // 20) // WAD),
         ledger.ActualEnergyReported(
             unit=unit, seq=4, wh=1200, book_before_wh=1300, book_after_wh=1200
@@ -341,11 +326,13 @@ def test_bad_report_input(ledger, unit, producer):
         ledger.energy_produced(ZERO, 10, 1, sender=unit)
     with ape.reverts("ledger: zero energy"):
         ledger.energy_consumed(producer, 0, 1, sender=unit)
-    with ape.reverts("ledger: energy overflow"):
+    # A report above the unit's maximum (its battery's capacity) is refused; 2**64 Wh would
+    # otherwise fill the network's energy counter and stall every other unit (finding 12).
+    with ape.reverts("ledger: report above unit maximum"):
         ledger.energy_produced(producer, 2**64, 1, sender=unit)
 
 
-@pytest.mark.parametrize("role", ["unit", "unit_owner", "producer", "attacker"])
+@pytest.mark.parametrize("role", ["unit", "unit_owner", "producer", "consumer", "attacker"])
 def test_governance_only(ledger, role, request, unit):
     caller = request.getfixturevalue(role)
     with ape.reverts("ownable: caller is not the owner"):
@@ -354,6 +341,10 @@ def test_governance_only(ledger, role, request, unit):
         ledger.remove_storage_unit(unit, sender=caller)
     with ape.reverts("ownable: caller is not the owner"):
         ledger.set_parameters(0, 0, 1, 0, 7200, sender=caller)
+    with ape.reverts("ownable: caller is not the owner"):
+        ledger.set_session_grace(900, sender=caller)
+    with ape.reverts("ownable: caller is not the owner"):
+        ledger.set_unit_max_report(unit, 10**6, sender=caller)
     with ape.reverts("ownable: caller is not the owner"):
         ledger.transfer_ownership(caller, sender=caller)
 
