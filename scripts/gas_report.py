@@ -222,8 +222,16 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
     rows.append(
         row(
             s,
-            "close_session by the consumer",
+            "close_session by the consumer (ends it; grace starts)",
             ledger.close_session(consumer, unit, sender=consumer),
+        )
+    )
+    chain.pending_timestamp += ledger.session_grace()
+    rows.append(
+        row(
+            s,
+            "close_session after the grace (refund)",
+            ledger.close_session(consumer, unit, sender=producer),
         )
     )
     # Batch of 64 production readings.

@@ -78,3 +78,13 @@ class Depth:
         assert self.examples >= want_examples, (
             f"{name}: only {self.examples} of {want_examples} examples ran"
         )
+
+
+def quiet(contract):
+    """`contract`, with a short repr: on every revert titanoboa 0.2.8 takes the reverted
+    contract's repr, which dumps all its storage (slow, and pages of output on a failure)."""
+    base = type(contract)
+    contract.__class__ = type(
+        f"Quiet{base.__name__}", (base,), {"__repr__": lambda self: f"<{self.address}>"}
+    )
+    return contract

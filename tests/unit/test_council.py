@@ -111,35 +111,27 @@ def test_repeat_flips_the_vote(council3, deployer, voters):
 
 
 def test_removed_voter_weight_leaves_open_ballots(council3, deployer, voters):
-    # voters[0] votes YES on A; then voters[0] is removed: A's tally drops to 0 of 2.
+    # voters[0] opens A with a YES; removing voters[0] withdraws A (its opener is gone), and
+    # B's NO by voters[0] leaves B's tally. (Weights of non-openers: test_council_liveness.)
     data_a = add_voter_data(council3, voters[4])
     key_a = council3.action_key(council3, data_a)
     council3.vote(council3, data_a, sender=voters[0])
     assert council3.ballot(key_a).yes == 1
-    pass_vote(
+    data_b = add_voter_data(council3, voters[5])
+    key_b = council3.action_key(council3, data_b)
+    council3.vote(council3, data_b, sender=deployer)
+    tx = pass_vote(
         council3, council3, council3.remove_voter.encode_input(voters[0]), [deployer, voters[1]]
     )
+    assert council3.BallotWithdrawn(key=key_a, opener=voters[0]) in tx.events
     assert council3.voters() == [deployer, voters[1]]
-    b = council3.ballot(key_a)
-    assert (b.yes, b.voters) == (0, 2)
+    assert council3.ballot(key_a).yes == 0
+    assert [b.key for b in council3.open_ballots()] == [bytes(key_b)]
     with ape.reverts("council: not a voter"):
         council3.vote(council3, data_a, sender=voters[0])
     # 1 of 2 is not a majority; 2 of 2 is.
-    assert not council3.vote(council3, data_a, sender=deployer).return_value
-    assert council3.vote(council3, data_a, sender=voters[1]).return_value
-
-
-def test_removed_slot_is_not_reused_while_ballots_can_hold_it(council3, deployer, voters, chain):
-    data_a = council3.set_ballot_lifetime.encode_input(3600)
-    key_a = council3.action_key(council3, data_a)
-    council3.vote(council3, data_a, sender=voters[0])
-    pass_vote(
-        council3, council3, council3.remove_voter.encode_input(voters[0]), [deployer, voters[1]]
-    )
-    pass_vote(council3, council3, add_voter_data(council3, voters[2]), [deployer, voters[1]])
-    # The new voter got a fresh slot: the removed voter's YES does not count for them.
-    assert council3.ballot(key_a).yes == 0
-    assert council3.vote_of(key_a, voters[2]) == 0
+    assert council3.ballot(key_b).voters == 2
+    assert council3.vote(council3, data_b, sender=voters[1]).return_value
 
 
 def test_cannot_remove_last_voter(council, deployer):
@@ -243,7 +235,7 @@ def test_bad_actions_revert(council3, deployer, voters):
     with ape.reverts("council: lifetime out of range"):
         council3.vote(council3, bad, sender=voters[0])
     gone = council3.remove_voter.encode_input(voters[5])
-    council3.vote(council3, gone, sender=deployer)
+    council3.vote(council3, gone, sender=voters[1])  # the deployer's two ballots are used
     with ape.reverts("council: not a voter"):
         council3.vote(council3, gone, sender=voters[0])
 
