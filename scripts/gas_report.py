@@ -280,7 +280,33 @@ def measure_council_scaling(deployer, accts, sizes=(3, 60)) -> list[GasRow]:
                 note="" if size > 3 else "with 3 voters a second YES passes: this is a flip",
             )
         )
+        if size >= 60:
+            rows.append(_removal_with_full_list(sc, council, voters, data))
     return rows
+
+
+def _removal_with_full_list(section, council, voters, opened):
+    """The worst case of `remove_voter`: every voter has their two ballots open and the
+    voter removed voted on all of them, so the removal rewrites every ballot."""
+    leaving = voters[-1]
+    for i, voter in enumerate(voters):
+        for j in range(1 if voter == voters[0] else 2):  # voters[0] keeps one for the removal
+            if voter == voters[0]:
+                data = opened
+            else:
+                data = council.set_ballot_lifetime.encode_input(3600 + 2 * i + j)
+                council.vote(council, data, sender=voter)
+            if voter != leaving:
+                council.vote(council, data, sender=leaving)
+    count = len(council.open_ballots())
+    removal = council.remove_voter.encode_input(leaving)
+    receipt = pass_vote(council, council, removal, voters[:-1])
+    return row(
+        section,
+        f"vote passing remove_voter, {count} open ballots ({len(voters)} voters)",
+        receipt,
+        note="worst case: the removed voter's votes are cleared from every ballot",
+    )
 
 
 @click.command(cls=ConnectedProviderCommand, short_help="Measure gas into docs/gas.md")
