@@ -27,9 +27,9 @@ initializes: erc20[ownable := ownable]
 # destroyed by the banker, out of locked funds), `erc20.transfer_ownership` and
 # `erc20.renounce_ownership` (they move the unused minter role; `ownable`'s own
 # `transfer_ownership` is exported instead, and renouncing governance is not allowed).
+# `transfer` and `transferFrom` are this contract's own: they refuse the token's own address,
+# where eEuro would be stranded and break `balanceOf(self) == total_locked`.
 exports: (
-    erc20.transfer,
-    erc20.transferFrom,
     erc20.approve,
     erc20.balanceOf,
     erc20.allowance,
@@ -92,6 +92,35 @@ def __init__(governance: address):
     erc20.is_minter[msg.sender] = False
     if governance != msg.sender:
         ownable._transfer_ownership(governance)
+
+
+@external
+def transfer(to: address, amount: uint256) -> bool:
+    """
+    @notice Moves `amount` eEuro from the caller to `to` (never to this contract: use `lock`).
+    @param to The receiver.
+    @param amount Amount in base units.
+    @return True.
+    """
+    assert to != self, "eeuro: transfer to this contract"
+    erc20._transfer(msg.sender, to, amount)
+    return True
+
+
+@external
+def transferFrom(owner: address, to: address, amount: uint256) -> bool:
+    """
+    @notice Moves `amount` eEuro from `owner` to `to` within the caller's allowance (never to
+            this contract).
+    @param owner The holder.
+    @param to The receiver.
+    @param amount Amount in base units.
+    @return True.
+    """
+    assert to != self, "eeuro: transfer to this contract"
+    erc20._spend_allowance(owner, msg.sender, amount)
+    erc20._transfer(owner, to, amount)
+    return True
 
 
 @external

@@ -221,3 +221,21 @@ def test_burn_and_release_without_banker_revert(funded, deployer, banker, alice)
 def test_not_exported_privileges_are_absent(eeuro):
     for name in ("set_minter", "is_minter", "burn_from", "renounce_ownership"):
         assert not hasattr(eeuro, name), name
+
+
+def test_transfers_to_the_token_itself_are_refused(funded, alice, bob):
+    """eEuro sent to the token would be no holder's lock: stranded, and
+    `balanceOf(eEuro) == total_locked` would break (issue 9, finding 9)."""
+    funded.lock(10 * EEURO, sender=alice)
+    with ape.reverts("eeuro: transfer to this contract"):
+        funded.transfer(funded, EEURO, sender=alice)
+    funded.approve(bob, 5 * EEURO, sender=alice)
+    with ape.reverts("eeuro: transfer to this contract"):
+        funded.transferFrom(alice, funded, EEURO, sender=bob)
+    tx = funded.transferFrom(alice, bob, EEURO, sender=bob)
+    assert tx.events == [
+        funded.Approval(owner=alice, spender=bob, value=4 * EEURO),
+        funded.Transfer(sender=alice, receiver=bob, value=EEURO),
+    ]
+    assert funded.balanceOf(funded) == funded.total_locked() == funded.locked(alice)
+    assert_supply_conserved(funded)
