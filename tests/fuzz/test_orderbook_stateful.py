@@ -1,29 +1,46 @@
-"""Stateful property test of the order book (SPEC §5, issue 5) against a reference model.
+"""Stateful property test of the order book (SPEC §5, issue 5) against a reference model, run
+in process by titanoboa (see `boa_env.py`).
 
 Random traders place (sometimes IOC, sometimes with a fill cap), cancel and try to cancel each
 other's orders on a narrow band of prices, so that orders cross often. A plain-Python
-continuous double auction (price then time priority, fills at the maker's price) predicts
-every step; after every step:
+continuous double auction (`book_model.py`) predicts every step; after every step:
 
-- the trades (maker order, maker, taker, price, amount) and the ids are the model's;
+- the logs of every placement and cancel, across the book and both tokens and in order, are
+  exactly the model's (trades with maker order, maker, taker, price and amount; the resting
+  order; one transfer per run of fills against one maker, the makers' escrow to the taker,
+  the taker's escrow to the book), and so is the id `place` returns;
 - every party's balances changed exactly as the trades and the escrow say, so a trade moves
   value only between its two parties (and the book);
-- the book's token balances equal the escrow of its open orders, its best prices and depth
-  are the model's, and it is never crossed;
+- a trade against one's own order reverts "book: self trade", cancelling someone else's order
+  reverts "book: not owner";
+- the book's token balances equal the escrow of its open orders, its levels (price, amount,
+  orders; also queue tails, best prices, sequence and tick bitmap) are the model's, and it is
+  never crossed.
 
-and at the end of every example everything is cancelled and the book holds nothing.
+At the end of every example the views (`depth` of both sides, `open_orders` and `order` of
+every open order, `best_bid`, `best_ask`) are the model's, everyone cancels everything, the
+views then show an empty book, the book holds nothing, and each token's supply is the sum of
+the balances of every address its Transfer events name.
 
-50 examples x 30 steps by default; set POWERHIVE_FUZZ_EXAMPLES for more. Each example starts
-from a chain snapshot, so examples are independent and cheap to reset.
+Each example deploys a fresh book (HVT standing in for ENT, quote eEuro) and its tokens
+inside a `boa.env.anchor()`, so examples are independent and the EVM state does not grow.
+Calls go through `boa.env.execute_code` with calldata built here (boa's contract wrappers
+rebuild a source map on every deployment). The per-step checks read balances and the book's
+words from storage: a `balanceOf` call per party and the `depth` view cost more EVM time than
+the step itself (`depth` after every step makes the run ~1.5x longer). Teardown checks the
+storage reads against `balanceOf()` and the views against the model.
 """
 
-import os
-from dataclasses import dataclass, field
+from __future__ import annotations
 
-import pytest
-from ape import chain
+import contextlib
+import gc
+import sys
+
+import boa
+from eth_abi import decode, encode
 from eth_utils import keccak
-from hypothesis import HealthCheck, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -34,212 +51,341 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from scripts._orderbook import deploy_orderbook
-from tests.orderbook_fixtures import (
+from tests.fuzz import boa_env
+from tests.fuzz.book_model import (
     EEURO,
     ENT,
+    LOT,
     MAX_UINT,
     MIN_SIZE,
     TICK,
-    Fill,
-    Market,
-    assert_reverts,
-    make_id,
+    Model,
     quote_of,
 )
 
-EXAMPLES = int(os.environ.get("POWERHIVE_FUZZ_EXAMPLES", "50"))
-TRADED = keccak(text="Traded(address,address,uint256,uint256,uint256,uint256)")
-PLACED = keccak(text="OrderPlaced(uint256,address,bool,uint256,uint256)")
-CANCELLED = keccak(text="OrderCancelled(uint256,address,uint256)")
-TRANSFER = keccak(text="Transfer(address,address,uint256)")
-STEPS = 30
 TICKS = range(95, 106)  # 0.095 .. 0.105 eEuro: a narrow band, so that orders cross often
-MAX_FILLS = 64
+assert TICKS[0] >> 8 == TICKS[-1] >> 8, "the band must lie in one bitmap leaf word"
 TRADERS = 4
+GAS = 3_000_000  # per call, as the Anvil version sent
+
+# The book's storage words (docs/orderbook.md, the layout comments of contracts/OrderBook.vy).
+M24, M32, M96 = 2**24 - 1, 2**32 - 1, 2**96 - 1
+ASK_SHIFT, SEQ_SHIFT, RULES_SHIFT = 24, 48, 80  # header: bid | ask | seq | rules
+TAIL_SHIFT, LOTS_SHIFT, COUNT_SHIFT = 32, 64, 160  # level: head | tail | lots | count
 
 
-def send(sender, method, *args) -> list[tuple]:
-    """Sends `method(*args)` from `sender` straight to the node (Anvil's test accounts are
-    unlocked) and returns the receipt's logs as `(address, topic0, topics, words)`.
+def _topic(signature: str) -> int:
+    return int.from_bytes(keccak(text=signature), "big")
 
-    Ape's own transaction path (gas estimation, receipt decoding) is ~5x slower, and this
-    test sends thousands of transactions; the unit tests use Ape's path.
+
+TRADED = _topic("Traded(address,address,uint256,uint256,uint256,uint256)")
+PLACED = _topic("OrderPlaced(uint256,address,bool,uint256,uint256)")
+CANCELLED = _topic("OrderCancelled(uint256,address,uint256)")
+TRANSFER = _topic("Transfer(address,address,uint256)")
+ERROR = keccak(text="Error(string)")[:4]
+
+
+class Fn:
+    """Calldata of one external function: `Fn("f(uint256)")(7)`."""
+
+    def __init__(self, signature: str):
+        self.selector = keccak(text=signature)[:4]
+        self.types = [t for t in signature[signature.index("(") + 1 : -1].split(",") if t]
+
+    def __call__(self, *args) -> bytes:
+        return self.selector + encode(self.types, args)
+
+
+PLACE = Fn("place(bool,uint256,uint256,bool,uint256)")
+CANCEL = Fn("cancel(uint256)")
+DEPTH = Fn("depth(bool,uint256)")
+ORDER = Fn("order(uint256)")
+OPEN_ORDERS = Fn("open_orders(address,uint256,uint256)")
+BEST_BID = Fn("best_bid()")
+BEST_ASK = Fn("best_ask()")
+TRANSFER_TO = Fn("transfer(address,uint256)")
+APPROVE = Fn("approve(address,uint256)")
+MINT = Fn("mint(address,uint256)")
+SET_BANKER = Fn("set_banker(address)")
+BALANCE_OF = Fn("balanceOf(address)")
+TOTAL_SUPPLY = Fn("totalSupply()")
+
+
+def _words(*values: int) -> bytes:
+    return b"".join(v.to_bytes(32, "big") for v in values)
+
+
+def _slot(contract: str, *path: str) -> int:
+    """The storage slot of a variable of `contracts/<contract>.vy` (`path` through modules)."""
+    entry = boa_env.deployer(contract).compiler_data.storage_layout["storage_layout"]
+    for name in path:
+        entry = entry[name]
+    return entry["slot"]
+
+
+def _key(slot: int, key) -> int:
+    """The slot of `map[key]` for a HashMap at `slot`: keccak(slot . key) in Vyper."""
+    key = key if isinstance(key, int) else int(key, 16)
+    return int.from_bytes(keccak(_words(slot, key)), "big")
+
+
+def _uint(output: bytes) -> int:
+    return int.from_bytes(output[:32], "big")
+
+
+def _reason(output: bytes) -> str | None:
+    """The reason string of an `Error(string)` revert, else None."""
+    if output[:4] != ERROR:
+        return None
+    return decode(["string"], output[4:])[0]
+
+
+def _levels(output: bytes) -> list[tuple[int, int, int]]:
+    """`depth`'s `DynArray[Level, MAX_PAGE]` output as (price, amount, orders) tuples."""
+    n = int.from_bytes(output[32:64], "big")
+    w = [int.from_bytes(output[i : i + 32], "big") for i in range(64, 64 + 96 * n, 32)]
+    return [(w[i], w[i + 1], w[i + 2]) for i in range(0, 3 * n, 3)]
+
+
+class Market:
+    """A fresh book, its base (HVT) and quote (eEuro) tokens and funded traders, driven by raw
+    messages through boa's environment (the boa counterpart of `orderbook_fixtures.Market`).
+
+    Every Transfer log of every call is recorded, so that conservation can sum the balances
+    of every address a token ever named.
     """
-    web3 = chain.provider.web3
-    tx = {
-        "from": sender.address,
-        "to": method.contract.address,
-        "data": "0x" + bytes(method.encode_input(*args)).hex(),
-        "gas": hex(3_000_000),
-    }
-    response = web3.provider.make_request("eth_sendTransaction", [tx])
-    assert "result" in response, response
-    receipt = web3.eth.wait_for_transaction_receipt(response["result"], poll_latency=0.005)
-    assert receipt["status"] == 1, f"{method} reverted"
-    return [_log(entry) for entry in receipt["logs"]]
 
-
-def _log(entry) -> tuple:
-    topics = [bytes(t) for t in entry["topics"]]
-    data = bytes(entry["data"])
-    words = tuple(int.from_bytes(data[i : i + 32], "big") for i in range(0, len(data), 32))
-    return (
-        entry["address"].lower(),
-        topics[0],
-        tuple(int.from_bytes(t, "big") for t in topics[1:]),
-        words,
-    )
-
-
-def _int(account) -> int:
-    return int(account.address, 16)
-
-
-def expected_logs(market, taker, is_buy, order_id, fills, price, rest) -> list[tuple]:
-    """The logs of a placement, in the form `send` returns (see `Market.place_events`)."""
-    book, base, quote = (c.address.lower() for c in (market.book, market.base, market.quote))
-    pay, receive = (quote, base) if is_buy else (base, quote)
-    logs = [
-        (
-            book,
-            TRADED,
-            (_int(f.maker), _int(taker), f.maker_order_id),
-            (order_id, f.price, f.amount),
-        )
-        for f in fills
-    ]
-    if rest:
-        logs.append((book, PLACED, (order_id, _int(taker)), (int(is_buy), price, rest)))
-    payments: list[list[int]] = []
-    for f in fills:
-        value = quote_of(f.price, f.amount) if is_buy else f.amount
-        if payments and payments[-1][0] == _int(f.maker):
-            payments[-1][1] += value
-        else:
-            payments.append([_int(f.maker), value])
-    logs += [(pay, TRANSFER, (_int(taker), maker), (value,)) for maker, value in payments]
-    received = sum(f.amount if is_buy else quote_of(f.price, f.amount) for f in fills)
-    if received:
-        logs.append((receive, TRANSFER, (int(book, 16), _int(taker)), (received,)))
-    if rest:
-        escrow = quote_of(price, rest) if is_buy else rest
-        logs.append((pay, TRANSFER, (_int(taker), int(book, 16)), (escrow,)))
-    return logs
-
-
-@dataclass
-class Resting:
-    owner: object
-    is_buy: bool
-    price: int
-    amount: int
-
-
-@dataclass
-class Model:
-    """The book as it should be: open orders, FIFO queues per (side, price), the queue tail
-    of every tick (it is what order ids are built from) and the sequence of crossing orders."""
-
-    orders: dict[int, Resting] = field(default_factory=dict)
-    queues: dict[tuple[bool, int], list[int]] = field(default_factory=dict)
-    tails: dict[int, int] = field(default_factory=dict)
-    seq: int = 0
-
-    def best(self, is_buy: bool) -> int | None:
-        prices = [p for (side, p), q in self.queues.items() if side == is_buy and q]
-        if not prices:
-            return None
-        return max(prices) if is_buy else min(prices)
-
-    def crosses(self, is_buy: bool, price: int) -> bool:
-        best = self.best(not is_buy)
-        return best is not None and (best <= price if is_buy else best >= price)
-
-    def place(self, taker, is_buy: bool, price: int, amount: int, ioc: bool, max_fills: int):
-        """Applies a placement; returns (fills, rest, order id), or None for a self trade."""
-        crossing = self.crosses(is_buy, price)
-        if crossing:
-            self.seq += 1
-        order_id = make_id(is_buy, price, self.tails.get(price // TICK, 0), self.seq * crossing)
-        fills: list[Fill] = []
-        remaining = amount
-        while remaining and len(fills) < (max_fills or MAX_FILLS) and self.crosses(is_buy, price):
-            best = self.best(not is_buy)
-            queue = self.queues[(not is_buy, best)]
-            maker = self.orders[queue[0]]
-            if maker.owner == taker:
-                return None
-            fill = min(remaining, maker.amount)
-            fills.append(Fill(queue[0], maker.owner, best, fill))
-            maker.amount -= fill
-            remaining -= fill
-            if maker.amount == 0:
-                del self.orders[queue.pop(0)]
-        rest = remaining if remaining and not ioc and not self.crosses(is_buy, price) else 0
-        if rest:
-            self.orders[order_id] = Resting(taker, is_buy, price, rest)
-            self.queues.setdefault((is_buy, price), []).append(order_id)
-            self.tails[price // TICK] = self.tails.get(price // TICK, 0) + 1
-        return fills, rest, order_id
-
-    def copy(self) -> "Model":
-        """An independent copy (accounts are shared, not copied)."""
-        return Model(
-            {i: Resting(o.owner, o.is_buy, o.price, o.amount) for i, o in self.orders.items()},
-            {k: list(q) for k, q in self.queues.items()},
-            dict(self.tails),
-            self.seq,
-        )
-
-    def cancel(self, order_id: int) -> Resting:
-        order = self.orders.pop(order_id)
-        self.queues[(order.is_buy, order.price)].remove(order_id)
-        return order
-
-    def levels(self, is_buy: bool) -> list[tuple[int, int, int]]:
-        found = [
-            (p, sum(self.orders[i].amount for i in q), len(q))
-            for (side, p), q in self.queues.items()
-            if side == is_buy and q
+    def __init__(self, traders: list[boa.util.abi.Address], admins: list):
+        deployer, banker, treasury = admins
+        self.env = boa.env
+        self.holders: dict[bytes, set[int]] = {}
+        self.base = self.deploy("HiveToken", deployer, ["address"], [treasury])
+        self.quote = self.deploy("EEuro", deployer, ["address"], [deployer])
+        self.send(deployer, self.quote, SET_BANKER(banker))
+        types = ["address", "address", "uint256", "uint256", "uint256", "address"]
+        args = [self.base, self.quote, TICK, LOT, MIN_SIZE, deployer]
+        self.book = self.deploy("OrderBook", deployer, types, args)
+        self.traders = traders
+        for trader in traders:
+            self.send(treasury, self.base, TRANSFER_TO(trader, 100 * ENT))
+            self.send(banker, self.quote, MINT(trader, 100 * EEURO))
+            self.send(trader, self.base, APPROVE(self.book, MAX_UINT))
+            self.send(trader, self.quote, APPROVE(self.book, MAX_UINT))
+        self.parties = [*traders, self.book]
+        self.slots = [
+            (
+                _key(_slot("HiveToken", "erc20", "balanceOf"), p),
+                _key(_slot("EEuro", "erc20", "balanceOf"), p),
+            )
+            for p in self.parties
         ]
-        return sorted(found, reverse=is_buy)
+        self.book_slots = [_slot("OrderBook", "header")]
+        self.book_slots += [_key(_slot("OrderBook", "levels"), t) for t in TICKS]
+        self.book_slots += [
+            _slot("OrderBook", "book_ticks", "root"),
+            _key(_slot("OrderBook", "book_ticks", "mids"), TICKS[0] >> 16),
+            _key(_slot("OrderBook", "book_ticks", "leaves"), TICKS[0] >> 8),
+        ]
+        self.rules = self.book_words()[0] >> RULES_SHIFT
 
-    def escrow(self) -> tuple[int, int]:
-        base = sum(o.amount for o in self.orders.values() if not o.is_buy)
-        quote = sum(quote_of(o.price, o.amount) for o in self.orders.values() if o.is_buy)
-        return base, quote
+    # --- the EVM ----------------------------------------------------------------------
+
+    def deploy(self, name: str, sender, types: list[str], args: list):
+        initcode = boa_env.deployer(name).compiler_data.bytecode + encode(types, args)
+        address, computation = self.env.deploy(sender=sender, gas=10**8, bytecode=initcode)
+        assert not computation.is_error, f"{name}: {_reason(computation.output)}"
+        self._record(computation)
+        return address
+
+    def call(self, sender, to, data: bytes):
+        """The computation of message `data` from `sender` to `to` (a reverted one included:
+        it changes nothing)."""
+        return self.env.execute_code(to_address=to, sender=sender, gas=GAS, data=data)
+
+    def send(self, sender, to, data: bytes) -> tuple:
+        """Sends `data`, which must not revert; returns the logs in order, across contracts,
+        as (address, topics, data)."""
+        computation = self.call(sender, to, data)
+        assert not computation.is_error, f"reverted: {_reason(computation.output)}"
+        return self._record(computation)
+
+    def _record(self, computation) -> tuple:
+        logs = computation.get_log_entries()
+        for address, topics, _ in logs:
+            if topics[0] == TRANSFER:
+                self.holders.setdefault(address, set()).update(topics[1:3])
+        self.output = computation.output
+        return logs
+
+    def view(self, to, data: bytes) -> bytes:
+        computation = self.env.execute_code(to_address=to, data=data, is_modifying=False)
+        assert not computation.is_error, f"view reverted: {_reason(computation.output)}"
+        return computation.output
+
+    def assert_reverts(self, reason: str, sender, to, data: bytes) -> None:
+        computation = self.call(sender, to, data)
+        assert computation.is_error, f"did not revert (expected {reason!r})"
+        assert _reason(computation.output) == reason
+
+    # --- balances and the book ---------------------------------------------------------
+
+    def balances(self) -> list[tuple[int, int]]:
+        """(base, quote) of every party (the traders, then the book), from storage."""
+        storage = self.env.evm.vm.state.get_storage
+        base, quote = self.base.canonical_address, self.quote.canonical_address
+        return [(storage(base, b), storage(quote, q)) for b, q in self.slots]
+
+    def book_words(self) -> list[int]:
+        """The book's header, the level word of every tick of `TICKS`, and the bitmap words
+        (root, mid, leaf) that cover them, from storage."""
+        storage = self.env.evm.vm.state.get_storage
+        book = self.book.canonical_address
+        return [storage(book, slot) for slot in self.book_slots]
+
+    def sides(self) -> tuple[list[tuple], list[tuple]]:
+        """(bids, asks) from `depth`, as (price, amount, orders), best first."""
+        return (
+            _levels(self.view(self.book, DEPTH(True, 0))),
+            _levels(self.view(self.book, DEPTH(False, 0))),
+        )
+
+    def expected_changes(self, taker, is_buy, fills, rest_price, rest_amount) -> list:
+        """The exact (base, quote) change of every party for a placement by `taker` that makes
+        `fills` and leaves `rest_amount` resting at `rest_price`: the taker pays each maker
+        directly at the maker's price and receives the maker's escrow from the book; only the
+        resting part is escrowed with the book."""
+        index = {p: i for i, p in enumerate(self.parties)}
+        changes = [[0, 0] for _ in self.parties]
+        t, book = changes[index[taker]], changes[-1]
+        for fill in fills:
+            paid = quote_of(fill.price, fill.amount)
+            maker = changes[index[fill.maker]]
+            if is_buy:
+                t[0] += fill.amount
+                t[1] -= paid
+                maker[1] += paid
+                book[0] -= fill.amount
+            else:
+                t[0] -= fill.amount
+                t[1] += paid
+                maker[0] += fill.amount
+                book[1] -= paid
+        if rest_amount:
+            if is_buy:
+                escrow = quote_of(rest_price, rest_amount)
+                t[1] -= escrow
+                book[1] += escrow
+            else:
+                t[0] -= rest_amount
+                book[0] += rest_amount
+        return [tuple(c) for c in changes]
+
+    def assert_changes(self, before: list, expected: list) -> None:
+        """Asserts every party's (base, quote) change since `before`."""
+        after = self.balances()
+        got = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)]
+        assert got == expected, f"balance changes of {self.parties}"
+
+    def expected_logs(self, taker, is_buy, order_id, fills, price, rest) -> list[tuple]:
+        """Every log a placement must emit, in order: the trades, the resting order, then the
+        token transfers (one per run of consecutive fills against the same maker, the makers'
+        escrow to the taker, the taker's escrow to the book)."""
+        book = self.book.canonical_address
+        pay, receive = (self.quote, self.base) if is_buy else (self.base, self.quote)
+        pay, receive = pay.canonical_address, receive.canonical_address
+        taker_int, book_int = int(taker, 16), int(self.book, 16)
+        logs = [
+            (
+                book,
+                (TRADED, int(f.maker, 16), taker_int, f.maker_order_id),
+                _words(order_id, f.price, f.amount),
+            )
+            for f in fills
+        ]
+        if rest:
+            logs.append((book, (PLACED, order_id, taker_int), _words(int(is_buy), price, rest)))
+        payments: list[list[int]] = []
+        for f in fills:
+            value = quote_of(f.price, f.amount) if is_buy else f.amount
+            if payments and payments[-1][0] == int(f.maker, 16):
+                payments[-1][1] += value
+            else:
+                payments.append([int(f.maker, 16), value])
+        logs += [(pay, (TRANSFER, taker_int, maker), _words(v)) for maker, v in payments]
+        received = sum(f.amount if is_buy else quote_of(f.price, f.amount) for f in fills)
+        if received:
+            logs.append((receive, (TRANSFER, book_int, taker_int), _words(received)))
+        if rest:
+            escrow = quote_of(price, rest) if is_buy else rest
+            logs.append((pay, (TRANSFER, taker_int, book_int), _words(escrow)))
+        return logs
+
+    def cancel(self, order_id: int, order) -> None:
+        """Cancels `order` (already removed from the model) as its owner and checks the logs
+        and every party's balance change."""
+        before = self.balances()
+        logs = self.send(order.owner, self.book, CANCEL(order_id))
+        refund = quote_of(order.price, order.amount) if order.is_buy else order.amount
+        token = self.quote if order.is_buy else self.base
+        owner = int(order.owner, 16)
+        assert list(logs) == [
+            (self.book.canonical_address, (CANCELLED, order_id, owner), _words(order.amount)),
+            (token.canonical_address, (TRANSFER, int(self.book, 16), owner), _words(refund)),
+        ]
+        changes = [(0, 0)] * len(self.parties)
+        changes[self.parties.index(order.owner)] = (0, refund) if order.is_buy else (refund, 0)
+        changes[-1] = (0, -refund) if order.is_buy else (-refund, 0)
+        self.assert_changes(before, changes)
+
+    def open_orders(self) -> dict[int, tuple]:
+        """Every open order, through the paginated `open_orders` view of each trader."""
+        found = {}
+        for trader in self.traders:
+            cursor = 0
+            while True:
+                out = self.view(self.book, OPEN_ORDERS(trader, cursor, 100))
+                ids, cursor = decode(["uint256[]", "uint256"], out)
+                for order_id in ids:
+                    owner, is_buy, price, amount = decode(
+                        ["(address,bool,uint256,uint256)"], self.view(self.book, ORDER(order_id))
+                    )[0]
+                    assert int(owner, 16) == int(trader, 16)
+                    found[order_id] = (trader, is_buy, price, amount)
+                if cursor == 0:
+                    break
+        return found
+
+    def assert_conserved(self) -> None:
+        """Each token's supply is the sum of the `balanceOf` of every address it ever named,
+        and the parties' `balanceOf` are the storage slots `balances` reads."""
+        by_view = {}
+        for i, token in enumerate((self.base, self.quote)):
+            holders = self.holders[token.canonical_address] - {0}
+            holders |= {int(p, 16) for p in self.parties}
+            held = {h: _uint(self.view(token, BALANCE_OF(h.to_bytes(20, "big")))) for h in holders}
+            assert _uint(self.view(token, TOTAL_SUPPLY())) == sum(held.values()), "supply"
+            by_view[i] = [held[int(p, 16)] for p in self.parties]
+        assert self.balances() == list(zip(by_view[0], by_view[1], strict=True))
 
 
 class BookMachine(RuleBasedStateMachine):
-    """Set `market` before running."""
+    """Set `traders`, `admins` and `depth` before running."""
 
-    market: Market
+    traders: list
+    admins: list
+    depth: boa_env.Depth
 
     def __init__(self):
         super().__init__()
-        self.snapshot = chain.snapshot()
+        self.depth.example()
         self.model = Model()
-
-    @rule(
-        who=st.integers(0, TRADERS - 1),
-        is_buy=st.booleans(),
-        tick=st.sampled_from(TICKS),
-        lots=st.integers(1, 4),
-        max_fills=st.sampled_from([0, 0, 1, 2, 3]),
-    )
-    def place(self, who, is_buy, tick, lots, max_fills):
-        self._place(who, is_buy, tick, lots, False, max_fills)
-
-    @rule(
-        who=st.integers(0, TRADERS - 1),
-        is_buy=st.booleans(),
-        tick=st.sampled_from(TICKS),
-        lots=st.integers(1, 8),
-        max_fills=st.sampled_from([0, 1, 2]),
-    )
-    def place_ioc(self, who, is_buy, tick, lots, max_fills):
-        self._place(who, is_buy, tick, lots, True, max_fills)
+        self.anchor = contextlib.ExitStack()
+        self.anchor.enter_context(boa.env.anchor())
+        try:
+            self.market = Market(self.traders, self.admins)
+        except BaseException:
+            self.anchor.close()
+            raise
 
     @initialize(lots=st.lists(st.integers(1, 3), min_size=12, max_size=12))
     def ladder(self, lots):
@@ -251,6 +397,28 @@ class BookMachine(RuleBasedStateMachine):
             self._place(i % 3, is_buy, tick, n, False, 0)
 
     @rule(
+        who=st.integers(0, TRADERS - 1),
+        is_buy=st.booleans(),
+        tick=st.sampled_from(TICKS),
+        lots=st.integers(1, 4),
+        max_fills=st.sampled_from([0, 0, 1, 2, 3]),
+    )
+    def place(self, who, is_buy, tick, lots, max_fills):
+        self.depth.step()
+        self._place(who, is_buy, tick, lots, False, max_fills)
+
+    @rule(
+        who=st.integers(0, TRADERS - 1),
+        is_buy=st.booleans(),
+        tick=st.sampled_from(TICKS),
+        lots=st.integers(1, 8),
+        max_fills=st.sampled_from([0, 1, 2]),
+    )
+    def place_ioc(self, who, is_buy, tick, lots, max_fills):
+        self.depth.step()
+        self._place(who, is_buy, tick, lots, True, max_fills)
+
+    @rule(
         data=st.data(),
         is_buy=st.booleans(),
         lots=st.integers(4, 20),
@@ -260,9 +428,10 @@ class BookMachine(RuleBasedStateMachine):
     def sweep(self, data, is_buy, lots, ioc, max_fills):
         """A large order at the far end of the band, mostly by a trader with no order on the
         other side (so that it takes several orders and levels rather than hitting its own)."""
+        self.depth.step()
         clear = [
             i
-            for i, trader in enumerate(self.market.traders)
+            for i, trader in enumerate(self.traders)
             if all(o.owner != trader or o.is_buy == is_buy for o in self.model.orders.values())
         ]
         who = data.draw(st.sampled_from(clear or range(TRADERS)))
@@ -270,93 +439,115 @@ class BookMachine(RuleBasedStateMachine):
         self._place(who, is_buy, tick, lots, ioc, max_fills)
 
     def _place(self, who, is_buy, tick, lots, ioc, max_fills):
-        market, model = self.market, self.model
-        taker = market.traders[who]
+        market = self.market
+        taker = self.traders[who]
         price, amount = tick * TICK, lots * MIN_SIZE
-        predicted = model.copy().place(taker, is_buy, price, amount, ioc, max_fills)
+        data = PLACE(is_buy, price, amount, ioc, max_fills)
+        model = self.model.copy()
+        predicted = model.place(taker, is_buy, price, amount, ioc, max_fills)
         if predicted is None:
-            args = (is_buy, price, amount, ioc, max_fills)
-            assert_reverts("book: self trade", market.book.place, *args, sender=taker)
+            market.assert_reverts("book: self trade", taker, market.book, data)
             return
-        fills, rest, order_id = model.place(taker, is_buy, price, amount, ioc, max_fills)
+        self.model = model
+        fills, rest, order_id = predicted
         before = market.balances()
-        logs = send(taker, market.book.place, is_buy, price, amount, ioc, max_fills)
-        assert logs == expected_logs(market, taker, is_buy, order_id, fills, price, rest)
+        logs = market.send(taker, market.book, data)
+        assert list(logs) == market.expected_logs(taker, is_buy, order_id, fills, price, rest)
+        assert _uint(market.output) == (order_id if fills or rest else 0), "returned id"
         market.assert_changes(before, market.expected_changes(taker, is_buy, fills, price, rest))
 
     @precondition(lambda self: self.model.orders)
     @rule(data=st.data())
     def cancel(self, data):
+        self.depth.step()
         order_id = data.draw(st.sampled_from(sorted(self.model.orders)))
-        order = self.model.cancel(order_id)
-        before = self.market.balances()
-        logs = send(order.owner, self.market.book.cancel, order_id)
-        refund = quote_of(order.price, order.amount) if order.is_buy else order.amount
-        book = self.market.book.address.lower()
-        token = (self.market.quote if order.is_buy else self.market.base).address.lower()
-        assert logs == [
-            (book, CANCELLED, (order_id, _int(order.owner)), (order.amount,)),
-            (token, TRANSFER, (int(book, 16), _int(order.owner)), (refund,)),
-        ]
-        changes = {self.market.book.address: (0, -refund) if order.is_buy else (-refund, 0)}
-        changes[order.owner.address] = (0, refund) if order.is_buy else (refund, 0)
-        self.market.assert_changes(before, changes)
+        self.market.cancel(order_id, self.model.cancel(order_id))
 
     @precondition(lambda self: self.model.orders)
     @rule(data=st.data(), who=st.integers(0, TRADERS - 1))
     def cancel_someone_elses(self, data, who):
-        others = [i for i, o in self.model.orders.items() if o.owner != self.market.traders[who]]
+        self.depth.step()
+        caller = self.traders[who]
+        others = [i for i, o in self.model.orders.items() if o.owner != caller]
         if not others:
             return
         order_id = data.draw(st.sampled_from(sorted(others)))
-        caller = self.market.traders[who]
-        assert_reverts("book: not owner", self.market.book.cancel, order_id, sender=caller)
+        self.market.assert_reverts("book: not owner", caller, self.market.book, CANCEL(order_id))
 
     @invariant()
     def book_matches_model(self):
+        """The book's words in storage are the model's: best prices, sequence, every level's
+        amount, order count and queue tail, the bitmap of occupied ticks; its balances are the
+        escrow of its open orders; it is not crossed. (Read from storage: the `depth` view
+        would cost more than the step itself; teardown checks the views against the model.)"""
         market, model = self.market, self.model
-        balances, bids, asks = market.state()
-        assert bids == model.levels(True)
+        header, *words, root, mid, leaf = market.book_words()
+        bid, ask = (header & M24) * TICK, ((header >> ASK_SHIFT) & M24) * TICK
+        assert (bid, ask) == (model.best(True) or 0, model.best(False) or 0), "best prices"
+        assert (header >> SEQ_SHIFT) & M32 == model.seq, "order sequence"
+        assert header >> RULES_SHIFT == market.rules, "trading rules changed"
+        bids, asks, occupied = [], [], 0
+        for tick, word in zip(TICKS, words, strict=True):
+            head, tail = word & M32, (word >> TAIL_SHIFT) & M32
+            lots, count = (word >> LOTS_SHIFT) & M96, word >> COUNT_SHIFT
+            assert tail == model.tails.get(tick, 0), f"queue tail of tick {tick}"
+            if lots:
+                occupied |= 1 << tick
+                (bids if tick * TICK <= bid else asks).append((tick * TICK, lots * LOT, count))
+            else:
+                assert (count, head) == (0, tail), f"empty level {tick} not reset"
+        assert bids[::-1] == model.levels(True)
         assert asks == model.levels(False)
-        held = balances[market.book.address]
+        assert (leaf, mid, root) == (occupied, int(occupied != 0), int(occupied != 0)), "bitmap"
+        held = market.balances()[-1]
         assert held == model.escrow(), "book balances != escrow of its open orders"
-        if bids and asks:
-            assert bids[0][0] < asks[0][0], "crossed book"
+        if bid and ask:
+            assert bid < ask, "crossed book"
 
     def teardown(self):
         try:
+            if isinstance(sys.exc_info()[1], Exception):
+                # A step failed (hypothesis tears down in a `finally`): report that failure
+                # alone, not its aftermath as a second, "distinct" one that slows shrinking.
+                return
+            market, model = self.market, self.model
+            # The views: every level, every open order read one by one, the best prices.
+            self._assert_views()
             # Everyone cancels everything: the book must then hold nothing.
-            for order_id, order in list(self.model.orders.items()):
-                send(order.owner, self.market.book.cancel, order_id)
-                self.model.cancel(order_id)
-            balances, bids, asks = self.market.state()
-            assert balances[self.market.book.address] == (0, 0)
-            assert (bids, asks) == ([], [])
+            for order_id in list(model.orders):
+                market.cancel(order_id, model.cancel(order_id))
+            assert market.balances()[-1] == (0, 0)
+            self._assert_views()  # now: no levels, no open orders, no best prices
+            market.assert_conserved()
         finally:
-            chain.restore(self.snapshot)
+            self.anchor.close()
+
+    def _assert_views(self):
+        """`depth`, `open_orders`, `order`, `best_bid` and `best_ask` agree with the model."""
+        market, model = self.market, self.model
+        assert market.sides() == (model.levels(True), model.levels(False))
+        orders = {i: (o.owner, o.is_buy, o.price, o.amount) for i, o in model.orders.items()}
+        assert market.open_orders() == orders
+        assert _uint(market.view(market.book, BEST_BID())) == (model.best(True) or 0)
+        assert _uint(market.view(market.book, BEST_ASK())) == (model.best(False) or 0)
 
 
-@pytest.fixture(scope="module")
-def market(deployer, hvt, eeuro_banked, banker, treasury, alice, bob, carol, dave):
-    book = deploy_orderbook(deployer, hvt, eeuro_banked, deployer)
-    traders = [alice, bob, carol, dave]
-    for trader in traders:
-        hvt.transfer(trader, 100 * ENT, sender=treasury)
-        eeuro_banked.mint(trader, 100 * EEURO, sender=banker)
-        hvt.approve(book, MAX_UINT, sender=trader)
-        eeuro_banked.approve(book, MAX_UINT, sender=trader)
-    return Market(book, hvt, eeuro_banked, traders)
-
-
-def test_order_book_stateful(market):
-    BookMachine.market = market
-    run_state_machine_as_test(
-        BookMachine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
-    market.assert_conserved(orders=True, supply=True)
+def test_order_book_stateful(record_property):
+    depth = boa_env.Depth()
+    BookMachine.traders = boa_env.accounts(TRADERS, "trader")
+    BookMachine.admins = boa_env.accounts(3, "book-admin")  # deployer, banker, treasury
+    BookMachine.depth = depth
+    # py-evm and hypothesis allocate millions of short-lived objects: at the default gen-0
+    # threshold (700) the cyclic collector alone costs ~12% of the run.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 1_000)
+    # Without the explain phase: once a failure is found it traces every line executed while
+    # shrinking, which makes py-evm ~5x slower and shrinking hit hypothesis' time limit.
+    phases = [p for p in boa_env.settings_for().phases if p != Phase.explain]
+    try:
+        run_state_machine_as_test(
+            BookMachine, settings=settings(boa_env.settings_for(), phases=phases)
+        )
+    finally:
+        gc.set_threshold(*thresholds)
+    depth.check_and_record(record_property, "order book", boa_env.EXAMPLES)
