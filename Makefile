@@ -54,9 +54,13 @@ lint: install
 WORKERS ?= 2
 XDIST := -n $(WORKERS) --dist loadfile
 
+# The whole suite, then one file again under `ape test --gas` (users run it: it must pass).
+GAS_CHECKED := tests/unit/test_ledger_hardening.py
+
 test: lint
 	@start=$$(date +%s); status=0; \
 	  ape test tests $(XDIST) || status=$$?; \
+	  if [ $$status -eq 0 ]; then ape test $(GAS_CHECKED) --gas -q || status=$$?; fi; \
 	  echo "make test: the suite took $$(( $$(date +%s) - start )) s (exit $$status)"; \
 	  exit $$status
 

@@ -8,6 +8,7 @@ import functools
 import os
 
 import ape
+import ape_ethereum.ecosystem
 import ape_ethereum.trace
 import ape_test.accounts
 import pytest
@@ -23,6 +24,21 @@ from eth_account.messages import encode_typed_data
 ape_test.accounts.generate_dev_accounts = functools.cache(ape_test.accounts.generate_dev_accounts)
 if not os.environ.get("POWERHIVE_SHOW_TRACES"):
     ape_ethereum.trace.Trace.show = lambda self, *args, **kwargs: None
+
+# `ape test --gas` traces every call; Anvil's call traces carry no return data, and Ape 0.8.51
+# then fails decoding a view that returns a struct ("'NoneType' object is not iterable")
+# instead of treating it as an empty result, as it does for other types. Empty return data
+# is a decoding error for any function with outputs: Ape's trace enrichment handles that.
+_decode_returndata = ape_ethereum.ecosystem.Ethereum.decode_returndata
+
+
+def _decode_returndata_or_fail(self, abi, raw_data):
+    if not raw_data and abi.outputs:
+        raise ape_ethereum.ecosystem.DecodingError("empty return data")
+    return _decode_returndata(self, abi, raw_data)
+
+
+ape_ethereum.ecosystem.Ethereum.decode_returndata = _decode_returndata_or_fail
 
 ZERO = "0x0000000000000000000000000000000000000000"
 EEURO = 10**6  # one eEuro in base units
