@@ -18,6 +18,7 @@ from tests.fuzz import boa_env
 from tests.ledger_helpers import WAD, WH
 
 LIFETIME = 7200
+ZERO = "0x" + "00" * 20
 GRACE = 900
 
 
@@ -63,8 +64,10 @@ class World:
         self.people = boa_env.accounts(3, "person")
         self.holders = [*self.people, self.owner]
         with boa.env.prank(deployer):
-            self.council = boa_env.deployer("Council").deploy()
-            self.ledger = boa_env.deployer("EnergyLedger").deploy(self.council.address)
+            self.council = boa_env.quiet(boa_env.deployer("Council").deploy())
+            self.ledger = boa_env.quiet(
+                boa_env.deployer("EnergyLedger").deploy(self.council.address)
+            )
         council, ledger = self.council, self.ledger
         pass_vote(council, council, council.add_voter.prepare_calldata(self.voters[1]), [deployer])
         pass_vote(council, council, council.add_voter.prepare_calldata(self.voters[2]), self.voters)
@@ -248,7 +251,16 @@ class LedgerMachine(RuleBasedStateMachine):
         data = self.ledger.set_parameters.prepare_calldata(
             p.max_mint_cost, p.max_burn_cost, c, p.storage_fee, p.session_lifetime
         )
-        self.council.vote(self.ledger, data, sender=self.voters[v])
+        council, voter = self.council, self.voters[v]
+        ballot = council.ballot(council.action_key(self.ledger, data))
+        opens = ballot.target == ZERO or ballot.expired
+        # An expired ballot of the same voter is dropped first, giving its quota back.
+        freed = ballot.target != ZERO and ballot.expired and ballot.opener == voter
+        if opens and council.ballots_opened(voter) - freed >= council.BALLOTS_PER_VOTER():
+            with boa.reverts("council: ballot quota used"):
+                council.vote(self.ledger, data, sender=voter)
+            return
+        council.vote(self.ledger, data, sender=voter)
 
     @invariant()
     def conserved(self):
