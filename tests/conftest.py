@@ -182,3 +182,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("stateful test depth")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(items):
+    """The stateful tests first: they are the longest files, and with `--dist loadfile` a
+    long file that starts last is the run's tail. Stable: the rest keeps its order."""
+    items.sort(key=lambda item: "tests/fuzz/" not in item.nodeid)
