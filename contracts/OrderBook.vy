@@ -6,8 +6,11 @@
 @notice Limit orders to buy or sell `base` for `quote`. An incoming order matches the
         best opposite orders while they cross, at the resting (maker) order's price, price
         first and then time first (FIFO inside a price level), with partial fills; what is
-        left rests, unless the order is immediate-or-cancel or the fill cap stopped it while
-        it still crossed (then the rest is simply not taken). Settlement is direct: the
+        left rests, unless the order is immediate-or-cancel, the fill cap stopped it while
+        it still crossed, or it is below the minimum order size (then the rest is not taken
+        and `OrderClosed` says why). No order below the minimum rests: a maker left below it
+        by a partial fill is closed and refunded. A placement trades, rests or reverts with
+        a reason, never a silent no-op. Settlement is direct: the
         taker pays each maker with `transferFrom` and receives the makers' escrow from the
         book, so a buyer pays the maker's price and never more (its price improvement is
         never pulled, let alone stranded). Only resting orders are escrowed: sells in
@@ -61,10 +64,15 @@ exports: (
 # @dev Most fills (trades) one call makes; `max_fills = 0` means this many.
 MAX_FILLS: public(constant(uint256)) = 64
 
-# @dev Most holes (cancelled orders inside a queue) one call steps over; each costs one read.
+# @dev Most holes (cancelled orders inside a queue) one `place` steps over; each costs one
+# read. A placement that reaches this bound before its first fill reverts ("book: too many
+# cancelled orders ahead"); `compact` clears any number of holes, `MAX_COMPACT` per call.
 MAX_SKIPS: public(constant(uint256)) = 128
 
-# @dev Bound of the matching loop: every step fills, skips a hole or leaves a used-up level.
+# @dev Most holes one `compact` call clears (0 means this many).
+MAX_COMPACT: public(constant(uint256)) = 1_024
+
+# @dev Bound of the matching loop: every step but the last fills or skips a hole.
 MAX_STEPS: constant(uint256) = 2 * MAX_FILLS + MAX_SKIPS
 
 # @dev Largest page of the `depth` and `open_orders` views.
@@ -72,6 +80,14 @@ MAX_PAGE: public(constant(uint256)) = 100
 
 # @dev Most order slots one `open_orders` call reads before it returns a cursor.
 MAX_SCAN: public(constant(uint256)) = 2_000
+
+# @dev `OrderClosed.reason`: the amount left is below the minimum order size (a maker after a
+# partial fill: closed and refunded; a taker's remainder: not rested), the order is
+# immediate-or-cancel, or its remainder still crosses the book (fill cap or `MAX_SKIPS`
+# reached): resting it would cross the book.
+CLOSED_BELOW_MINIMUM: constant(uint256) = 1
+CLOSED_IOC: constant(uint256) = 2
+CLOSED_CROSSING: constant(uint256) = 3
 
 MASK24: constant(uint256) = 2**24 - 1
 MASK31: constant(uint256) = 2**31 - 1
@@ -158,6 +174,9 @@ def __init__(
     assert lot_size != 0, "book: zero lot size"
     one: uint256 = 10 ** convert(staticcall IERC20Detailed(base).decimals(), uint256)
     assert tick_size * lot_size % one == 0, "book: tick x lot not exact"
+    # Bounds that make every amount the book computes fit: prices (tick < 2**24) below
+    # 2**184 and quote amounts (lots < 2**64) below 2**248.
+    assert tick_size <= 2**160 and tick_size * lot_size // one <= 2**160, "book: units too large"
     BASE = base
     QUOTE = quote
     BASE_ONE = one
@@ -177,14 +196,17 @@ def place(is_buy: bool, price: uint256, amount: uint256, ioc: bool, max_fills: u
             cross, at their prices, and the rest rests in the book (escrowed) unless `ioc`.
     @dev Needs an allowance for what the caller pays: quote (fills at the makers' prices,
          plus `rest * price` escrow) for a buy, base for a sell. The rest is not taken
-         either if the fill cap stopped matching while the order still crossed.
+         (`OrderClosed`) if `ioc`, if matching stopped (fill cap, `MAX_SKIPS`) while the
+         order still crossed, or if it is below the minimum size; a maker the last fill
+         leaves below the minimum is closed and refunded (`OrderClosed`). Reverts rather
+         than do nothing: an IOC that does not cross, or `MAX_SKIPS` cancelled orders
+         before the first fill (`compact` clears them).
     @param is_buy True to buy base, false to sell it.
     @param price Limit price, quote base units per whole base token, on the tick.
     @param amount Base amount, a multiple of the lot size, at least the minimum size.
     @param ioc Immediate-or-cancel: trade what crosses now, never rest.
     @param max_fills Cap on the trades of this call (0: `MAX_FILLS`).
-    @return The order id (also the taker id in its `Traded` events); 0 if the order neither
-            traded nor rested.
+    @return The order id (also the taker id in its `Traded` and `OrderClosed` events).
     """
     return self._place(msg.sender, is_buy, price, amount, ioc, max_fills)
 
@@ -243,7 +265,8 @@ def place_with_permit(
 def cancel(order_id: uint256):
     """
     @notice Cancels an open order of the caller and refunds its escrow.
-    @dev O(1): a cancelled order inside a queue leaves a hole that the next taker steps over.
+    @dev O(1): a cancelled order inside a queue leaves a hole that the next taker steps over
+         (or `compact` clears).
     @param order_id The order's id.
     """
     location: uint256 = order_id & MASK56
@@ -275,12 +298,45 @@ def cancel(order_id: uint256):
         head | (tail << TAIL_SHIFT) | (level_lots << LEVEL_LOTS_SHIFT) | (count << COUNT_SHIFT)
     )
 
-    amount: uint256 = lots * AMOUNT_UNIT
+    # No overflow: see the constructor's bounds.
+    amount: uint256 = unsafe_mul(lots, AMOUNT_UNIT)
     log IOrderBook.OrderCancelled(order_id=order_id, owner=msg.sender, amount=amount)
     if (order >> TAG_SHIFT) & 1 == 1:
-        self._push(QUOTE, msg.sender, lots * tick * QUOTE_PER_UNIT)
+        self._push(QUOTE, msg.sender, unsafe_mul(unsafe_mul(lots, tick), QUOTE_PER_UNIT))
     else:
         self._push(BASE, msg.sender, amount)
+
+
+@external
+def compact(price: uint256, max_slots: uint256) -> uint256:
+    """
+    @notice Clears cancelled orders (holes) at the head of the queue at `price`, so that the
+            next placement reaches its open orders. Anyone may call it.
+    @dev Needed only when `MAX_SKIPS` or more consecutive cancelled orders sit at a
+         level's head: a placement then reverts "book: too many cancelled orders ahead"
+         before its first fill. Stops at the first open order; changes no order.
+    @param price The level's price.
+    @param max_slots Most holes to clear (at most `MAX_COMPACT`; 0 means `MAX_COMPACT`).
+    @return How many holes were cleared.
+    """
+    limit: uint256 = max_slots
+    if limit == 0 or limit > MAX_COMPACT:
+        limit = MAX_COMPACT
+    assert price % PRICE_UNIT == 0 and price // PRICE_UNIT <= book_ticks.MAX_TICK, "book: bad price"
+    tick: uint256 = price // PRICE_UNIT
+    level: uint256 = self.levels[tick]
+    head: uint256 = level & MASK32
+    tail: uint256 = (level >> TAIL_SHIFT) & MASK32
+    cleared: uint256 = 0
+    for _: uint256 in range(MAX_COMPACT):
+        if cleared == limit or head == tail or self.orders[(tick << 32) | head] != 0:
+            break
+        head = unsafe_add(head, 1)
+        cleared = unsafe_add(cleared, 1)
+    assert cleared != 0, "book: no cancelled orders at the head"
+    self.levels[tick] = (level & ~MASK32) | head
+    log IOrderBook.Compacted(price=price, cleared=cleared)
+    return cleared
 
 
 @external
@@ -319,18 +375,38 @@ def best_ask() -> uint256:
 
 @view
 @external
-def depth(is_buy: bool, max_levels: uint256) -> DynArray[IOrderBook.Level, MAX_PAGE]:
+def depth(
+    is_buy: bool, cursor: uint256, max_levels: uint256
+) -> (DynArray[IOrderBook.Level, MAX_PAGE], uint256):
     """
-    @notice The best `max_levels` price levels of one side, best first.
+    @notice A page of one side's price levels, best first.
+    @dev Call again with the returned cursor until it is 0. The cursor is the price of the
+         next level to show; if that level is gone by then, the page starts at the next
+         level beyond it (and at the best level if the best price has moved past it).
+         Levels added or removed between calls may be missed or shown again.
     @param is_buy True for bids, false for asks.
-    @param max_levels How many levels (at most `MAX_PAGE`; 0 means `MAX_PAGE`).
-    @return Price, resting base amount and number of open orders per level.
+    @param cursor 0 to start at the best level, else the cursor a previous call returned.
+    @param max_levels Page size (at most `MAX_PAGE`; 0 means `MAX_PAGE`).
+    @return Price, resting base amount and number of open orders per level, and the cursor
+            to continue from (0 when the side is complete).
     """
     limit: uint256 = max_levels
     if limit == 0 or limit > MAX_PAGE:
         limit = MAX_PAGE
     header: uint256 = self.header
     tick: uint256 = header & MASK24 if is_buy else (header >> ASK_SHIFT) & MASK24
+    if cursor != 0:
+        assert cursor % PRICE_UNIT == 0, "book: bad cursor"
+        start: uint256 = cursor // PRICE_UNIT
+        assert start <= book_ticks.MAX_TICK, "book: bad cursor"
+        # Behind the best price, every occupied tick is a level of this side.
+        if tick != 0 and (start < tick if is_buy else start > tick):
+            if (self.levels[start] >> LEVEL_LOTS_SHIFT) & MASK96 != 0:
+                tick = start
+            elif is_buy:
+                tick = book_ticks._next_below(start)
+            else:
+                tick = book_ticks._next_above(start)
     result: DynArray[IOrderBook.Level, MAX_PAGE] = []
     for _: uint256 in range(MAX_PAGE):
         if tick == 0 or len(result) == limit:
@@ -347,7 +423,7 @@ def depth(is_buy: bool, max_levels: uint256) -> DynArray[IOrderBook.Level, MAX_P
             tick = book_ticks._next_below(tick)
         else:
             tick = book_ticks._next_above(tick)
-    return result
+    return result, tick * PRICE_UNIT
 
 
 @view
@@ -374,17 +450,19 @@ def order(order_id: uint256) -> IOrderBook.Order:
 @external
 def open_orders(
     account: address, cursor: uint256, max_results: uint256
-) -> (DynArray[uint256, MAX_PAGE], uint256):
+) -> (DynArray[IOrderBook.OpenOrder, MAX_PAGE], uint256):
     """
-    @notice A page of `account`'s open order ids: bids best first, then asks best first.
+    @notice A page of `account`'s open orders (id, side, price, remaining amount): bids best
+            first, then asks best first, FIFO inside a level.
     @dev Pages through the book itself, so placing and cancelling keep no per-account
          list (which would cost a storage write per order). One call reads at most
-         `MAX_SCAN` order slots; call again with the returned cursor until it is 0. Orders
-         placed or removed between calls may be missed or shown again.
+         `MAX_SCAN` order slots; call again with the returned cursor until it is 0 (a page
+         may be short, even empty, with a non-zero cursor). Orders placed or removed
+         between calls may be missed or shown again.
     @param account The owner.
     @param cursor 0 to start, else the cursor a previous call returned.
     @param max_results Page size (at most `MAX_PAGE`; 0 means `MAX_PAGE`).
-    @return The ids found and the cursor to continue from (0 when the scan is complete).
+    @return The orders found and the cursor to continue from (0 when the scan is complete).
     """
     limit: uint256 = max_results
     if limit == 0 or limit > MAX_PAGE:
@@ -398,11 +476,11 @@ def open_orders(
     if phase == 0:
         phase = 1
         tick = header & MASK24
-    ids: DynArray[uint256, MAX_PAGE] = []
+    found: DynArray[IOrderBook.OpenOrder, MAX_PAGE] = []
     for _: uint256 in range(MAX_SCAN):
         if tick == 0:
             if phase == 2:
-                return ids, 0
+                return found, 0
             phase = 2
             tick = (header >> ASK_SHIFT) & MASK24
             index = 0
@@ -418,13 +496,20 @@ def open_orders(
             continue
         order: uint256 = self.orders[(tick << 32) | index]
         if order != 0 and order & MASK160 == owner:
-            if len(ids) == limit:
-                return ids, (phase << 64) | (tick << 32) | index
-            ids.append(((order >> TAG_SHIFT) << ID_TAG_SHIFT) | (tick << 32) | index)
+            if len(found) == limit:
+                return found, (phase << 64) | (tick << 32) | index
+            found.append(
+                IOrderBook.OpenOrder(
+                    order_id=((order >> TAG_SHIFT) << ID_TAG_SHIFT) | (tick << 32) | index,
+                    is_buy=(order >> TAG_SHIFT) & 1 == 1,
+                    price=tick * PRICE_UNIT,
+                    amount=((order >> ORDER_LOTS_SHIFT) & MASK64) * AMOUNT_UNIT,
+                )
+            )
         index += 1
     if tick == 0 and phase == 2:
-        return ids, 0
-    return ids, (phase << 64) | (tick << 32) | index
+        return found, 0
+    return found, (phase << 64) | (tick << 32) | index
 
 
 @view
@@ -475,12 +560,17 @@ def _place(
     header: uint256 = stored_header
     assert amount != 0, "book: zero amount"
     assert price != 0, "book: zero price"
-    assert price % (((header >> TICK_SHIFT) & MASK32) * PRICE_UNIT) == 0, "book: price not on tick"
-    tick: uint256 = price // PRICE_UNIT
+    # The steps are the tick and lot sizes `set_rules` took (so the products fit) and are not
+    # zero; so are the units.
+    step: uint256 = unsafe_mul((header >> TICK_SHIFT) & MASK32, PRICE_UNIT)
+    assert unsafe_mul(unsafe_div(price, step), step) == price, "book: price not on tick"
+    tick: uint256 = unsafe_div(price, PRICE_UNIT)
     assert tick <= book_ticks.MAX_TICK, "book: price out of range"
-    assert amount % (((header >> LOT_SHIFT) & MASK32) * AMOUNT_UNIT) == 0, "book: amount not on lot"
-    lots: uint256 = amount // AMOUNT_UNIT
-    assert lots >= (header >> MIN_SHIFT) & MASK64, "book: amount below minimum"
+    step = unsafe_mul((header >> LOT_SHIFT) & MASK32, AMOUNT_UNIT)
+    assert unsafe_mul(unsafe_div(amount, step), step) == amount, "book: amount not on lot"
+    lots: uint256 = unsafe_div(amount, AMOUNT_UNIT)
+    min_lots: uint256 = (header >> MIN_SHIFT) & MASK64
+    assert lots >= min_lots, "book: amount below minimum"
     assert lots <= MASK64, "book: amount too large"
     fill_cap: uint256 = max_fills
     if fill_cap == 0:
@@ -500,11 +590,17 @@ def _place(
     else:
         best = header & MASK24
     crosses: bool = best != 0 and (best <= tick if is_buy else best >= tick)
+    if ioc:
+        # Never a silent no-op: an order that can neither trade nor rest is refused.
+        assert crosses, "book: ioc order does not cross"
 
     remaining: uint256 = lots
     received: uint256 = 0
     payees: DynArray[address, MAX_FILLS] = []
     payments: DynArray[uint256, MAX_FILLS] = []
+    # A maker left below the minimum by the (last, partial) fill: closed, its rest refunded.
+    refunded: address = empty(address)
+    refund: uint256 = 0
     if crosses:
         seq: uint256 = ((header >> SEQ_SHIFT) & MASK32) + 1
         assert seq <= MASK31, "book: order ids exhausted"
@@ -519,9 +615,8 @@ def _place(
         level_lots: uint256 = 0
         count: uint256 = 0
         quote_per_lot: uint256 = 0
+        last_payee: address = empty(address)
         for _: uint256 in range(MAX_STEPS):
-            if remaining == 0 or fills == fill_cap or skips == MAX_SKIPS:
-                break
             if not loaded:
                 if best == 0 or (best > tick if is_buy else best < tick):
                     break
@@ -529,7 +624,7 @@ def _place(
                 head = best_level & MASK32
                 level_lots = (best_level >> LEVEL_LOTS_SHIFT) & MASK96
                 count = (best_level >> COUNT_SHIFT) & MASK32
-                quote_per_lot = best * QUOTE_PER_UNIT
+                quote_per_lot = unsafe_mul(best, QUOTE_PER_UNIT)
                 loaded = True
             maker_location: uint256 = (best << 32) | head
             maker_order: uint256 = self.orders[maker_location]
@@ -537,44 +632,67 @@ def _place(
                 # A hole left by a cancelled order.
                 head = unsafe_add(head, 1)
                 skips = unsafe_add(skips, 1)
+                if skips == MAX_SKIPS:
+                    break
                 continue
             maker: address = convert(convert(maker_order & MASK160, uint160), address)
             assert maker != taker, "book: self trade"
             maker_lots: uint256 = (maker_order >> ORDER_LOTS_SHIFT) & MASK64
             fill: uint256 = min(remaining, maker_lots)
-            if fill == maker_lots:
-                self.orders[maker_location] = 0
-                head = unsafe_add(head, 1)
-                count = unsafe_sub(count, 1)
-            else:
-                self.orders[maker_location] = unsafe_sub(maker_order, fill << ORDER_LOTS_SHIFT)
             remaining = unsafe_sub(remaining, fill)
-            level_lots = unsafe_sub(level_lots, fill)
             fills = unsafe_add(fills, 1)
 
-            base_amount: uint256 = fill * AMOUNT_UNIT
-            quote_amount: uint256 = fill * quote_per_lot
+            # No overflow: a base amount is at most a placed amount, a quote amount below
+            # 2**248 (the constructor's bounds), and there are at most 64 of them.
+            base_amount: uint256 = unsafe_mul(fill, AMOUNT_UNIT)
             payment: uint256 = base_amount
             if is_buy:
-                payment = quote_amount
-                received += base_amount
+                payment = unsafe_mul(fill, quote_per_lot)
+                received = unsafe_add(received, base_amount)
             else:
-                received += quote_amount
+                received = unsafe_add(received, unsafe_mul(fill, quote_per_lot))
             # Consecutive fills against one maker are paid with one transfer.
-            paid: uint256 = len(payees)
-            if paid != 0 and payees[paid - 1] == maker:
-                payments[paid - 1] += payment
+            if maker == last_payee:
+                paid: uint256 = unsafe_sub(len(payments), 1)
+                payments[paid] = unsafe_add(payments[paid], payment)
             else:
                 payees.append(maker)
                 payments.append(payment)
+                last_payee = maker
+            maker_order_id: uint256 = ((maker_order >> TAG_SHIFT) << ID_TAG_SHIFT) | maker_location
             log IOrderBook.Traded(
                 maker=maker,
                 taker=taker,
-                maker_order_id=((maker_order >> TAG_SHIFT) << ID_TAG_SHIFT) | maker_location,
+                maker_order_id=maker_order_id,
                 taker_order_id=order_id,
-                price=best * PRICE_UNIT,
+                price=unsafe_mul(best, PRICE_UNIT),
                 amount=base_amount,
             )
+            left: uint256 = unsafe_sub(maker_lots, fill)
+            if left < min_lots:
+                # Filled, or left below the minimum: the order leaves the book.
+                self.orders[maker_location] = 0
+                head = unsafe_add(head, 1)
+                count = unsafe_sub(count, 1)
+                level_lots = unsafe_sub(level_lots, maker_lots)
+                if left != 0:
+                    # Closed: no dust rests. Only the last fill can be partial (the taker is
+                    # done), so this happens at most once per call. The maker gets back the
+                    # escrow of what is left: base for an ask, quote for a bid (the token
+                    # the taker receives).
+                    refunded = maker
+                    refund = unsafe_mul(left, AMOUNT_UNIT)
+                    if not is_buy:
+                        refund = unsafe_mul(left, quote_per_lot)
+                    log IOrderBook.OrderClosed(
+                        order_id=maker_order_id,
+                        owner=maker,
+                        amount=unsafe_mul(left, AMOUNT_UNIT),
+                        reason=CLOSED_BELOW_MINIMUM,
+                    )
+            else:
+                self.orders[maker_location] = unsafe_sub(maker_order, fill << ORDER_LOTS_SHIFT)
+                level_lots = unsafe_sub(level_lots, fill)
 
             if level_lots == 0:
                 # Level used up. Its word keeps the tail, so later ids at this price stay new.
@@ -586,7 +704,12 @@ def _place(
                 else:
                     best = book_ticks._next_below(best)
                 loaded = False
+            if remaining == 0 or fills == fill_cap:
+                break
 
+        # The loop leaves without a fill only when `MAX_SKIPS` holes came first: the level
+        # still has open orders behind them. Not a silent no-op: `compact` clears them.
+        assert fills != 0, "book: too many cancelled orders ahead"
         if loaded:
             self.levels[best] = (
                 head
@@ -598,10 +721,28 @@ def _place(
             header = (header & ~(MASK24 << ASK_SHIFT)) | (best << ASK_SHIFT)
         else:
             header = (header & ~MASK24) | best
-        crosses = best != 0 and (best <= tick if is_buy else best >= tick)
+        if remaining != 0:
+            # What is left rests, unless it must not (then an event says why). An order that
+            # did not cross rests whole (it is at least the minimum, and not IOC).
+            closed: uint256 = 0
+            if ioc:
+                closed = CLOSED_IOC
+            elif best != 0 and (best <= tick if is_buy else best >= tick):
+                # Resting it would cross the book (a bid at or above the best ask).
+                closed = CLOSED_CROSSING
+            elif remaining < min_lots:
+                closed = CLOSED_BELOW_MINIMUM
+            if closed != 0:
+                log IOrderBook.OrderClosed(
+                    order_id=order_id,
+                    owner=taker,
+                    amount=unsafe_mul(remaining, AMOUNT_UNIT),
+                    reason=closed,
+                )
+                remaining = 0
 
     escrow: uint256 = 0
-    if remaining != 0 and not ioc and not crosses:
+    if remaining != 0:
         if remaining != lots:
             # Matching may have rewritten this very level (an opposite level used up here).
             level = self.levels[tick]
@@ -629,35 +770,31 @@ def _place(
             | (unsafe_add(resting_lots, remaining) << LEVEL_LOTS_SHIFT)
             | (unsafe_add((level >> COUNT_SHIFT) & MASK32, 1) << COUNT_SHIFT)
         )
-        if is_buy:
-            escrow = remaining * tick * QUOTE_PER_UNIT
-        else:
-            escrow = remaining * AMOUNT_UNIT
+        # No overflow: see the constructor's bounds.
+        escrow = unsafe_mul(remaining, AMOUNT_UNIT)
         log IOrderBook.OrderPlaced(
-            order_id=order_id,
-            owner=taker,
-            is_buy=is_buy,
-            price=price,
-            amount=remaining * AMOUNT_UNIT,
+            order_id=order_id, owner=taker, is_buy=is_buy, price=price, amount=escrow
         )
+        if is_buy:
+            escrow = unsafe_mul(unsafe_mul(remaining, tick), QUOTE_PER_UNIT)
     if header != stored_header:
         self.header = header
 
-    # Interactions last: pay the makers, hand over their escrow, escrow the rest.
+    # Interactions last: pay the makers, hand over their escrow, refund a closed maker's
+    # rest, escrow the rest. Every successful placement traded or rested.
     pay_token: address = BASE
     receive_token: address = QUOTE
     if is_buy:
         pay_token = QUOTE
         receive_token = BASE
-    for i: uint256 in range(len(payees), bound=MAX_FILLS):
-        self._pull(pay_token, taker, payees[i], payments[i])
     if received != 0:
+        for i: uint256 in range(len(payees), bound=MAX_FILLS):
+            self._pull(pay_token, taker, payees[i], payments[i])
         self._push(receive_token, taker, received)
+        if refund != 0:
+            self._push(receive_token, refunded, refund)
     if escrow != 0:
         self._pull(pay_token, taker, self, escrow)
-    elif received == 0:
-        # Neither traded nor rested (an IOC that did not cross): no order, no id.
-        return 0
     return order_id
 
 

@@ -33,13 +33,17 @@ ONE_ENT = 10**18
 ONE_EEURO = 10**6
 MAX_UINT = 2**256 - 1
 
-# Gas targets of issue 5 (full-transaction gas).
-TARGET_REST_EXISTING = 65_000
-TARGET_REST_NEW = 90_000
-TARGET_FILL_1 = 60_000
-TARGET_FILL_10_ONE_PRICE = 150_000
-TARGET_FILL_10_PRICES = 210_000
-TARGET_CANCEL = 40_000
+# Gas targets of issue 9 (full-transaction gas, at every measured depth), replacing issue 5's.
+TARGET_REST_EXISTING = 77_000
+TARGET_REST_NEW = 100_000
+TARGET_FILL_1_KEEPS_LEVEL = 76_000
+TARGET_FILL_1_EMPTIES_LEVEL = 87_000
+TARGET_FILL_10_ONE_PRICE = 192_000
+TARGET_FILL_10_PRICES = 264_000
+TARGET_CANCEL = 48_000
+TARGET_CANCEL_LAST = 60_000
+# Flat: gas at depth 1,000 at most this much above depth 10, for every operation.
+TARGET_GROWTH = 0.005
 # The reference contract this market replaces (issue 5), gas per order by book depth.
 REFERENCE_GAS = {1: 222_497, 100: 1_507_683, 200: 3_275_569}
 DEPTHS = (0, 10, 100, 1_000)
@@ -71,6 +75,28 @@ def _eur(amount: int) -> str:
     return f"{amount / ONE_EEURO:,.3f}"
 
 
+def all_levels(book: ContractInstance, is_buy: bool, page: int = 0) -> list:
+    """Every price level of one side, best first, through `depth`'s cursor (`page` levels
+    per call; 0: the book's largest page)."""
+    levels, cursor = book.depth(is_buy, 0, page)
+    levels = list(levels)
+    while cursor != 0:
+        more, cursor = book.depth(is_buy, cursor, page)
+        levels += more
+    return levels
+
+
+def all_open_orders(book: ContractInstance, account, page: int = 0) -> list:
+    """Every open order of `account` (id, side, price, remaining amount) through
+    `open_orders`' cursor: bids best first, then asks."""
+    found, cursor = book.open_orders(account, 0, page)
+    found = list(found)
+    while cursor != 0:
+        more, cursor = book.open_orders(account, cursor, page)
+        found += more
+    return found
+
+
 def book_table(book: ContractInstance, title: str, levels: int = 10) -> Table:
     """The top `levels` price levels of both sides, asks above bids."""
     table = Table(title=title)
@@ -78,11 +104,25 @@ def book_table(book: ContractInstance, title: str, levels: int = 10) -> Table:
     table.add_column("price (eEuro/kWh)", justify="right")
     table.add_column("amount (kWh)", justify="right")
     table.add_column("orders", justify="right")
-    for level in reversed(book.depth(False, levels)):
+    asks, _ = book.depth(False, 0, levels)
+    bids, _ = book.depth(True, 0, levels)
+    for level in reversed(asks):
         table.add_row("ask", _eur(level.price), _ent(level.amount), str(level.orders))
     table.add_section()
-    for level in book.depth(True, levels):
+    for level in bids:
         table.add_row("bid", _eur(level.price), _ent(level.amount), str(level.orders))
+    return table
+
+
+def open_orders_table(book: ContractInstance, people: dict, title: str) -> Table:
+    """Every member's open orders, from the `open_orders` view."""
+    table = Table(title=title)
+    for column in ("member", "order id", "side", "price (eEuro/kWh)", "left (kWh)"):
+        table.add_column(column, justify="left" if column in ("member", "side") else "right")
+    for name, account in people.items():
+        for order in all_open_orders(book, account):
+            side = "bid" if order.is_buy else "ask"
+            table.add_row(name, f"{order.order_id:#x}", side, _eur(order.price), _ent(order.amount))
     return table
 
 
@@ -140,10 +180,11 @@ def demo_orderbook(
                 placed[number] = log.order_id
     console.print(book_table(book, "Book after the trading steps"))
     console.print(trades)
+    console.print(open_orders_table(book, people, "Open orders"))
 
-    # Producer A withdraws its remaining offer at 0.230.
-    order_id = placed[3]
-    remaining = book.order(order_id).amount
+    # Producer A withdraws its remaining offer at 0.230 (found through `open_orders`).
+    (order,) = (o for o in all_open_orders(book, people["producer A"]) if o.order_id == placed[3])
+    order_id, remaining = order.order_id, order.amount
     book.cancel(order_id, sender=people["producer A"])
     console.print(f"8. producer A cancels order {order_id:#x}: {_ent(remaining)} kWh refunded")
     console.print(book_table(book, "Book after the cancellation"))
@@ -187,10 +228,10 @@ class _GasBench:
     def price(self, tick: int) -> int:
         return tick * ENT_TICK
 
-    def place(self, account, is_buy: bool, tick: int, lots: int = 1):
-        return self.book.place(
-            is_buy, self.price(tick), lots * self.AMOUNT, False, 0, sender=account
-        )
+    def place(self, account, is_buy: bool, tick: int, lots: int = 1, extra: int = 0):
+        """`lots` kWh and `extra` base units more."""
+        amount = lots * self.AMOUNT + extra
+        return self.book.place(is_buy, self.price(tick), amount, False, 0, sender=account)
 
     def grow_to(self, depth: int) -> None:
         """Add background orders until `depth` rest: per side half in one deep level and half
@@ -250,6 +291,17 @@ class _GasBench:
                 self.place(maker, False, self.SPREAD_ASK - i)
             return self.place(self.taker, True, self.SPREAD_ASK, 10)
 
+        def fill_one_closes_dust_maker():
+            # 1.005 kWh rest; a 1 kWh buy leaves 5 Wh (< 10 Wh): closed and refunded.
+            self.place(m[0], False, self.SPREAD_ASK, extra=5 * ENT_LOT)
+            self.place(m[1], False, self.SPREAD_ASK)
+            return self.place(self.taker, True, self.SPREAD_ASK)
+
+        def fill_one_dust_remainder():
+            # A 1.005 kWh buy fills 1 kWh; its 5 Wh remainder is not rested.
+            self.place(m[0], False, self.SPREAD_ASK)
+            return self.place(self.taker, True, self.SPREAD_ASK, extra=5 * ENT_LOT)
+
         def cancel_keeps_level():
             # At depth 0 the cancelled order is its level's head; deeper, it is inside the queue.
             first = placed_id(self.place(m[0], True, self.BID_DEEP))
@@ -266,12 +318,12 @@ class _GasBench:
             ("order that rests at a new best price level", TARGET_REST_NEW, rest_new_best),
             (
                 "order filling 1 resting order (level keeps others)",
-                TARGET_FILL_1,
+                TARGET_FILL_1_KEEPS_LEVEL,
                 fill_one_keeps_level,
             ),
             (
                 "order filling 1 resting order (empties its level)",
-                TARGET_FILL_1,
+                TARGET_FILL_1_EMPTIES_LEVEL,
                 fill_one_empties_level,
             ),
             (
@@ -285,7 +337,19 @@ class _GasBench:
                 fill_ten_prices,
             ),
             ("cancel (level keeps others)", TARGET_CANCEL, cancel_keeps_level),
-            ("cancel (last order of its level)", TARGET_CANCEL, cancel_empties_level),
+            ("cancel (last order of its level)", TARGET_CANCEL_LAST, cancel_empties_level),
+            # The dust rule's own paths (no target: a refund transfer, or a remainder not
+            # taken, on top of a fill).
+            (
+                "fill leaving its maker below the minimum (closed, refunded)",
+                None,
+                fill_one_closes_dust_maker,
+            ),
+            (
+                "fill whose remainder is below the minimum (not rested)",
+                None,
+                fill_one_dust_remainder,
+            ),
         ]
         rows = []
         for name, target, run in operations:
@@ -300,7 +364,7 @@ class _GasBench:
                     "depth": depth,
                     "gas": gas,
                     "target": target,
-                    "ok": gas <= target,
+                    "ok": target is None or gas <= target,
                 }
             )
         return rows
@@ -330,19 +394,35 @@ def _by_operation(rows: list[dict]) -> dict[str, dict]:
     return table
 
 
+def _growth_of(entry: dict) -> float | None:
+    gas = entry["gas"]
+    if 10 in gas and 1_000 in gas:
+        return (gas[1_000] - gas[10]) / gas[10]
+    return None
+
+
 def _status(entry: dict) -> str:
+    """ "met", or what was missed: the gas target at the worst depth, or flatness."""
+    missed = []
     worst_depth, worst = max(entry["gas"].items(), key=lambda kv: kv[1])
-    if worst <= entry["target"]:
-        return "met"
-    over = worst - entry["target"]
-    return f"missed by {over:,} ({over / entry['target']:.0%}) at depth {worst_depth:,}"
+    if entry["target"] is not None and worst > entry["target"]:
+        over = worst - entry["target"]
+        missed.append(f"missed by {over:,} ({over / entry['target']:.0%}) at depth {worst_depth:,}")
+    growth = _growth_of(entry)
+    if growth is not None and growth > TARGET_GROWTH:
+        missed.append(f"not flat: {growth:+.2%} from depth 10 to 1,000")
+    if missed:
+        return "; ".join(missed)
+    return "met" if entry["target"] is not None else "flat (no gas target)"
+
+
+def _target(entry: dict) -> str:
+    return f"≤ {entry['target']:,}" if entry["target"] is not None else "—"
 
 
 def _growth(entry: dict) -> str:
-    gas = entry["gas"]
-    if 10 in gas and 1_000 in gas:
-        return f"{(gas[1_000] - gas[10]) / gas[10]:+.2%}"
-    return "—"
+    growth = _growth_of(entry)
+    return "—" if growth is None else f"{growth:+.2%}"
 
 
 def gas_markdown(rows: list[dict]) -> str:
@@ -359,6 +439,10 @@ def gas_markdown(rows: list[dict]) -> str:
         "Every order is 1 kWh; all traders already hold both tokens and approved the book for",
         "the maximum. Fills are against distinct makers. Design and analysis: `orderbook.md`.",
         "",
+        "Targets (issue 9): the gas target at every depth, and flat: gas at depth 1,000 at most",
+        f"{TARGET_GROWTH:.1%} above depth 10 (`growth`). The last two rows are the dust rule's",
+        "own paths (issue 9, finding 6), measured for information.",
+        "",
         "| operation | " + " | ".join(f"depth {d:,}" for d in depths) + " | target | growth"
         " 10 → 1,000 | status |",
         "|---|" + "---:|" * len(depths) + "---:|---:|---|",
@@ -366,8 +450,7 @@ def gas_markdown(rows: list[dict]) -> str:
     for operation, entry in table.items():
         cells = " | ".join(f"{entry['gas'].get(d, 0):,}" for d in depths)
         out.append(
-            f"| {operation} | {cells} | ≤ {entry['target']:,} | {_growth(entry)} "
-            f"| {_status(entry)} |"
+            f"| {operation} | {cells} | {_target(entry)} | {_growth(entry)} | {_status(entry)} |"
         )
     rest = table.get("order that rests at an existing price level", {"gas": {}})["gas"]
     new = table.get("order that rests at a new price level", {"gas": {}})["gas"]
@@ -405,8 +488,8 @@ def gas_table(rows: list[dict]) -> Table:
         table.add_row(
             operation,
             *(f"{entry['gas'].get(d, 0):,}" for d in depths),
-            f"≤ {entry['target']:,}",
+            _target(entry),
             _growth(entry),
-            f"[green]{status}[/]" if status == "met" else f"[red]{status}[/]",
+            f"[red]{status}[/]" if "missed" in status or "not flat" in status else status,
         )
     return table

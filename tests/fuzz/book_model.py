@@ -1,6 +1,7 @@
 """The reference model of the order book for `test_orderbook_stateful.py`: a plain-Python
 continuous double auction (price then time priority, fills at the maker's price) that
-predicts every trade, order id, resting order and escrow (SPEC §5, issue 5).
+predicts every trade, order id, resting order, closed order, revert and escrow (SPEC §5,
+issues 5 and 9).
 
 Free of Ape (unlike `tests/orderbook_fixtures.py`, whose constants and id layout it repeats),
 so that the titanoboa test imports neither Ape nor a node.
@@ -17,6 +18,11 @@ TICK = 1_000  # 0.001 eEuro per whole base token
 LOT = 10**15  # 0.001 base token
 MIN_SIZE = 10**16  # 0.01 base token
 MAX_FILLS = 64  # the book's fill cap when `max_fills` is 0
+MAX_SKIPS = 128  # cancelled orders one placement steps over
+MAX_COMPACT = 1_024  # cancelled orders one `compact` clears when `max_slots` is 0
+M32 = 2**32 - 1
+# `OrderClosed.reason`: below the minimum order size, immediate-or-cancel, still crossing.
+BELOW_MINIMUM, IOC, CROSSING = 1, 2, 3
 
 
 def quote_of(price: int, amount: int) -> int:
@@ -50,14 +56,35 @@ class Resting:
 
 
 @dataclass
+class Placement:
+    """What a successful placement does: its trades, what rests, the maker the last fill left
+    below the minimum (closed and refunded: `Fill(id, owner, price, amount closed)`), and
+    what neither traded nor rested (`unrested`, reported for `reason`)."""
+
+    fills: list[Fill]
+    rest: int
+    order_id: int
+    closed_maker: Fill | None = None
+    unrested: int = 0
+    reason: int = 0
+
+
+@dataclass
 class Model:
     """The book as it should be: open orders, FIFO queues per (side, price), the queue tail
-    of every tick (it is what order ids are built from) and the sequence of crossing orders."""
+    and head of every tick (order ids are built from the tail; the head is where matching
+    and `compact` resume past cancelled orders) and the sequence of crossing orders.
+
+    Rules (issue 9): no order below `min_size` rests (a taker's smaller remainder is not
+    rested, a maker left below it by a partial fill is closed and refunded); a placement
+    trades, rests or reverts, never a silent no-op."""
 
     orders: dict[int, Resting] = field(default_factory=dict)
     queues: dict[tuple[bool, int], list[int]] = field(default_factory=dict)
     tails: dict[int, int] = field(default_factory=dict)
+    heads: dict[int, int] = field(default_factory=dict)
     seq: int = 0
+    min_size: int = MIN_SIZE
 
     def best(self, is_buy: bool) -> int | None:
         prices = [p for (side, p), q in self.queues.items() if side == is_buy and q]
@@ -69,33 +96,63 @@ class Model:
         best = self.best(not is_buy)
         return best is not None and (best <= price if is_buy else best >= price)
 
-    def place(self, taker, is_buy: bool, price: int, amount: int, ioc: bool, max_fills: int):
-        """Applies a placement; returns (fills, rest, order id), or None for a self trade (the
-        model is then left half-applied: place on a `copy()`)."""
+    def place(
+        self, taker, is_buy: bool, price: int, amount: int, ioc: bool, max_fills: int
+    ) -> Placement | str:
+        """Applies a placement; returns what it does, or the reason it reverts (the model is
+        then left half-applied: place on a `copy()`)."""
         crossing = self.crosses(is_buy, price)
+        if ioc and not crossing:
+            return "book: ioc order does not cross"
         if crossing:
             self.seq += 1
-        order_id = make_id(is_buy, price, self.tails.get(price // TICK, 0), self.seq * crossing)
-        fills: list[Fill] = []
-        remaining = amount
-        while remaining and len(fills) < (max_fills or MAX_FILLS) and self.crosses(is_buy, price):
+        tick = price // TICK
+        order_id = make_id(is_buy, price, self.tails.get(tick, 0), self.seq * crossing)
+        done = Placement([], 0, order_id)
+        remaining, skips = amount, 0
+        while remaining and len(done.fills) < (max_fills or MAX_FILLS):
+            if not self.crosses(is_buy, price):
+                break
             best = self.best(not is_buy)
+            best_tick = best // TICK
             queue = self.queues[(not is_buy, best)]
+            index = queue[0] & M32
+            # Cancelled orders ahead of the first open one: at most MAX_SKIPS per call.
+            holes = index - self.heads.get(best_tick, 0)
+            if holes >= MAX_SKIPS - skips:
+                self.heads[best_tick] = self.heads.get(best_tick, 0) + MAX_SKIPS - skips
+                break
+            skips += holes
+            self.heads[best_tick] = index
             maker = self.orders[queue[0]]
             if maker.owner == taker:
-                return None
+                return "book: self trade"
             fill = min(remaining, maker.amount)
-            fills.append(Fill(queue[0], maker.owner, best, fill))
+            done.fills.append(Fill(queue[0], maker.owner, best, fill))
             maker.amount -= fill
             remaining -= fill
-            if maker.amount == 0:
+            if maker.amount < self.min_size:
+                if maker.amount:
+                    done.closed_maker = Fill(queue[0], maker.owner, best, maker.amount)
                 del self.orders[queue.pop(0)]
-        rest = remaining if remaining and not ioc and not self.crosses(is_buy, price) else 0
-        if rest:
-            self.orders[order_id] = Resting(taker, is_buy, price, rest)
-            self.queues.setdefault((is_buy, price), []).append(order_id)
-            self.tails[price // TICK] = self.tails.get(price // TICK, 0) + 1
-        return fills, rest, order_id
+                self.heads[best_tick] = index + 1 if queue else self.tails[best_tick]
+        if crossing and not done.fills:
+            return "book: too many cancelled orders ahead"
+        if remaining:
+            if ioc:
+                done.reason = IOC
+            elif self.crosses(is_buy, price):
+                done.reason = CROSSING
+            elif remaining < self.min_size:
+                done.reason = BELOW_MINIMUM
+            if done.reason:
+                done.unrested = remaining
+            else:
+                done.rest = remaining
+                self.orders[order_id] = Resting(taker, is_buy, price, remaining)
+                self.queues.setdefault((is_buy, price), []).append(order_id)
+                self.tails[tick] = self.tails.get(tick, 0) + 1
+        return done
 
     def copy(self) -> Model:
         """An independent copy."""
@@ -103,13 +160,33 @@ class Model:
             {i: Resting(o.owner, o.is_buy, o.price, o.amount) for i, o in self.orders.items()},
             {k: list(q) for k, q in self.queues.items()},
             dict(self.tails),
+            dict(self.heads),
             self.seq,
+            self.min_size,
         )
 
     def cancel(self, order_id: int) -> Resting:
         order = self.orders.pop(order_id)
-        self.queues[(order.is_buy, order.price)].remove(order_id)
+        queue = self.queues[(order.is_buy, order.price)]
+        queue.remove(order_id)
+        tick, index = order.price // TICK, order_id & M32
+        if not queue:
+            self.heads[tick] = self.tails[tick]
+        elif index == self.heads.get(tick, 0):
+            self.heads[tick] = index + 1
         return order
+
+    def holes_at_head(self, tick: int) -> int:
+        """How many cancelled slots lead `tick`'s queue (what `compact` would clear)."""
+        head, tail = self.heads.get(tick, 0), self.tails.get(tick, 0)
+        queue = self.queues.get((True, tick * TICK)) or self.queues.get((False, tick * TICK))
+        return (queue[0] & M32 if queue else tail) - head
+
+    def compact(self, tick: int, max_slots: int) -> int:
+        """Clears cancelled slots at the head of `tick`'s queue (0: none, `compact` reverts)."""
+        cleared = min(self.holes_at_head(tick), max_slots or MAX_COMPACT)
+        self.heads[tick] = self.heads.get(tick, 0) + cleared
+        return cleared
 
     def levels(self, is_buy: bool) -> list[tuple[int, int, int]]:
         """(price, amount, orders) of each non-empty level of one side, best first."""

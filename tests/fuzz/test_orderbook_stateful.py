@@ -1,26 +1,35 @@
 """Stateful property test of the order book (SPEC §5, issue 5) against a reference model, run
 in process by titanoboa (see `boa_env.py`).
 
-Random traders place (sometimes IOC, sometimes with a fill cap), cancel and try to cancel each
-other's orders on a narrow band of prices, so that orders cross often. A plain-Python
-continuous double auction (`book_model.py`) predicts every step; after every step:
+Random traders place (sometimes IOC, sometimes with a fill cap), cancel, try to cancel each
+other's orders and compact price levels on a narrow band of prices, so that orders cross
+often; amounts are not always multiples of the minimum, so that partial fills leave dust.
+A plain-Python continuous double auction (`book_model.py`) predicts every step; after every
+step:
 
 - the logs of every placement and cancel, across the book and both tokens and in order, are
   exactly the model's (trades with maker order, maker, taker, price and amount; the resting
-  order; one transfer per run of fills against one maker, the makers' escrow to the taker,
-  the taker's escrow to the book), and so is the id `place` returns;
+  order or the `OrderClosed` of what does not rest; the `OrderClosed` of a maker left below
+  the minimum; one transfer per run of fills against one maker, the makers' escrow to the
+  taker, a closed maker's refund, the taker's escrow to the book), and so is the id `place`
+  returns;
+- a placement is never a silent no-op: it trades or rests (what is neither traded nor
+  rested is reported by `OrderClosed`) and returns a non-zero id, or it reverts with the
+  model's reason ("book: ioc order does not cross", "book: self trade", ...);
 - every party's balances changed exactly as the trades and the escrow say, so a trade moves
   value only between its two parties (and the book);
 - a trade against one's own order reverts "book: self trade", cancelling someone else's order
   reverts "book: not owner";
 - the book's token balances equal the escrow of its open orders, its levels (price, amount,
-  orders; also queue tails, best prices, sequence and tick bitmap) are the model's, and it is
-  never crossed.
+  orders; also queue heads and tails, best prices, sequence and tick bitmap) and every open
+  order's storage word (owner, amount, id tag) are the model's, no open order is below the
+  minimum size, and the book is never crossed.
 
-At the end of every example the views (`depth` of both sides, `open_orders` and `order` of
-every open order, `best_bid`, `best_ask`) are the model's, everyone cancels everything, the
-views then show an empty book, the book holds nothing, and each token's supply is the sum of
-the balances of every address its Transfer events name.
+At the end of every example the views (`depth` of both sides, in full pages and in pages
+of two levels through its cursor, `open_orders` of every trader with each order's side,
+price and amount, `order` of every open order, `best_bid`, `best_ask`) are the model's,
+everyone cancels everything, the views then show an empty book, the book holds nothing, and
+each token's supply is the sum of the balances of every address its Transfer events name.
 
 Each example deploys a fresh book (HVT standing in for ENT, quote eEuro) and its tokens
 inside a `boa.env.anchor()`, so examples are independent and the EVM state does not grow.
@@ -53,13 +62,16 @@ from hypothesis.stateful import (
 
 from tests.fuzz import boa_env
 from tests.fuzz.book_model import (
+    BELOW_MINIMUM,
     EEURO,
     ENT,
     LOT,
     MAX_UINT,
     MIN_SIZE,
     TICK,
+    Fill,
     Model,
+    Placement,
     quote_of,
 )
 
@@ -67,9 +79,18 @@ TICKS = range(95, 106)  # 0.095 .. 0.105 eEuro: a narrow band, so that orders cr
 assert TICKS[0] >> 8 == TICKS[-1] >> 8, "the band must lie in one bitmap leaf word"
 TRADERS = 4
 GAS = 3_000_000  # per call, as the Anvil version sent
+# Amounts: 1..n minimum sizes, sometimes plus a few lots (so that fills leave dust).
+EXTRA_LOTS = st.sampled_from([0, 0, 1, 5, 9])
+
+
+def amounts(low: int, high: int):
+    return st.builds(
+        lambda n, extra: n * MIN_SIZE + extra * LOT, st.integers(low, high), EXTRA_LOTS
+    )
+
 
 # The book's storage words (docs/orderbook.md, the layout comments of contracts/OrderBook.vy).
-M24, M32, M96 = 2**24 - 1, 2**32 - 1, 2**96 - 1
+M24, M32, M56, M96 = 2**24 - 1, 2**32 - 1, 2**56 - 1, 2**96 - 1
 ASK_SHIFT, SEQ_SHIFT, RULES_SHIFT = 24, 48, 80  # header: bid | ask | seq | rules
 TAIL_SHIFT, LOTS_SHIFT, COUNT_SHIFT = 32, 64, 160  # level: head | tail | lots | count
 
@@ -81,6 +102,8 @@ def _topic(signature: str) -> int:
 TRADED = _topic("Traded(address,address,uint256,uint256,uint256,uint256)")
 PLACED = _topic("OrderPlaced(uint256,address,bool,uint256,uint256)")
 CANCELLED = _topic("OrderCancelled(uint256,address,uint256)")
+CLOSED = _topic("OrderClosed(uint256,address,uint256,uint256)")
+COMPACTED = _topic("Compacted(uint256,uint256)")
 TRANSFER = _topic("Transfer(address,address,uint256)")
 ERROR = keccak(text="Error(string)")[:4]
 
@@ -98,7 +121,8 @@ class Fn:
 
 PLACE = Fn("place(bool,uint256,uint256,bool,uint256)")
 CANCEL = Fn("cancel(uint256)")
-DEPTH = Fn("depth(bool,uint256)")
+COMPACT = Fn("compact(uint256,uint256)")
+DEPTH = Fn("depth(bool,uint256,uint256)")
 ORDER = Fn("order(uint256)")
 OPEN_ORDERS = Fn("open_orders(address,uint256,uint256)")
 BEST_BID = Fn("best_bid()")
@@ -129,6 +153,12 @@ def _key(slot: int, key) -> int:
     return int.from_bytes(keccak(_words(slot, key)), "big")
 
 
+def _refund(is_buy: bool, closed: Fill) -> int:
+    """What the book refunds a maker closed below the minimum by a taker on side `is_buy`:
+    base for an ask (the taker buys), the quote escrow for a bid."""
+    return closed.amount if is_buy else quote_of(closed.price, closed.amount)
+
+
 def _uint(output: bytes) -> int:
     return int.from_bytes(output[:32], "big")
 
@@ -140,11 +170,13 @@ def _reason(output: bytes) -> str | None:
     return decode(["string"], output[4:])[0]
 
 
-def _levels(output: bytes) -> list[tuple[int, int, int]]:
-    """`depth`'s `DynArray[Level, MAX_PAGE]` output as (price, amount, orders) tuples."""
-    n = int.from_bytes(output[32:64], "big")
-    w = [int.from_bytes(output[i : i + 32], "big") for i in range(64, 64 + 96 * n, 32)]
-    return [(w[i], w[i + 1], w[i + 2]) for i in range(0, 3 * n, 3)]
+def _levels(output: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """`depth`'s output: its `DynArray[Level, MAX_PAGE]` as (price, amount, orders) tuples,
+    and the cursor."""
+    cursor = int.from_bytes(output[32:64], "big")
+    n = int.from_bytes(output[64:96], "big")
+    w = [int.from_bytes(output[i : i + 32], "big") for i in range(96, 96 + 96 * n, 32)]
+    return [(w[i], w[i + 1], w[i + 2]) for i in range(0, 3 * n, 3)], cursor
 
 
 class Market:
@@ -186,6 +218,7 @@ class Market:
             _key(_slot("OrderBook", "book_ticks", "mids"), TICKS[0] >> 16),
             _key(_slot("OrderBook", "book_ticks", "leaves"), TICKS[0] >> 8),
         ]
+        self.orders_slot = _slot("OrderBook", "orders")
         self.rules = self.book_words()[0] >> RULES_SHIFT
 
     # --- the EVM ----------------------------------------------------------------------
@@ -242,18 +275,30 @@ class Market:
         book = self.book.canonical_address
         return [storage(book, slot) for slot in self.book_slots]
 
-    def sides(self) -> tuple[list[tuple], list[tuple]]:
-        """(bids, asks) from `depth`, as (price, amount, orders), best first."""
-        return (
-            _levels(self.view(self.book, DEPTH(True, 0))),
-            _levels(self.view(self.book, DEPTH(False, 0))),
-        )
+    def order_word(self, order_id: int) -> int:
+        """The storage word of the order at `order_id`'s location (0: none)."""
+        storage = self.env.evm.vm.state.get_storage
+        return storage(self.book.canonical_address, _key(self.orders_slot, order_id & M56))
 
-    def expected_changes(self, taker, is_buy, fills, rest_price, rest_amount) -> list:
+    def sides(self, page: int = 0) -> tuple[list[tuple], list[tuple]]:
+        """(bids, asks) from `depth`, as (price, amount, orders), best first; `page` levels
+        per call, following the cursor."""
+        sides = []
+        for is_buy in (True, False):
+            levels, cursor = _levels(self.view(self.book, DEPTH(is_buy, 0, page)))
+            while cursor:
+                assert page and len(levels) % page == 0, "a short page with a cursor"
+                more, cursor = _levels(self.view(self.book, DEPTH(is_buy, cursor, page)))
+                levels += more
+            sides.append(levels)
+        return sides[0], sides[1]
+
+    def expected_changes(self, taker, is_buy, fills, rest_price, rest_amount, closed=None) -> list:
         """The exact (base, quote) change of every party for a placement by `taker` that makes
-        `fills` and leaves `rest_amount` resting at `rest_price`: the taker pays each maker
-        directly at the maker's price and receives the maker's escrow from the book; only the
-        resting part is escrowed with the book."""
+        `fills`, leaves `rest_amount` resting at `rest_price` and maybe closes a maker below
+        the minimum (`closed`): the taker pays each maker directly at the maker's price and
+        receives the maker's escrow from the book; only the resting part is escrowed with the
+        book; a closed maker gets its escrow back from the book."""
         index = {p: i for i, p in enumerate(self.parties)}
         changes = [[0, 0] for _ in self.parties]
         t, book = changes[index[taker]], changes[-1]
@@ -278,6 +323,11 @@ class Market:
             else:
                 t[0] -= rest_amount
                 book[0] += rest_amount
+        if closed is not None:
+            token = 0 if is_buy else 1
+            refund = _refund(is_buy, closed)
+            changes[index[closed.maker]][token] += refund
+            book[token] -= refund
         return [tuple(c) for c in changes]
 
     def assert_changes(self, before: list, expected: list) -> None:
@@ -286,14 +336,17 @@ class Market:
         got = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)]
         assert got == expected, f"balance changes of {self.parties}"
 
-    def expected_logs(self, taker, is_buy, order_id, fills, price, rest) -> list[tuple]:
-        """Every log a placement must emit, in order: the trades, the resting order, then the
-        token transfers (one per run of consecutive fills against the same maker, the makers'
-        escrow to the taker, the taker's escrow to the book)."""
+    def expected_logs(self, taker, is_buy, price, done: Placement) -> list[tuple]:
+        """Every log a placement must emit, in order: the trades (the last one followed by
+        the `OrderClosed` of a maker it left below the minimum), the resting order or the
+        `OrderClosed` of what does not rest, then the token transfers (one per run of
+        consecutive fills against the same maker, the makers' escrow to the taker, a closed
+        maker's refund, the taker's escrow to the book)."""
         book = self.book.canonical_address
         pay, receive = (self.quote, self.base) if is_buy else (self.base, self.quote)
         pay, receive = pay.canonical_address, receive.canonical_address
         taker_int, book_int = int(taker, 16), int(self.book, 16)
+        order_id, fills, rest, closed = done.order_id, done.fills, done.rest, done.closed_maker
         logs = [
             (
                 book,
@@ -302,6 +355,12 @@ class Market:
             )
             for f in fills
         ]
+        if closed is not None:
+            topics = (CLOSED, closed.maker_order_id, int(closed.maker, 16))
+            logs.append((book, topics, _words(closed.amount, BELOW_MINIMUM)))
+        if done.unrested:
+            topics = (CLOSED, order_id, taker_int)
+            logs.append((book, topics, _words(done.unrested, done.reason)))
         if rest:
             logs.append((book, (PLACED, order_id, taker_int), _words(int(is_buy), price, rest)))
         payments: list[list[int]] = []
@@ -315,6 +374,9 @@ class Market:
         received = sum(f.amount if is_buy else quote_of(f.price, f.amount) for f in fills)
         if received:
             logs.append((receive, (TRANSFER, book_int, taker_int), _words(received)))
+        if closed is not None:
+            topics = (TRANSFER, book_int, int(closed.maker, 16))
+            logs.append((receive, topics, _words(_refund(is_buy, closed))))
         if rest:
             escrow = quote_of(price, rest) if is_buy else rest
             logs.append((pay, (TRANSFER, taker_int, book_int), _words(escrow)))
@@ -338,18 +400,21 @@ class Market:
         self.assert_changes(before, changes)
 
     def open_orders(self) -> dict[int, tuple]:
-        """Every open order, through the paginated `open_orders` view of each trader."""
+        """Every open order, through the paginated `open_orders` view of each trader, each
+        checked against the `order` view."""
         found = {}
         for trader in self.traders:
             cursor = 0
             while True:
                 out = self.view(self.book, OPEN_ORDERS(trader, cursor, 100))
-                ids, cursor = decode(["uint256[]", "uint256"], out)
-                for order_id in ids:
-                    owner, is_buy, price, amount = decode(
+                orders, cursor = decode(["(uint256,bool,uint256,uint256)[]", "uint256"], out)
+                for order_id, is_buy, price, amount in orders:
+                    owner, *rest = decode(
                         ["(address,bool,uint256,uint256)"], self.view(self.book, ORDER(order_id))
                     )[0]
                     assert int(owner, 16) == int(trader, 16)
+                    assert tuple(rest) == (is_buy, price, amount), "open_orders != order"
+                    assert order_id not in found, "an order shown twice"
                     found[order_id] = (trader, is_buy, price, amount)
                 if cursor == 0:
                     break
@@ -387,45 +452,45 @@ class BookMachine(RuleBasedStateMachine):
             self.anchor.close()
             raise
 
-    @initialize(lots=st.lists(st.integers(1, 3), min_size=12, max_size=12))
-    def ladder(self, lots):
+    @initialize(sizes=st.lists(amounts(1, 3), min_size=12, max_size=12))
+    def ladder(self, sizes):
         """Start from a book with depth: asks 0.101..0.105 and bids 0.099..0.095, two orders
         at the innermost prices, owned by the first three traders in turn."""
         ticks = [(False, t) for t in (101, 101, 102, 103, 104, 105)]
         ticks += [(True, t) for t in (99, 99, 98, 97, 96, 95)]
-        for i, ((is_buy, tick), n) in enumerate(zip(ticks, lots, strict=True)):
-            self._place(i % 3, is_buy, tick, n, False, 0)
+        for i, ((is_buy, tick), amount) in enumerate(zip(ticks, sizes, strict=True)):
+            self._place(i % 3, is_buy, tick, amount, False, 0)
 
     @rule(
         who=st.integers(0, TRADERS - 1),
         is_buy=st.booleans(),
         tick=st.sampled_from(TICKS),
-        lots=st.integers(1, 4),
+        amount=amounts(1, 4),
         max_fills=st.sampled_from([0, 0, 1, 2, 3]),
     )
-    def place(self, who, is_buy, tick, lots, max_fills):
+    def place(self, who, is_buy, tick, amount, max_fills):
         self.depth.step()
-        self._place(who, is_buy, tick, lots, False, max_fills)
+        self._place(who, is_buy, tick, amount, False, max_fills)
 
     @rule(
         who=st.integers(0, TRADERS - 1),
         is_buy=st.booleans(),
         tick=st.sampled_from(TICKS),
-        lots=st.integers(1, 8),
+        amount=amounts(1, 8),
         max_fills=st.sampled_from([0, 1, 2]),
     )
-    def place_ioc(self, who, is_buy, tick, lots, max_fills):
+    def place_ioc(self, who, is_buy, tick, amount, max_fills):
         self.depth.step()
-        self._place(who, is_buy, tick, lots, True, max_fills)
+        self._place(who, is_buy, tick, amount, True, max_fills)
 
     @rule(
         data=st.data(),
         is_buy=st.booleans(),
-        lots=st.integers(4, 20),
+        amount=amounts(4, 20),
         ioc=st.booleans(),
         max_fills=st.sampled_from([0, 0, 2, 3, 5]),
     )
-    def sweep(self, data, is_buy, lots, ioc, max_fills):
+    def sweep(self, data, is_buy, amount, ioc, max_fills):
         """A large order at the far end of the band, mostly by a trader with no order on the
         other side (so that it takes several orders and levels rather than hitting its own)."""
         self.depth.step()
@@ -436,25 +501,68 @@ class BookMachine(RuleBasedStateMachine):
         ]
         who = data.draw(st.sampled_from(clear or range(TRADERS)))
         tick = TICKS[-1] if is_buy else TICKS[0]
-        self._place(who, is_buy, tick, lots, ioc, max_fills)
+        self._place(who, is_buy, tick, amount, ioc, max_fills)
 
-    def _place(self, who, is_buy, tick, lots, ioc, max_fills):
+    @rule(who=st.integers(0, TRADERS - 1), is_buy=st.booleans(), dust=st.integers(1, 9))
+    def take_level_plus_dust(self, who, is_buy, dust):
+        """Takes the whole best opposite level and `dust` lots more at its price: the dust
+        (below the minimum) must not rest."""
+        self.depth.step()
+        best = self.model.best(not is_buy)
+        if best is None:
+            return
+        (_, amount, _), *_ = self.model.levels(not is_buy)
+        self._place(who, is_buy, best // TICK, amount + dust * LOT, False, 0)
+
+    @rule(
+        data=st.data(),
+        who=st.integers(0, TRADERS - 1),
+        is_buy=st.booleans(),
+        n=st.integers(3, 4),
+    )
+    def queue_with_holes(self, data, who, is_buy, n):
+        """`n` orders of one trader at an empty price of its side (the one nearest to the
+        other side), then all but one cancelled, the first one last: holes inside the queue
+        and at its head, for takers and `compact`."""
+        self.depth.step()
+        used = {p // TICK for (_, p), q in self.model.queues.items() if q}
+        free = [t for t in TICKS if t not in used and not self.model.crosses(is_buy, t * TICK)]
+        if not free:
+            return
+        tick = max(free) if is_buy else min(free)
+        placed = []
+        for _ in range(n):
+            before = set(self.model.orders)
+            self._place(who, is_buy, tick, MIN_SIZE, False, 0)
+            placed += sorted(set(self.model.orders) - before)
+        survivor = data.draw(st.sampled_from(placed))
+        for order_id in sorted(set(placed) - {survivor}, reverse=True):
+            self.market.cancel(order_id, self.model.cancel(order_id))
+
+    def _place(self, who, is_buy, tick, amount, ioc, max_fills):
         market = self.market
         taker = self.traders[who]
-        price, amount = tick * TICK, lots * MIN_SIZE
+        price = tick * TICK
         data = PLACE(is_buy, price, amount, ioc, max_fills)
         model = self.model.copy()
-        predicted = model.place(taker, is_buy, price, amount, ioc, max_fills)
-        if predicted is None:
-            market.assert_reverts("book: self trade", taker, market.book, data)
+        done = model.place(taker, is_buy, price, amount, ioc, max_fills)
+        if isinstance(done, str):
+            # A placement that can neither trade nor rest reverts, with the model's reason.
+            market.assert_reverts(done, taker, market.book, data)
             return
         self.model = model
-        fills, rest, order_id = predicted
         before = market.balances()
         logs = market.send(taker, market.book, data)
-        assert list(logs) == market.expected_logs(taker, is_buy, order_id, fills, price, rest)
-        assert _uint(market.output) == (order_id if fills or rest else 0), "returned id"
-        market.assert_changes(before, market.expected_changes(taker, is_buy, fills, price, rest))
+        assert list(logs) == market.expected_logs(taker, is_buy, price, done)
+        assert _uint(market.output) == done.order_id != 0, "returned id"
+        # Never a silent no-op: it traded or rested, and every unit is accounted for.
+        traded = sum(f.amount for f in done.fills)
+        assert traded or done.rest, "a placement that neither traded nor rested"
+        assert traded + done.rest + done.unrested == amount
+        changes = market.expected_changes(
+            taker, is_buy, done.fills, price, done.rest, done.closed_maker
+        )
+        market.assert_changes(before, changes)
 
     @precondition(lambda self: self.model.orders)
     @rule(data=st.data())
@@ -462,6 +570,25 @@ class BookMachine(RuleBasedStateMachine):
         self.depth.step()
         order_id = data.draw(st.sampled_from(sorted(self.model.orders)))
         self.market.cancel(order_id, self.model.cancel(order_id))
+
+    @rule(data=st.data(), who=st.integers(0, TRADERS), limit=st.sampled_from([0, 0, 1]))
+    def compact(self, data, who, limit):
+        """Anyone compacts a level (mostly one with cancelled orders at its queue's head): it
+        clears them, or reverts if there are none."""
+        self.depth.step()
+        market, caller = self.market, (self.traders + self.admins[:1])[who]
+        holed = [t for t in TICKS if self.model.holes_at_head(t)]
+        tick = data.draw(st.sampled_from(holed) if holed else st.sampled_from(TICKS))
+        data_ = COMPACT(tick * TICK, limit)
+        cleared = self.model.compact(tick, limit)
+        if not cleared:
+            reason = "book: no cancelled orders at the head"
+            market.assert_reverts(reason, caller, market.book, data_)
+            return
+        logs = market.send(caller, market.book, data_)
+        assert _uint(market.output) == cleared
+        book = market.book.canonical_address
+        assert list(logs) == [(book, (COMPACTED,), _words(tick * TICK, cleared))]
 
     @precondition(lambda self: self.model.orders)
     @rule(data=st.data(), who=st.integers(0, TRADERS - 1))
@@ -491,6 +618,7 @@ class BookMachine(RuleBasedStateMachine):
             head, tail = word & M32, (word >> TAIL_SHIFT) & M32
             lots, count = (word >> LOTS_SHIFT) & M96, word >> COUNT_SHIFT
             assert tail == model.tails.get(tick, 0), f"queue tail of tick {tick}"
+            assert head == model.heads.get(tick, 0), f"queue head of tick {tick}"
             if lots:
                 occupied |= 1 << tick
                 (bids if tick * TICK <= bid else asks).append((tick * TICK, lots * LOT, count))
@@ -504,6 +632,16 @@ class BookMachine(RuleBasedStateMachine):
         if bid and ask:
             assert bid < ask, "crossed book"
 
+    @invariant()
+    def no_dust_rests(self):
+        """Every open order's storage word is the model's (owner, amount, id tag), and no open
+        order is below the minimum size (issue 9: a taker's smaller remainder is not rested,
+        a maker left below it is closed and refunded)."""
+        for order_id, order in self.model.orders.items():
+            assert order.amount >= MIN_SIZE, f"order {order_id:#x} below the minimum rests"
+            word = (order_id >> 56) << 224 | (order.amount // LOT) << 160 | int(order.owner, 16)
+            assert self.market.order_word(order_id) == word, f"order {order_id:#x} in storage"
+
     def teardown(self):
         try:
             if isinstance(sys.exc_info()[1], Exception):
@@ -512,7 +650,7 @@ class BookMachine(RuleBasedStateMachine):
                 return
             market, model = self.market, self.model
             # The views: every level, every open order read one by one, the best prices.
-            self._assert_views()
+            self._assert_views(paged=True)
             # Everyone cancels everything: the book must then hold nothing.
             for order_id in list(model.orders):
                 market.cancel(order_id, model.cancel(order_id))
@@ -522,12 +660,17 @@ class BookMachine(RuleBasedStateMachine):
         finally:
             self.anchor.close()
 
-    def _assert_views(self):
-        """`depth`, `open_orders`, `order`, `best_bid` and `best_ask` agree with the model."""
+    def _assert_views(self, paged: bool = False):
+        """`depth`, `open_orders` (with each order's side, price and amount), `order`,
+        `best_bid` and `best_ask` agree with the model; if `paged`, also `depth` in pages of
+        2 levels, through its cursor."""
         market, model = self.market, self.model
-        assert market.sides() == (model.levels(True), model.levels(False))
+        levels = (model.levels(True), model.levels(False))
+        assert market.sides() == levels
         orders = {i: (o.owner, o.is_buy, o.price, o.amount) for i, o in model.orders.items()}
         assert market.open_orders() == orders
+        if paged:
+            assert market.sides(page=2) == levels
         assert _uint(market.view(market.book, BEST_BID())) == (model.best(True) or 0)
         assert _uint(market.view(market.book, BEST_ASK())) == (model.best(False) or 0)
 

@@ -11,8 +11,11 @@ import pytest
 
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK, deploy_orderbook
 from tests.orderbook_fixtures import (
+    BELOW_MINIMUM,
+    CROSSING,
     EEURO,
     ENT,
+    IOC,
     LOT,
     MAX_UINT,
     MIN_SIZE,
@@ -83,7 +86,8 @@ def test_deployment(market, book, hvt, eeuro_banked, deployer):
     assert MIN_SIZE == ENT_MIN_SIZE
     assert book.owner() == deployer
     assert (book.best_bid(), book.best_ask(), book.order_seq()) == (0, 0, 0)
-    assert list(book.depth(True, 10)) == list(book.depth(False, 10)) == []
+    assert book.depth(True, 0, 10) == book.depth(False, 0, 10) == ([], 0)
+    assert book.open_orders(deployer, 0, 10) == ([], 0)
     receipt = ape.chain.get_receipt(book.txn_hash)
     rules = [log for log in receipt.events if log.event_name == "RulesSet"]
     assert rules == [book.RulesSet(tick_size=TICK, lot_size=LOT, min_size=MIN_SIZE)]
@@ -109,6 +113,9 @@ def test_deploys_with_separate_governance(project, deployer, hvt, eeuro_banked, 
         (("base", "quote", TICK, LOT // 10, MIN_SIZE, "gov"), "book: tick x lot not exact"),
         (("base", "quote", TICK, LOT, LOT * 3 // 2, "gov"), "book: min size not a lot multiple"),
         (("base", "quote", TICK, LOT, 0, "gov"), "book: min size not a lot multiple"),
+        # Units so large that a quote amount could overflow (prices < 2**184, quote < 2**248).
+        (("base", "quote", 2**160 + ENT, ENT, ENT, "gov"), "book: units too large"),
+        (("base", "quote", 2**100, 2**80 * ENT, 2**80 * ENT, "gov"), "book: units too large"),
     ],
 )
 def test_bad_deployment_reverts(project, deployer, hvt, eeuro_banked, args, reason):
@@ -253,7 +260,7 @@ def test_time_priority_inside_a_level(market, book, alice, bob, carol, dave):
     first = market.check_place(bob, False, eur("0.30"), ent(1), [], ent(1))
     second = market.check_place(carol, False, eur("0.30"), ent(2), [], ent(2))
     third = market.check_place(dave, False, eur("0.30"), ent(3), [], ent(3))
-    assert book.depth(False, 1)[0].orders == 3
+    assert book.depth(False, 0, 1)[0][0].orders == 3
     # Same block or not, ids grow with the queue: FIFO is the queue index.
     assert first & (2**32 - 1) == 0 and second & (2**32 - 1) == 1 and third & (2**32 - 1) == 2
     fills = [
@@ -331,15 +338,23 @@ def test_ioc_trades_what_crosses_and_takes_nothing_else(market, book, alice, bob
     ask = market.check_place(bob, False, eur("0.30"), ent(1), [], ent(1))
     market.check_place(bob, False, eur("0.40"), ent(1), [], ent(1))
     fills = [Fill(ask, bob, eur("0.30"), ent(1))]
-    market.check_place(alice, True, eur("0.35"), ent(5), fills, 0, ioc=True)
+    # The 4 not taken are reported: OrderClosed(reason IOC), nothing escrowed.
+    market.check_place(alice, True, eur("0.35"), ent(5), fills, 0, ioc=True, reason=IOC)
     assert market.sides() == ([], [(eur("0.40"), ent(1), 1)])
 
 
-def test_ioc_that_does_not_cross_does_nothing(market, book, alice, bob):
+def test_ioc_that_does_not_cross_reverts(market, book, alice, bob):
+    """Never a silent no-op: an order that could neither trade nor rest is refused."""
     market.check_place(bob, False, eur("0.40"), ent(1), [], ent(1))
     before = market.balances()
-    tx = market.buy(alice, eur("0.35"), ent(5), ioc=True)
-    assert tx.events == []
+    with ape.reverts("book: ioc order does not cross"):
+        market.buy(alice, eur("0.35"), ent(5), ioc=True)
+    assert_reverts(
+        "book: ioc order does not cross",
+        book.place,
+        *(False, eur("0.40"), ent(1), True, 0),
+        sender=alice,
+    )
     assert market.balances() == before
     assert book.order_seq() == 0
 
@@ -350,8 +365,8 @@ def test_fill_cap_returns_a_rest_that_still_crosses(market, book, alice, bob, ca
     market.check_place(dave, False, eur("0.30"), ent(1), [], ent(1))
     fills = [Fill(a, bob, eur("0.30"), ent(1)), Fill(b, carol, eur("0.30"), ent(1))]
     # 2 fills, then the third ask still crosses: the 3 left are not taken (a resting bid at
-    # 0.30 would cross the book).
-    market.check_place(alice, True, eur("0.30"), ent(5), fills, 0, max_fills=2)
+    # 0.30 would cross the book), and an OrderClosed says so.
+    market.check_place(alice, True, eur("0.30"), ent(5), fills, 0, max_fills=2, reason=CROSSING)
     assert market.sides() == ([], [(eur("0.30"), ent(1), 1)])
 
 
@@ -373,6 +388,152 @@ def test_fill_cap_bounds(market, book, alice):
         sender=alice,
     )
     market.check_place(alice, True, eur("0.30"), ent(1), [], ent(1), max_fills=64)
+
+
+# --- no dust in the book (issue 9, finding 6) ------------------------------------------------
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_taker_remainder_below_minimum_is_not_rested(market, book, alice, bob, is_buy):
+    """1.005 against 1 resting: the 0.005 left (below the 0.01 minimum) is not rested and
+    not escrowed; OrderClosed(reason 1) reports it."""
+    maker = market.check_place(bob, not is_buy, eur("0.30"), ent(1), [], ent(1))
+    fills = [Fill(maker, bob, eur("0.30"), ent(1))]
+    taker = market.check_place(
+        alice, is_buy, eur("0.30"), ent("1.005"), fills, 0, reason=BELOW_MINIMUM
+    )
+    assert tuple(book.order(taker)) == ("0x" + "00" * 20, False, 0, 0)
+    assert market.sides() == ([], [])
+    assert market.base.balanceOf(book) == market.quote.balanceOf(book) == 0
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_taker_remainder_at_the_minimum_rests(market, book, alice, bob, is_buy):
+    maker = market.check_place(bob, not is_buy, eur("0.30"), ent(1), [], ent(1))
+    fills = [Fill(maker, bob, eur("0.30"), ent(1))]
+    market.check_place(alice, is_buy, eur("0.30"), ent(1) + MIN_SIZE, fills, MIN_SIZE)
+
+
+def test_maker_left_below_minimum_is_closed_and_refunded(market, book, alice, bob, carol):
+    """An ask of 1.005: a buy of 1 leaves 0.005, below the minimum; the ask is closed and its
+    0.005 base refunded in the same transaction (events: the trade, OrderClosed, the
+    payment, the taker's base, the refund)."""
+    ask = market.check_place(bob, False, eur("0.30"), ent("1.005"), [], ent("1.005"))
+    behind = market.check_place(carol, False, eur("0.30"), ent(1), [], ent(1))
+    fills = [Fill(ask, bob, eur("0.30"), ent(1))]
+    closed = Fill(ask, bob, eur("0.30"), ent("0.005"))
+    market.check_place(alice, True, eur("0.30"), ent(1), fills, 0, closed_maker=closed)
+    assert book.order(ask).amount == 0
+    assert_reverts("book: unknown order", book.cancel, ask, sender=bob)
+    # The level keeps the order behind it, now at its head.
+    assert market.sides() == ([], [(eur("0.30"), ent(1), 1)])
+    market.check_place(
+        alice, True, eur("0.30"), ent(1), [Fill(behind, carol, eur("0.30"), ent(1))], 0
+    )
+
+
+def test_bid_left_below_minimum_is_closed_and_its_quote_refunded(market, book, alice, bob):
+    """The issue's case: a bid of 11 Wh at the lowest tick (0.001 eEuro/kWh); a sell of 10 Wh
+    would leave 1 Wh escrowing 1 eEuro base unit. The bid is closed and the unit refunded."""
+    bid = market.check_place(alice, True, TICK, ent("0.011"), [], ent("0.011"))
+    assert market.quote.balanceOf(book) == 11
+    fills = [Fill(bid, alice, TICK, ent("0.010"))]
+    closed = Fill(bid, alice, TICK, ent("0.001"))
+    before = market.quote.balanceOf(alice)
+    market.check_place(bob, False, TICK, ent("0.010"), fills, 0, closed_maker=closed)
+    assert market.quote.balanceOf(alice) - before == 1
+    assert market.sides() == ([], [])
+    assert market.base.balanceOf(book) == market.quote.balanceOf(book) == 0
+
+
+def test_maker_left_at_the_minimum_rests(market, book, alice, bob):
+    ask = market.check_place(bob, False, eur("0.30"), ent(1) + MIN_SIZE, [], ent(1) + MIN_SIZE)
+    market.check_place(alice, True, eur("0.30"), ent(1), [Fill(ask, bob, eur("0.30"), ent(1))], 0)
+    assert book.order(ask).amount == MIN_SIZE
+    assert market.sides() == ([], [(eur("0.30"), MIN_SIZE, 1)])
+
+
+def test_sweep_closes_a_dust_maker_at_its_end(market, book, alice, bob, carol, dave):
+    """A sweep across levels whose last fill leaves a maker below the minimum: the level is
+    used up by the close, and the best price moves on."""
+    a = market.check_place(bob, False, eur("0.30"), ent(1), [], ent(1))
+    b = market.check_place(carol, False, eur("0.31"), ent("0.509"), [], ent("0.509"))
+    market.check_place(carol, False, eur("0.40"), ent(1), [], ent(1))
+    fills = [Fill(a, bob, eur("0.30"), ent(1)), Fill(b, carol, eur("0.31"), ent("0.5"))]
+    closed = Fill(b, carol, eur("0.31"), ent("0.009"))
+    market.check_place(dave, True, eur("0.35"), ent("1.5"), fills, 0, closed_maker=closed)
+    assert (book.best_bid(), book.best_ask()) == (0, eur("0.40"))
+    assert market.sides() == ([], [(eur("0.40"), ent(1), 1)])
+
+
+# --- never a silent no-op (issue 9, finding 7) -----------------------------------------------
+
+
+def _queue_with_holes(market, price: int, maker, holes: int, ahead=None, behind=None) -> list:
+    """At `price`, a new ask level: `ahead`'s order (if any), then `holes` orders of `maker`,
+    all cancelled from the back (so each cancel but the first one's leaves a hole inside the
+    queue), then `behind`'s order. Returns the ids of `ahead` (or None) and `behind`."""
+    book = market.book
+    assert price not in [lv.price for lv in book.depth(False, 0, 0)[0]]
+    order = book.place.encode_input(False, price, MIN_SIZE, False, 0)
+    senders = ([ahead] if ahead is not None else []) + [maker] * holes + [behind]
+    market.send_many([(sender, order) for sender in senders])
+    ids = [make_id(False, price, i) for i in range(len(senders))]
+    first = 1 if ahead is not None else 0
+    assert book.order(ids[first]).owner == maker.address
+    market.send_many([(maker, book.cancel.encode_input(i)) for i in reversed(ids[first:-1])])
+    assert book.depth(False, 0, 0)[0][0].orders == len(senders) - holes
+    return [ids[0] if ahead is not None else None, ids[-1]]
+
+
+def test_many_cancelled_orders_ahead_revert_with_a_reason_and_compact_clears_them(
+    market, book, alice, bob, carol, dave
+):
+    """The issue's case: 129 cancelled orders at one price (the head's cancel moves the head,
+    so 128 holes are left ahead of an open order), then a normal buy at that price. It used
+    to return 0, emit nothing and use an id: matching stepped over `MAX_SKIPS` (128) holes,
+    stopped before its first fill, and the rest still crossed so it did not rest either.
+    Now it reverts with a reason (sent for real it would take Ape seconds to render), and
+    anyone can `compact` the holes away."""
+    assert (book.MAX_SKIPS(), book.MAX_COMPACT()) == (128, 1_024)
+    price = eur("0.30")
+    _, live = _queue_with_holes(market, price, bob, 129, behind=carol)
+    assert market.sides() == ([], [(price, MIN_SIZE, 1)])
+    seq = book.order_seq()
+    for ioc in (False, True):
+        assert_reverts(
+            "book: too many cancelled orders ahead",
+            book.place,
+            *(True, price, MIN_SIZE, ioc, 0),
+            sender=alice,
+        )
+    assert book.order_seq() == seq  # no id used
+    # Anyone may compact; it stops at the first open order.
+    assert_reverts("book: bad price", book.compact, *(price + 1, 0), sender=dave)
+    assert book.compact.call(price, 5, sender=dave) == 5
+    tx = book.compact(price, 0, sender=dave)
+    assert tx.events == [book.Compacted(price=price, cleared=128)]
+    assert_reverts("book: no cancelled orders at the head", book.compact, *(price, 0), sender=dave)
+    assert market.sides() == ([], [(price, MIN_SIZE, 1)])
+    market.check_place(alice, True, price, MIN_SIZE, [Fill(live, carol, price, MIN_SIZE)], 0)
+    # An empty level has nothing to compact.
+    assert_reverts("book: no cancelled orders at the head", book.compact, *(price, 0), sender=dave)
+
+
+def test_holes_after_a_fill_stop_matching_and_the_next_order_goes_on(
+    market, book, alice, bob, carol, erin
+):
+    """An open order, 129 holes, an open order: a buy of both fills the first, steps over
+    `MAX_SKIPS` holes and stops; the rest still crosses, so it is reported (OrderClosed,
+    reason 3) and not taken. The head advanced for good: the next buy reaches the last."""
+    price = eur("0.30")
+    first, last = _queue_with_holes(market, price, bob, 129, ahead=erin, behind=carol)
+    fills = [Fill(first, erin, price, MIN_SIZE)]
+    market.check_place(alice, True, price, 2 * MIN_SIZE, fills, 0, reason=CROSSING)
+    market.check_place(
+        alice, True, price, 2 * MIN_SIZE, [Fill(last, carol, price, MIN_SIZE)], MIN_SIZE
+    )
+    assert market.sides() == ([(price, MIN_SIZE, 1)], [])
 
 
 # --- cancellation ---------------------------------------------------------------------------
@@ -581,15 +742,18 @@ def test_depth_and_best_prices(market, book, alice, bob, carol):
     for price, amount in (("0.30", 1), ("0.29", 2), ("0.35", 3)):
         market.check_place(bob, False, eur(price), ent(amount), [], ent(amount))
     assert (book.best_bid(), book.best_ask()) == (eur("0.21"), eur("0.29"))
-    assert [tuple(lv) for lv in book.depth(True, 2)] == [
-        (eur("0.21"), ent(6), 2),
-        (eur("0.20"), ent(1), 1),
-    ]
-    assert [tuple(lv) for lv in book.depth(False, 0)] == [
+    levels, cursor = book.depth(True, 0, 2)
+    assert [tuple(lv) for lv in levels] == [(eur("0.21"), ent(6), 2), (eur("0.20"), ent(1), 1)]
+    assert cursor == eur("0.19")  # the price of the next level
+    levels, cursor = book.depth(True, cursor, 2)
+    assert [tuple(lv) for lv in levels] == [(eur("0.19"), ent(3), 1)] and cursor == 0
+    levels, cursor = book.depth(False, 0, 0)
+    assert [tuple(lv) for lv in levels] == [
         (eur("0.29"), ent(2), 1),
         (eur("0.30"), ent(1), 1),
         (eur("0.35"), ent(3), 1),
     ]
+    assert cursor == 0
 
 
 def test_levels_far_apart_are_found(market, book, alice, bob):
@@ -597,34 +761,85 @@ def test_levels_far_apart_are_found(market, book, alice, bob):
     prices = [TICK, 255 * TICK, 256 * TICK, 70_000 * TICK, 2**24 * TICK - TICK]
     for price in prices:
         market.check_place(bob, False, price, MIN_SIZE, [], MIN_SIZE)
-    assert [lv.price for lv in book.depth(False, 0)] == prices
+    assert [lv.price for lv in book.depth(False, 0, 0)[0]] == prices
     fills = [(p, MIN_SIZE) for p in prices]
     tx = market.buy(alice, prices[-1], MIN_SIZE * 5)
     assert [(log.price, log.amount) for log in tx.events if log.event_name == "Traded"] == fills
     assert market.sides() == ([], [])
     for price in reversed(prices):
         market.check_place(alice, True, price, MIN_SIZE, [], MIN_SIZE)
-    assert [lv.price for lv in book.depth(True, 0)] == list(reversed(prices))
+    assert [lv.price for lv in book.depth(True, 0, 0)[0]] == list(reversed(prices))
+    # Pages of one level walk the bitmap words too.
+    found, cursor = [], 0
+    while True:
+        page, cursor = book.depth(True, cursor, 1)
+        found += [lv.price for lv in page]
+        if cursor == 0:
+            break
+    assert found == list(reversed(prices))
     market.assert_conserved()
 
 
-def test_open_orders_pages_through_the_book(market, book, alice, bob):
+def test_open_orders_pages_through_the_book(market, book, alice, bob, carol):
+    """Each open order comes with its side, price and remaining amount."""
     mine = []
     for i in range(7):
-        mine.append(market.check_place(alice, True, eur("0.20") - i * TICK, ent(1), [], ent(1)))
-        market.check_place(bob, True, eur("0.20") - i * TICK, ent(1), [], ent(1))
-    mine.append(market.check_place(alice, False, eur("0.50"), ent(1), [], ent(1)))
+        price = eur("0.20") - i * TICK
+        order_id = market.check_place(alice, True, price, ent(1), [], ent(1))
+        mine.append((order_id, True, price, ent(1)))
+        market.check_place(bob, True, price, ent(1), [], ent(1))
+    sell = market.check_place(alice, False, eur("0.50"), ent(2), [], ent(2))
+    # A partial fill: the view shows what is left.
+    market.check_place(
+        carol, True, eur("0.50"), ent("0.5"), [Fill(sell, alice, eur("0.50"), ent("0.5"))], 0
+    )
+    mine.append((sell, False, eur("0.50"), ent("1.5")))
     page, cursor = book.open_orders(alice, 0, 3)
-    assert list(page) == mine[:3] and cursor != 0
+    assert [tuple(o) for o in page] == mine[:3] and cursor != 0
     page2, cursor = book.open_orders(alice, cursor, 3)
-    assert list(page2) == mine[3:6] and cursor != 0
+    assert [tuple(o) for o in page2] == mine[3:6] and cursor != 0
     page3, cursor = book.open_orders(alice, cursor, 3)
-    assert list(page3) == mine[6:] and cursor == 0
+    assert [tuple(o) for o in page3] == mine[6:] and cursor == 0
     everything, cursor = book.open_orders(alice, 0, 0)
-    assert list(everything) == mine and cursor == 0
-    assert book.open_orders(bob, 0, 100)[0] != []
+    assert [tuple(o) for o in everything] == mine and cursor == 0
+    assert [o.order_id for o in everything] == [o[0] for o in mine]
+    assert len(book.open_orders(bob, 0, 100)[0]) == 7
     empty, cursor = book.open_orders(book, 0, 10)
     assert list(empty) == [] and cursor == 0
+
+
+def test_depth_pages_through_more_than_a_page_of_levels(market, book, alice, bob):
+    """105 bid levels: `depth` returns `MAX_PAGE` (100) of them and the price of the next as
+    the cursor, then the rest with cursor 0 (it used to stop at 100, with no cursor)."""
+    assert book.MAX_PAGE() == 100
+    prices = [eur("0.50") - i * TICK for i in range(105)]
+    market.send_many(
+        [(alice, book.place.encode_input(True, p, MIN_SIZE, False, 0)) for p in prices]
+    )
+    market.send_many([(bob, book.place.encode_input(False, eur("0.60"), MIN_SIZE, False, 0))])
+    page, cursor = book.depth(True, 0, 0)
+    assert [lv.price for lv in page] == prices[:100] and cursor == prices[100]
+    page, cursor = book.depth(True, cursor, 500)  # larger than a page: a page
+    assert [lv.price for lv in page] == prices[100:] and cursor == 0
+    assert all(tuple(lv)[1:] == (MIN_SIZE, 1) for lv in page)
+    page, cursor = book.depth(True, prices[7], 3)
+    assert [lv.price for lv in page] == prices[7:10] and cursor == prices[10]
+    # A cursor whose level is gone: the page starts at the next level beyond it.
+    order_id = make_id(True, prices[10], 0)
+    book.cancel(order_id, sender=alice)
+    page, cursor = book.depth(True, prices[10], 2)
+    assert [lv.price for lv in page] == prices[11:13] and cursor == prices[13]
+    # A cursor better than the best price (the best moved): the page starts at the best.
+    page, _ = book.depth(True, eur("0.55"), 1)
+    assert [lv.price for lv in page] == prices[:1]
+    # Asks: the cursor never leaks into the other side.
+    assert book.depth(False, prices[50], 0) == ([(eur("0.60"), MIN_SIZE, 1)], 0)
+    assert book.depth(False, eur("0.70"), 0) == ([], 0)
+    for bad in (1, eur("0.30") + 1, 2**24 * TICK):
+        assert_reverts("book: bad cursor", book.depth, *(True, bad, 0), sender=alice)
+    # The market helper follows the cursor: conservation covers all 104 bid levels.
+    bids, asks = market.sides()
+    assert len(bids) == 104 and len(asks) == 1
 
 
 def test_order_view(market, book, alice):
@@ -647,9 +862,16 @@ def test_governance_sets_rules_for_new_orders(market, book, deployer, alice, bob
         (eur("0.31"), ent("0.09"), "book: amount below minimum"),
     ):
         assert_reverts(reason, book.place, *(True, price, amount, False, 0), sender=alice)
-    # The old order keeps its finer terms and still fills exactly.
+    # The old order keeps its finer terms and still fills exactly; the 0.089 left of the
+    # buy are below the new minimum (0.1): not rested, nothing escrowed.
     fills = [Fill(old, bob, eur("0.301"), ent("0.011"))]
-    market.check_place(alice, True, eur("0.31"), ent("0.1"), fills, ent("0.089"))
+    market.check_place(alice, True, eur("0.31"), ent("0.1"), fills, 0, reason=BELOW_MINIMUM)
+    # A maker the new minimum's partial fill leaves below it is closed and refunded.
+    maker = market.check_place(bob, False, eur("0.31"), ent("0.15"), [], ent("0.15"))
+    closed = Fill(maker, bob, eur("0.31"), ent("0.05"))
+    fills = [Fill(maker, bob, eur("0.31"), ent("0.1"))]
+    market.check_place(alice, True, eur("0.31"), ent("0.1"), fills, 0, closed_maker=closed)
+    assert market.sides() == ([], [])
 
 
 @pytest.mark.parametrize(
