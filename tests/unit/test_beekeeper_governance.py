@@ -58,12 +58,20 @@ def warp(seconds):
     ape.chain.mine()
 
 
-def test_fresh_stake_has_no_power(world, owners):
+def test_fresh_stake_has_no_power(world, owners, attacker):
     d, _, _, _, v2 = world
     bk = d.beekeeper
-    assert bk.voting_power(owners[0]) == 0
+    # In the block that staked it, the stake weighs exactly zero (a flash loan gains nothing);
+    # afterwards it grows by stake / 180 days per second.
+    block = ape.chain.blocks.head
+    stake, start = bk.owner_stake(owners[2])
+    assert start == block.timestamp
+    assert bk.voting_power(owners[2], block_id=block.number) == 0
+    ape.chain.mine()
+    t = ape.chain.blocks.head.timestamp
+    assert bk.voting_power(owners[2]) == stake * (t - start) // FULL_WEIGHT_AGE
     with ape.reverts("beekeeper: no voting power"):
-        bk.propose_upgrade(v2, sender=owners[0])
+        bk.propose_upgrade(v2, sender=attacker)
 
 
 def test_power_grows_with_age_and_caps_at_the_stake(world, owners):
