@@ -14,7 +14,8 @@ from ape.contracts import ContractInstance
 from ape.logging import logger
 
 from oracle.deployments import ContractRecord, Deployment, write_deployment
-from scripts._orderbook import deploy_orderbook
+from scripts._beekeeper import declare_orderbook, deploy_beekeeper
+from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK
 
 DEPLOYMENTS_DIR = Path(__file__).resolve().parent.parent / "deployments"
 
@@ -68,9 +69,30 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     council = deploy("Council")
     ledger = deploy("EnergyLedger", council.address)
     eeuro = deploy("EEuro", council.address)
-    deploy("HiveToken", treasury or deployer.address)
-    # The ENT / eEuro market; its rules (tick, lot, minimum) change only by Council vote.
-    book = deploy_orderbook(deployer, ledger, eeuro, council)
+    hvt = deploy("HiveToken", treasury or deployer.address)
+    # The Beekeeper behind its ERC-1967 proxy; "Beekeeper" is the proxy's address with the
+    # Beekeeper's ABI (what users call), the other two records are for upgrades and audits.
+    blueprint = declare_orderbook(deployer)
+    keeper = deploy_beekeeper(deployer, council.address, hvt, ledger, book_blueprint=blueprint)
+    protocol.contracts["BeekeeperImplementation"] = keeper.implementation
+    protocol.contracts["BeekeeperProxy"] = keeper.proxy
+    protocol.contracts["Beekeeper"] = keeper.beekeeper
+    logger.info(f"Beekeeper (proxy) deployed at {keeper.proxy.address}")
+    # eEuro is listed at deployment, and the ENT / eEuro market is the Beekeeper's book for it,
+    # created from the blueprint by a Council vote; its rules change only by Council vote.
+    beekeeper = keeper.beekeeper
+    governed(protocol, [deployer], beekeeper, "add_stablecoin", eeuro.address, "EUR")
+    governed(
+        protocol,
+        [deployer],
+        beekeeper,
+        "create_book",
+        eeuro.address,
+        ENT_TICK,
+        ENT_LOT,
+        ENT_MIN_SIZE,
+    )
+    book = project.OrderBook.at(beekeeper.book_of(eeuro.address))
     protocol.contracts["OrderBook"] = book
     logger.info(f"OrderBook (ENT/eEuro) deployed at {book.address}")
     return protocol

@@ -3,7 +3,8 @@
 Starts Anvil through Ape's foundry provider (the default local network), deploys the protocol,
 sets a banker by governance, mints and locks eEuro, and prints the contracts and balances; then
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
-service with simulated meters for a compressed day, comparing on-chain energy to the meters.
+service with simulated meters for a compressed day, comparing on-chain energy to the meters;
+last, two hive owners on the Beekeeper (hives, meters, a split, a merge, an upgrade vote).
 """
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
 from scripts._orderbook import demo_orderbook
@@ -115,3 +117,12 @@ def cli(network):
     }
     voters = [deployer, t[5], t[6]]
     run_oracle_part(protocol, voters, oracle_people, out.parent, console)
+
+    # Last: the Beekeeper moves the chain's clock 180 days ahead (staking age).
+    keeper_people = {
+        "treasury": treasury,
+        "alice": t[19],
+        "bob": t[20],
+        "meters": [t[i] for i in range(21, 26)],
+    }
+    run_beekeeper_demo(protocol, voters, keeper_people, console)

@@ -12,6 +12,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from scripts._beekeeper_gas import measure_beekeeper
 from scripts._gas import GasRow, row, to_markdown
 from scripts._protocol import deploy_protocol, governed, pass_vote
 
@@ -318,6 +319,13 @@ def cli(network, out):
     rows = measure_tokens(deployer, banker, alice, bob, carol, dave, treasury)
     rows += measure_ledger(deployer, list(accounts.test_accounts)[7:])
     rows += measure_council_scaling(deployer, [accounts.test_accounts[i] for i in range(20, 80)])
+    # Hive owners: 100 distinct accounts (70 test accounts and 30 generated, funded for gas).
+    owners = list(accounts.test_accounts)[10:80]
+    for _ in range(30):
+        owner = accounts.test_accounts.generate_test_account()
+        deployer.transfer(owner, 10**19)
+        owners.append(owner)
+    rows += measure_beekeeper(deployer, treasury, alice, bob, owners)
 
     header = (
         "# Gas per operation\n\n"
