@@ -12,6 +12,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from scripts._bridge_gas import measure_bridge
 from scripts._gas import GasRow, row, to_markdown
 from scripts._protocol import deploy_protocol, governed, pass_vote
 
@@ -318,6 +319,7 @@ def cli(network, out):
     rows = measure_tokens(deployer, banker, alice, bob, carol, dave, treasury)
     rows += measure_ledger(deployer, list(accounts.test_accounts)[7:])
     rows += measure_council_scaling(deployer, [accounts.test_accounts[i] for i in range(20, 80)])
+    rows += measure_bridge(deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)])
 
     header = (
         "# Gas per operation\n\n"

@@ -53,7 +53,9 @@ class Bridges:
         return pass_vote(self.council, target, data, self.voters[:2])
 
     def keys(self, signers=None) -> list:
-        return [a.private_key for a in (signers or self.relayers[: self.threshold])]
+        return [
+            a.private_key for a in (self.relayers[: self.threshold] if signers is None else signers)
+        ]
 
     def sigs(self, bridge, transfer: Transfer, action: int, signers=None) -> list:
         return sign(chain.chain_id, bridge.address, transfer.id(), action, self.keys(signers))
