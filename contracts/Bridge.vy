@@ -18,10 +18,13 @@
         The destination's processed bit makes unlock and cancel exclusive; the source's
         pending bit makes mark_transferred and refund exclusive (docs/bridge.md).
 @dev Layout (why packed: lock, burn and unlock each touch few cold slots; docs/gas.md).
+       _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 255 paused
        _set:             bits 0..63 epoch | 64..71 threshold M | 72..79 set size N
        _member[a]:       the epoch of the set `a` belongs to (valid iff == current epoch,
                          so a new set invalidates the old one without clearing it)
        _token[local]:    bits 0..159 peer-chain token | 160 home flag | 161 listed flag
+       _inbound[peer]:   bits 0..159 local token | 160 home flag | 161 listed flag (the same
+                         flags as `_token[local]`, kept equal, so unlock reads one slot)
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
        _bucket[t][d]:    bits 0..95 level | 96..159 last update | 160..223 next outbound nonce
@@ -116,6 +119,8 @@ HALF_N: constant(uint256) = (
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_160: constant(uint256) = 2**160 - 1
+PAUSED_FLAG: constant(uint256) = 1 << 255
+FLAGS: constant(uint256) = HOME_FLAG | LISTED_FLAG
 HOME_FLAG: constant(uint256) = 1 << 160
 LISTED_FLAG: constant(uint256) = 1 << 161
 
@@ -126,12 +131,9 @@ governance: public(immutable(address))
 # @dev This chain's identity in transfer ids (the deploy script passes `chain.id`).
 local_chain: public(immutable(uint256))
 
-# @dev The other chain and its Bridge.
-peer_chain: public(uint256)
-peer_bridge: public(address)
-
-# @dev Pause: stops lock, burn, unlock and refund; never the Council's calls.
-paused: public(bool)
+# @dev The other chain and its Bridge, and the pause (stops lock, burn, unlock and refund;
+#      never the Council's calls): one word, read once per transfer.
+_peer: uint256
 
 # @dev Relayer set: epoch | threshold | size (see the layout drawing).
 _set: uint256
@@ -139,8 +141,8 @@ _member: HashMap[address, uint256]
 _relayers: DynArray[address, MAX_RELAYERS]
 
 _token: HashMap[address, uint256]
-# @dev Peer-chain token -> the local token it maps to.
-_local_of: HashMap[address, address]
+# @dev Peer-chain token -> the local token it maps to, with its flags.
+_inbound: HashMap[address, uint256]
 _limit: HashMap[address, uint256[2]]
 _bucket: HashMap[address, uint256[2]]
 _pending: HashMap[address, HashMap[uint256, uint256]]
@@ -281,10 +283,10 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
     """
-    assert not self.paused, "bridge: paused"
+    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
     local: address = empty(address)
     cfg: uint256 = 0
-    local, cfg = self._inbound(transfer)
+    local, cfg = self._check_inbound(transfer)
     assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
     assert transfer.recipient != empty(address), "bridge: zero recipient"
     id: bytes32 = self._transfer_id(transfer)
@@ -311,7 +313,7 @@ def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     """
     local: address = empty(address)
     cfg: uint256 = 0
-    local, cfg = self._inbound(transfer)
+    local, cfg = self._check_inbound(transfer)
     assert (
         msg.sender == transfer.recipient
         or block.timestamp >= transfer.timestamp + REFUND_DELAY
@@ -342,7 +344,7 @@ def refund(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer.
     @param signatures At least M REFUND attestations, signers ascending.
     """
-    assert not self.paused, "bridge: paused"
+    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
     id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures)
     token: address = transfer.token
     self._draw(token, INBOUND, transfer.amount)
@@ -384,8 +386,8 @@ def set_peer(chain_id: uint256, bridge: address):
     self._only_governance()
     assert chain_id != 0 and chain_id != local_chain, "bridge: bad peer chain"
     assert bridge != empty(address), "bridge: zero peer"
-    self.peer_chain = chain_id
-    self.peer_bridge = bridge
+    assert chain_id <= MASK_64, "bridge: bad peer chain"
+    self._peer = (self._peer & PAUSED_FLAG) | (chain_id << 160) | convert(bridge, uint256)
     log PeerSet(chain_id=chain_id, bridge=bridge)
 
 
@@ -401,18 +403,20 @@ def list_token(token: address, peer_token: address, home: bool):
     self._only_governance()
     assert token.is_contract, "bridge: token has no code"
     assert peer_token != empty(address), "bridge: zero peer token"
-    mapped: address = self._local_of[peer_token]
-    assert mapped == empty(address) or mapped == token, "bridge: peer token mapped"
+    mapped: uint256 = self._inbound[peer_token]
+    assert mapped == 0 or mapped & MASK_160 == convert(token, uint256), (
+        "bridge: peer token mapped"
+    )
     previous: uint256 = self._token[token]
     assert previous == 0 or previous & MASK_160 == convert(peer_token, uint256), (
         "bridge: token mapped"
     )
     if not home:
         assert staticcall IWrapped(token).bridge() == self, "bridge: not minted by this bridge"
-    self._local_of[peer_token] = token
     flags: uint256 = LISTED_FLAG
     if home:
         flags |= HOME_FLAG
+    self._inbound[peer_token] = convert(token, uint256) | flags
     self._token[token] = convert(peer_token, uint256) | flags
     log TokenListed(token=token, peer_token=peer_token, home=home)
 
@@ -428,6 +432,8 @@ def delist_token(token: address):
     cfg: uint256 = self._token[token]
     assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
     self._token[token] = cfg ^ LISTED_FLAG
+    peer_token: address = convert(convert(cfg & MASK_160, uint160), address)
+    self._inbound[peer_token] ^= LISTED_FLAG
     log TokenDelisted(token=token)
 
 
@@ -475,7 +481,10 @@ def set_paused(paused: bool):
     @param paused True to pause.
     """
     self._only_governance()
-    self.paused = paused
+    peer: uint256 = self._peer & ~PAUSED_FLAG
+    if paused:
+        peer |= PAUSED_FLAG
+    self._peer = peer
     log PausedSet(paused=paused)
 
 
@@ -500,6 +509,36 @@ def attestation_digest(id: bytes32, action: uint8) -> bytes32:
     @return The digest.
     """
     return self._digest(id, action)
+
+
+@view
+@external
+def peer_chain() -> uint256:
+    """
+    @notice The peer chain's id (0: not set).
+    @return The id.
+    """
+    return (self._peer >> 160) & MASK_64
+
+
+@view
+@external
+def peer_bridge() -> address:
+    """
+    @notice The peer chain's Bridge.
+    @return Its address.
+    """
+    return convert(convert(self._peer & MASK_160, uint160), address)
+
+
+@view
+@external
+def paused() -> bool:
+    """
+    @notice Whether lock, burn, unlock and refund are paused.
+    @return True if paused.
+    """
+    return self._peer & PAUSED_FLAG != 0
 
 
 @view
@@ -558,7 +597,7 @@ def local_token(peer_token: address) -> address:
     @param peer_token The token on the peer chain.
     @return The local token (zero if none).
     """
-    return self._local_of[peer_token]
+    return convert(convert(self._inbound[peer_token] & MASK_160, uint160), address)
 
 
 @view
@@ -655,10 +694,11 @@ def _listed(token: address) -> uint256:
 def _send(
     token: address, cfg: uint256, amount: uint256, dest_chain: uint256, recipient: address
 ) -> bytes32:
-    assert not self.paused, "bridge: paused"
+    peer: uint256 = self._peer
+    assert peer & PAUSED_FLAG == 0, "bridge: paused"
     assert amount != 0, "bridge: zero amount"
     assert recipient != empty(address), "bridge: zero recipient"
-    assert dest_chain == self.peer_chain and dest_chain != 0, "bridge: wrong destination"
+    assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
     nonce: uint256 = self._draw(token, OUTBOUND, amount)
     word: uint256 = nonce >> 8
     self._pending[token][word] |= 1 << (nonce & 255)
@@ -683,20 +723,24 @@ def _send(
 
 @view
 @internal
-def _inbound(transfer: Transfer) -> (address, uint256):
-    # The checks every inbound action shares; returns the local token and its config.
+def _check_inbound(transfer: Transfer) -> (address, uint256):
+    # The checks every inbound action shares; returns the local token and its flags.
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
-    assert transfer.source_chain == self.peer_chain and transfer.source_chain != 0, (
+    peer: uint256 = self._peer
+    assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
         "bridge: wrong source chain"
     )
-    assert transfer.source_bridge == self.peer_bridge, "bridge: wrong source bridge"
+    assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
+        "bridge: wrong source bridge"
+    )
     assert transfer.amount != 0, "bridge: zero amount"
-    local: address = self._local_of[transfer.token]
-    assert local != empty(address), "bridge: token not listed"
+    entry: uint256 = self._inbound[transfer.token]
+    assert entry != 0, "bridge: token not listed"
+    local: address = convert(convert(entry & MASK_160, uint160), address)
     assert (self._processed[local][transfer.nonce >> 8] >> (transfer.nonce & 255)) & 1 == 0, (
         "bridge: already processed"
     )
-    return local, self._token[local]
+    return local, entry & FLAGS
 
 
 @internal
