@@ -23,9 +23,10 @@ initializes: erc20[ownable := ownable]
 
 # @dev Deliberately not exported: `erc20.mint`, `erc20.set_minter`, `erc20.is_minter`,
 # `erc20.transfer_ownership`, `erc20.renounce_ownership` (the bridge replaces the minter role
-# and no owner exists to move it), and `ownable`'s functions (nothing here is owned).
-# `erc20.burn` and `erc20.burn_from` are exported: a holder may destroy their own tokens,
-# which only lowers the supply below the home chain's locked balance (never above it).
+# and no owner exists to move it), `ownable`'s functions (nothing here is owned), and
+# `erc20.burn` / `erc20.burn_from`: a wrapped token leaves circulation only through
+# `Bridge.burn`, so the home chain's locked balance is always the wrapped supply plus the
+# transfers in flight (a plain burn would strand home tokens in the bridge for ever).
 exports: (
     erc20.transfer,
     erc20.transferFrom,

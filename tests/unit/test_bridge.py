@@ -294,3 +294,10 @@ def test_wrapped_token_minted_and_burned_only_by_its_bridge(b, alice, attacker, 
 def _fresh_ledger_of_flights(b):
     # Ape reverts the chain after each test; the in-flight book must start empty with it.
     b.in_flight.clear()
+
+
+def test_wrapped_supply_leaves_only_through_the_bridge(b):
+    # A plain burn would strand home tokens in the home Bridge: no burn, no minter role.
+    functions = {abi.name for abi in b.wrapped.contract_type.abi if abi.type == "function"}
+    assert functions.isdisjoint({"burn", "burn_from", "set_minter", "transfer_ownership"})
+    assert {"mint", "bridge_burn", "transfer", "permit"} <= functions
