@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts._beekeeper_gas import measure_beekeeper
+from scripts._bridge_gas import measure_bridge
 from scripts._gas import GasRow, row, to_markdown
 from scripts._protocol import deploy_protocol, governed, pass_vote
 
@@ -326,6 +327,7 @@ def cli(network, out):
         deployer.transfer(owner, 10**19)
         owners.append(owner)
     rows += measure_beekeeper(deployer, treasury, alice, bob, owners)
+    rows += measure_bridge(deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)])
 
     header = (
         "# Gas per operation\n\n"

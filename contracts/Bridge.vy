@@ -1,0 +1,855 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title Bridge: lock/release and mint/burn between two community chains (SPEC section 6)
+@license GNU Affero General Public License v3.0 only
+@notice One Bridge per chain, each configured with its peer (the other chain's id and Bridge).
+        A token listed by the Council is either a home token here (`lock` holds it, `unlock`
+        releases it) or a `WrappedToken` minted only by this bridge (`unlock` mints it, `burn`
+        destroys it: the way back home). Every transfer is a `Transfer` whose EIP-712 struct
+        hash is its id; the id binds source chain, source bridge, nonce, destination chain,
+        sender, recipient, source-chain token, amount and lock time.
+        Relayers attest with EIP-712 signatures over (id, action): UNLOCK and CANCEL on the
+        destination, DELIVERED and REFUND on the source. A call needs at least M signatures
+        of distinct members of the current set, signers strictly ascending.
+        Lifecycle: source `lock`/`burn` (pending) -> destination `unlock` -> source
+        `mark_transferred`; or, for a transfer nobody completes, destination `cancel` (after
+        `REFUND_DELAY`, or at once when the recipient asks) -> source `refund` to the sender.
+        The destination's processed bit makes unlock and cancel exclusive; the source's
+        pending bit makes mark_transferred and refund exclusive (docs/bridge.md).
+@dev Layout (why packed: lock, burn and unlock each touch few cold slots; docs/gas.md).
+       _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 255 paused
+       _set:             bits 0..63 epoch | 64..71 threshold M | 72..79 set size N
+       _member[a]:       the epoch of the set `a` belongs to (valid iff == current epoch,
+                         so a new set invalidates the old one without clearing it)
+       _token[local]:    bits 0..159 peer-chain token | 160 home flag | 161 listed flag
+       _inbound[peer]:   bits 0..159 local token | 160 home flag | 161 listed flag (the same
+                         flags as `_token[local]`, kept equal, so unlock reads one slot)
+       _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
+                         transfer (d: 0 outbound, 1 inbound)
+       _bucket[t][d]:    bits 0..95 level | 96..159 last update | 160..223 next outbound nonce
+                         (d = 0 only)
+       _pending[t][w]:   bit i: outbound nonce 256 * w + i is pending
+       _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled
+     Nonces count per token (the id binds the token, so ids stay unique); the bitmaps keyed
+     by nonce make replay protection cost one warm-able word per 256 transfers instead of a
+     fresh slot per id.
+@custom:security Trust: M of the N relayers can move up to the inbound rate limit per token
+        (unlock and refund both draw on it); fewer than M can do nothing. Only the Council
+        (`governance`, immutable) changes the relayer set, M, the peer, the token list, the
+        limits and the pause. No call carried by a message is ever executed: the bridge only
+        transfers or mints listed tokens.
+"""
+
+
+from ethereum.ercs import IERC20
+from snekmate.utils import eip712_domain_separator as eip712
+
+
+interface IWrapped:
+    def mint(to: address, amount: uint256): nonpayable
+    def bridge_burn(owner: address, amount: uint256): nonpayable
+    def bridge() -> address: view
+
+
+initializes: eip712
+
+
+exports: eip712.eip712Domain
+
+
+struct Transfer:
+    source_chain: uint256
+    source_bridge: address
+    nonce: uint256
+    dest_chain: uint256
+    sender: address
+    recipient: address
+    token: address
+    amount: uint256
+    timestamp: uint256
+
+
+struct Signature:
+    v: uint8
+    r: bytes32
+    s: bytes32
+
+
+struct TokenView:
+    peer_token: address
+    home: bool
+    listed: bool
+
+
+struct LimitView:
+    capacity: uint256
+    refill_per_second: uint256
+    max_per_transfer: uint256
+    available: uint256
+
+
+# Bounds: the relayer set, a page of `locked_transfers`.
+MAX_RELAYERS: public(constant(uint256)) = 32
+MAX_PAGE: public(constant(uint256)) = 256
+# A destination transfer can be cancelled by anyone with relayer attestations this long
+# after it was sent (its recipient can cancel it earlier).
+REFUND_DELAY: public(constant(uint256)) = 7 * 86400
+
+OUTBOUND: public(constant(uint256)) = 0
+INBOUND: public(constant(uint256)) = 1
+
+ACTION_UNLOCK: public(constant(uint8)) = 1
+ACTION_CANCEL: public(constant(uint8)) = 2
+ACTION_DELIVERED: public(constant(uint8)) = 3
+ACTION_REFUND: public(constant(uint8)) = 4
+
+TRANSFER_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "Transfer(uint256 source_chain,address source_bridge,uint256 nonce,uint256 dest_chain,"
+    "address sender,address recipient,address token,uint256 amount,uint256 timestamp)"
+)
+ATTESTATION_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "Attestation(bytes32 id,uint8 action)"
+)
+
+# secp256k1 n / 2: a larger s is the malleable twin of a valid signature.
+HALF_N: constant(uint256) = (
+    57896044618658097711785492504343953926418782139537452191302581570759080747168
+)
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_96: constant(uint256) = 2**96 - 1
+MASK_160: constant(uint256) = 2**160 - 1
+PAUSED_FLAG: constant(uint256) = 1 << 255
+FLAGS: constant(uint256) = HOME_FLAG | LISTED_FLAG
+HOME_FLAG: constant(uint256) = 1 << 160
+LISTED_FLAG: constant(uint256) = 1 << 161
+
+
+# @dev The Council: the only account that configures the bridge.
+governance: public(immutable(address))
+
+# @dev This chain's identity in transfer ids (the deploy script passes `chain.id`).
+local_chain: public(immutable(uint256))
+
+# @dev The other chain and its Bridge, and the pause (stops lock, burn, unlock and refund;
+#      never the Council's calls): one word, read once per transfer.
+_peer: uint256
+
+# @dev Relayer set: epoch | threshold | size (see the layout drawing).
+_set: uint256
+_member: HashMap[address, uint256]
+_relayers: DynArray[address, MAX_RELAYERS]
+
+_token: HashMap[address, uint256]
+# @dev Peer-chain token -> the local token it maps to, with its flags.
+_inbound: HashMap[address, uint256]
+_limit: HashMap[address, uint256[2]]
+_bucket: HashMap[address, uint256[2]]
+_pending: HashMap[address, HashMap[uint256, uint256]]
+_processed: HashMap[address, HashMap[uint256, uint256]]
+
+
+event TransferSent:
+    id: indexed(bytes32)
+    token: indexed(address)
+    nonce: indexed(uint256)
+    sender: address
+    recipient: address
+    amount: uint256
+    dest_chain: uint256
+    timestamp: uint256
+
+
+event TransferUnlocked:
+    id: indexed(bytes32)
+    token: indexed(address)
+    recipient: indexed(address)
+    nonce: uint256
+    amount: uint256
+
+
+event TransferCancelled:
+    id: indexed(bytes32)
+    token: indexed(address)
+    nonce: uint256
+
+
+event TransferCompleted:
+    id: indexed(bytes32)
+    token: indexed(address)
+    nonce: uint256
+
+
+event TransferRefunded:
+    id: indexed(bytes32)
+    token: indexed(address)
+    sender: indexed(address)
+    nonce: uint256
+    amount: uint256
+
+
+event RelayersSet:
+    epoch: uint256
+    relayers: DynArray[address, MAX_RELAYERS]
+    threshold: uint256
+
+
+event PeerSet:
+    chain_id: uint256
+    bridge: indexed(address)
+
+
+event TokenListed:
+    token: indexed(address)
+    peer_token: indexed(address)
+    home: bool
+
+
+event TokenDelisted:
+    token: indexed(address)
+
+
+event LimitSet:
+    token: indexed(address)
+    direction: uint256
+    capacity: uint256
+    refill_per_second: uint256
+    max_per_transfer: uint256
+
+
+event PausedSet:
+    paused: bool
+
+
+@deploy
+def __init__(governance_: address, local_chain_: uint256):
+    """
+    @notice Deploys an unconfigured, paused-by-construction bridge: no peer, no relayer set,
+            no token; every transfer reverts until the Council configures them.
+    @param governance_ The Council.
+    @param local_chain_ This chain's id as used in transfer ids (normally `chain.id`).
+    """
+    assert governance_ != empty(address), "bridge: zero governance"
+    assert local_chain_ != 0, "bridge: zero chain id"
+    eip712.__init__("PowerHive Bridge", "1")
+    governance = governance_
+    local_chain = local_chain_
+
+
+@external
+def lock(token: address, amount: uint256, dest_chain: uint256, recipient: address) -> bytes32:
+    """
+    @notice Locks `amount` of a home token here for `recipient` on the peer chain.
+    @dev The caller approves this bridge first. Standard ERC-20s only (the Council lists
+         tokens; a fee-on-transfer token would make the locked balance short).
+    @param token A listed home token.
+    @param amount Amount in base units.
+    @param dest_chain The peer chain's id.
+    @param recipient The receiver on the peer chain.
+    @return The transfer id.
+    """
+    cfg: uint256 = self._listed(token)
+    assert cfg & HOME_FLAG != 0, "bridge: not a home token"
+    id: bytes32 = self._send(token, cfg, amount, dest_chain, recipient)
+    assert extcall IERC20(token).transferFrom(
+        msg.sender, self, amount, default_return_value=True
+    ), "bridge: transfer failed"
+    return id
+
+
+@external
+def burn(token: address, amount: uint256, dest_chain: uint256, recipient: address) -> bytes32:
+    """
+    @notice Burns `amount` of the caller's wrapped tokens; the peer chain releases the home
+            tokens to `recipient`.
+    @param token A listed wrapped token (minted by this bridge).
+    @param amount Amount in base units.
+    @param dest_chain The peer (home) chain's id.
+    @param recipient The receiver on the home chain.
+    @return The transfer id.
+    """
+    cfg: uint256 = self._listed(token)
+    assert cfg & HOME_FLAG == 0, "bridge: not a wrapped token"
+    id: bytes32 = self._send(token, cfg, amount, dest_chain, recipient)
+    extcall IWrapped(token).bridge_burn(msg.sender, amount)
+    return id
+
+
+@external
+def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
+    """
+    @notice Completes a transfer sent to this chain: releases the home token, or mints the
+            wrapped token, to the recipient. Anyone may submit it with the attestations.
+    @param transfer The transfer, as in the source chain's `TransferSent` event.
+    @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
+    """
+    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
+    local: address = empty(address)
+    cfg: uint256 = 0
+    local, cfg = self._check_inbound(transfer)
+    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
+    assert transfer.recipient != empty(address), "bridge: zero recipient"
+    id: bytes32 = self._transfer_id(transfer)
+    self._check_signatures(id, ACTION_UNLOCK, signatures)
+    self._mark_processed(local, transfer.nonce)
+    self._draw(local, INBOUND, transfer.amount)
+    self._deliver(local, cfg, transfer.recipient, transfer.amount)
+    log TransferUnlocked(
+        id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
+        amount=transfer.amount
+    )
+
+
+@external
+def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
+    """
+    @notice Cancels a transfer sent to this chain that was never unlocked, so it never can
+            be, and the source chain can refund it: `REFUND_DELAY` after it was sent, or at
+            once when its recipient calls.
+    @dev Needs M CANCEL attestations: the transfer must be real (an invented one would burn
+         a nonce a real transfer needs). Not stopped by the pause: it moves no tokens.
+    @param transfer The transfer.
+    @param signatures At least M CANCEL attestations, signers ascending.
+    """
+    local: address = empty(address)
+    cfg: uint256 = 0
+    local, cfg = self._check_inbound(transfer)
+    assert (
+        msg.sender == transfer.recipient
+        or block.timestamp >= transfer.timestamp + REFUND_DELAY
+    ), "bridge: too early to cancel"
+    id: bytes32 = self._transfer_id(transfer)
+    self._check_signatures(id, ACTION_CANCEL, signatures)
+    self._mark_processed(local, transfer.nonce)
+    log TransferCancelled(id=id, token=local, nonce=transfer.nonce)
+
+
+@external
+def mark_transferred(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
+    """
+    @notice Completes a pending transfer sent from this chain once the peer unlocked it.
+            The tokens stay locked (home) or burned (wrapped).
+    @param transfer The transfer.
+    @param signatures At least M DELIVERED attestations, signers ascending.
+    """
+    id: bytes32 = self._settle(transfer, ACTION_DELIVERED, signatures)
+    log TransferCompleted(id=id, token=transfer.token, nonce=transfer.nonce)
+
+
+@external
+def refund(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
+    """
+    @notice Returns a pending transfer's tokens to its sender once the peer cancelled it.
+    @dev Draws on the inbound limit like `unlock`: tokens come back into circulation here.
+    @param transfer The transfer.
+    @param signatures At least M REFUND attestations, signers ascending.
+    """
+    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
+    id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures)
+    token: address = transfer.token
+    self._draw(token, INBOUND, transfer.amount)
+    self._deliver(token, self._token[token], transfer.sender, transfer.amount)
+    log TransferRefunded(
+        id=id, token=token, sender=transfer.sender, nonce=transfer.nonce, amount=transfer.amount
+    )
+
+
+@external
+def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
+    """
+    @notice Replaces the relayer set and its threshold M. Governed: only by a Council vote.
+    @dev The old set stops counting at once (a new epoch), so attestations of removed
+         relayers are worthless from this block on.
+    @param relayers The new set (distinct, non-zero).
+    @param threshold M, with 1 <= M <= N.
+    """
+    self._only_governance()
+    n: uint256 = len(relayers)
+    assert threshold >= 1 and threshold <= n, "bridge: threshold out of range"
+    epoch: uint256 = (self._set & MASK_64) + 1
+    for r: address in relayers:
+        assert r != empty(address), "bridge: zero relayer"
+        assert self._member[r] != epoch, "bridge: duplicate relayer"
+        self._member[r] = epoch
+    self._set = epoch | (threshold << 64) | (n << 72)
+    self._relayers = relayers
+    log RelayersSet(epoch=epoch, relayers=relayers, threshold=threshold)
+
+
+@external
+def set_peer(chain_id: uint256, bridge: address):
+    """
+    @notice Sets the other chain and its Bridge. Governed: only by a Council vote.
+    @param chain_id The peer chain's id (not this chain's).
+    @param bridge The peer Bridge.
+    """
+    self._only_governance()
+    assert chain_id != 0 and chain_id != local_chain, "bridge: bad peer chain"
+    assert bridge != empty(address), "bridge: zero peer"
+    assert chain_id <= MASK_64, "bridge: bad peer chain"
+    self._peer = (self._peer & PAUSED_FLAG) | (chain_id << 160) | convert(bridge, uint256)
+    log PeerSet(chain_id=chain_id, bridge=bridge)
+
+
+@external
+def list_token(token: address, peer_token: address, home: bool):
+    """
+    @notice Lists a token: a home token (lock/release) or a wrapped token of this bridge
+            (mint/burn), mapped to its counterpart on the peer chain. Governed.
+    @param token The local token (a contract).
+    @param peer_token Its counterpart on the peer chain.
+    @param home True for a home token, False for a `WrappedToken` minted by this bridge.
+    """
+    self._only_governance()
+    assert token.is_contract, "bridge: token has no code"
+    assert peer_token != empty(address), "bridge: zero peer token"
+    mapped: uint256 = self._inbound[peer_token]
+    assert mapped == 0 or mapped & MASK_160 == convert(token, uint256), (
+        "bridge: peer token mapped"
+    )
+    previous: uint256 = self._token[token]
+    assert previous == 0 or previous & MASK_160 == convert(peer_token, uint256), (
+        "bridge: token mapped"
+    )
+    if not home:
+        assert staticcall IWrapped(token).bridge() == self, "bridge: not minted by this bridge"
+    flags: uint256 = LISTED_FLAG
+    if home:
+        flags |= HOME_FLAG
+    self._inbound[peer_token] = convert(token, uint256) | flags
+    self._token[token] = convert(peer_token, uint256) | flags
+    log TokenListed(token=token, peer_token=peer_token, home=home)
+
+
+@external
+def delist_token(token: address):
+    """
+    @notice Stops new transfers of `token` both ways; pending ones can still be completed,
+            cancelled or refunded. Governed.
+    @param token A listed token.
+    """
+    self._only_governance()
+    cfg: uint256 = self._token[token]
+    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
+    self._token[token] = cfg ^ LISTED_FLAG
+    peer_token: address = convert(convert(cfg & MASK_160, uint160), address)
+    self._inbound[peer_token] ^= LISTED_FLAG
+    log TokenDelisted(token=token)
+
+
+@external
+def set_limit(
+    token: address,
+    direction: uint256,
+    capacity: uint256,
+    refill_per_second: uint256,
+    max_per_transfer: uint256,
+):
+    """
+    @notice Sets a token bucket for one token and direction: at most `capacity` at once,
+            refilled by `refill_per_second`, and at most `max_per_transfer` per transfer.
+            The bucket starts full. Governed.
+    @param token A known token.
+    @param direction 0 outbound (lock, burn), 1 inbound (unlock, refund).
+    @param capacity Bucket size in base units (< 2**96).
+    @param refill_per_second Refill rate (< 2**64); 0 closes the bucket once drained.
+    @param max_per_transfer Per-transfer cap, at most `capacity`.
+    """
+    self._only_governance()
+    assert self._token[token] != 0, "bridge: token not listed"
+    assert direction <= INBOUND, "bridge: bad direction"
+    assert capacity <= MASK_96, "bridge: capacity too large"
+    assert refill_per_second <= MASK_64, "bridge: rate too large"
+    assert max_per_transfer <= capacity, "bridge: max above capacity"
+    self._limit[token][direction] = (
+        capacity | (refill_per_second << 96) | (max_per_transfer << 160)
+    )
+    bucket: uint256 = self._bucket[token][direction]
+    self._bucket[token][direction] = (
+        (bucket >> 160 << 160) | capacity | (block.timestamp << 96)
+    )
+    log LimitSet(
+        token=token, direction=direction, capacity=capacity,
+        refill_per_second=refill_per_second, max_per_transfer=max_per_transfer
+    )
+
+
+@external
+def set_paused(paused: bool):
+    """
+    @notice Pauses or resumes lock, burn, unlock and refund. Governed.
+    @param paused True to pause.
+    """
+    self._only_governance()
+    peer: uint256 = self._peer & ~PAUSED_FLAG
+    if paused:
+        peer |= PAUSED_FLAG
+    self._peer = peer
+    log PausedSet(paused=paused)
+
+
+@view
+@external
+def transfer_id(transfer: Transfer) -> bytes32:
+    """
+    @notice A transfer's id: its EIP-712 struct hash.
+    @param transfer The transfer.
+    @return The id.
+    """
+    return self._transfer_id(transfer)
+
+
+@view
+@external
+def attestation_digest(id: bytes32, action: uint8) -> bytes32:
+    """
+    @notice The EIP-712 digest a relayer signs for `action` on this bridge.
+    @param id The transfer id.
+    @param action 1 unlock, 2 cancel (on the destination), 3 delivered, 4 refund (source).
+    @return The digest.
+    """
+    return self._digest(id, action)
+
+
+@view
+@external
+def peer_chain() -> uint256:
+    """
+    @notice The peer chain's id (0: not set).
+    @return The id.
+    """
+    return (self._peer >> 160) & MASK_64
+
+
+@view
+@external
+def peer_bridge() -> address:
+    """
+    @notice The peer chain's Bridge.
+    @return Its address.
+    """
+    return convert(convert(self._peer & MASK_160, uint160), address)
+
+
+@view
+@external
+def paused() -> bool:
+    """
+    @notice Whether lock, burn, unlock and refund are paused.
+    @return True if paused.
+    """
+    return self._peer & PAUSED_FLAG != 0
+
+
+@view
+@external
+def relayers() -> DynArray[address, MAX_RELAYERS]:
+    """
+    @notice The current relayer set.
+    @return The relayers.
+    """
+    return self._relayers
+
+
+@view
+@external
+def threshold() -> uint256:
+    """
+    @notice M, the signatures an attestation needs (0: no set yet).
+    @return M.
+    """
+    return (self._set >> 64) & 255
+
+
+@view
+@external
+def is_relayer(account: address) -> bool:
+    """
+    @notice Whether `account` is in the current relayer set.
+    @param account The account.
+    @return True for a current relayer.
+    """
+    epoch: uint256 = self._set & MASK_64
+    return epoch != 0 and self._member[account] == epoch
+
+
+@view
+@external
+def token_info(token: address) -> TokenView:
+    """
+    @notice A token's listing.
+    @param token The local token.
+    @return Its peer token and flags.
+    """
+    cfg: uint256 = self._token[token]
+    return TokenView(
+        peer_token=convert(convert(cfg & MASK_160, uint160), address),
+        home=cfg & HOME_FLAG != 0,
+        listed=cfg & LISTED_FLAG != 0,
+    )
+
+
+@view
+@external
+def local_token(peer_token: address) -> address:
+    """
+    @notice The local token a peer-chain token maps to.
+    @param peer_token The token on the peer chain.
+    @return The local token (zero if none).
+    """
+    return convert(convert(self._inbound[peer_token] & MASK_160, uint160), address)
+
+
+@view
+@external
+def limit(token: address, direction: uint256) -> LimitView:
+    """
+    @notice A token bucket and what it holds now.
+    @param token The token.
+    @param direction 0 outbound, 1 inbound.
+    @return Capacity, refill rate, per-transfer max and the amount available now.
+    """
+    lim: uint256 = self._limit[token][direction]
+    return LimitView(
+        capacity=lim & MASK_96,
+        refill_per_second=(lim >> 96) & MASK_64,
+        max_per_transfer=lim >> 160,
+        available=self._level(lim, self._bucket[token][direction]),
+    )
+
+
+@view
+@external
+def next_nonce(token: address) -> uint256:
+    """
+    @notice The nonce the next outbound transfer of `token` gets.
+    @param token The token.
+    @return The nonce.
+    """
+    return (self._bucket[token][OUTBOUND] >> 160) & MASK_64
+
+
+@view
+@external
+def is_pending(token: address, nonce: uint256) -> bool:
+    """
+    @notice Whether an outbound transfer is pending (neither completed nor refunded).
+    @param token The token.
+    @param nonce Its nonce.
+    @return True if pending.
+    """
+    return (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+
+
+@view
+@external
+def is_processed(token: address, nonce: uint256) -> bool:
+    """
+    @notice Whether an inbound transfer of local `token` was unlocked or cancelled.
+    @param token The local token.
+    @param nonce The transfer's nonce.
+    @return True if processed.
+    """
+    return (self._processed[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+
+
+@view
+@external
+def locked_transfers(token: address, start: uint256, count: uint256) -> DynArray[uint256, MAX_PAGE]:
+    """
+    @notice The pending outbound nonces of `token` among `[start, start + count)`; the
+            transfers themselves are in the `TransferSent` events with those nonces.
+    @param token The token.
+    @param start First nonce to look at.
+    @param count How many nonces to look at (at most `MAX_PAGE`).
+    @return The pending nonces, ascending. Next page: `start + count`.
+    """
+    assert count <= MAX_PAGE, "bridge: page too large"
+    result: DynArray[uint256, MAX_PAGE] = []
+    end: uint256 = min(start + count, (self._bucket[token][OUTBOUND] >> 160) & MASK_64)
+    nonce: uint256 = start
+    for _: uint256 in range(MAX_PAGE):
+        if nonce >= end:
+            break
+        if (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0:
+            result.append(nonce)
+        nonce += 1
+    return result
+
+
+@internal
+def _only_governance():
+    assert msg.sender == governance, "bridge: only by Council vote"
+
+
+@view
+@internal
+def _listed(token: address) -> uint256:
+    cfg: uint256 = self._token[token]
+    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
+    return cfg
+
+
+@internal
+def _send(
+    token: address, cfg: uint256, amount: uint256, dest_chain: uint256, recipient: address
+) -> bytes32:
+    peer: uint256 = self._peer
+    assert peer & PAUSED_FLAG == 0, "bridge: paused"
+    assert amount != 0, "bridge: zero amount"
+    assert recipient != empty(address), "bridge: zero recipient"
+    assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
+    nonce: uint256 = self._draw(token, OUTBOUND, amount)
+    word: uint256 = nonce >> 8
+    self._pending[token][word] |= 1 << (nonce & 255)
+    transfer: Transfer = Transfer(
+        source_chain=local_chain,
+        source_bridge=self,
+        nonce=nonce,
+        dest_chain=dest_chain,
+        sender=msg.sender,
+        recipient=recipient,
+        token=token,
+        amount=amount,
+        timestamp=block.timestamp,
+    )
+    id: bytes32 = self._transfer_id(transfer)
+    log TransferSent(
+        id=id, token=token, nonce=nonce, sender=msg.sender, recipient=recipient,
+        amount=amount, dest_chain=dest_chain, timestamp=block.timestamp
+    )
+    return id
+
+
+@view
+@internal
+def _check_inbound(transfer: Transfer) -> (address, uint256):
+    # The checks every inbound action shares; returns the local token and its flags.
+    assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+    peer: uint256 = self._peer
+    assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
+        "bridge: wrong source chain"
+    )
+    assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
+        "bridge: wrong source bridge"
+    )
+    assert transfer.amount != 0, "bridge: zero amount"
+    entry: uint256 = self._inbound[transfer.token]
+    assert entry != 0, "bridge: token not listed"
+    local: address = convert(convert(entry & MASK_160, uint160), address)
+    assert (self._processed[local][transfer.nonce >> 8] >> (transfer.nonce & 255)) & 1 == 0, (
+        "bridge: already processed"
+    )
+    return local, entry & FLAGS
+
+
+@internal
+def _mark_processed(token: address, nonce: uint256):
+    self._processed[token][nonce >> 8] |= 1 << (nonce & 255)
+
+
+@internal
+def _settle(
+    transfer: Transfer, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS]
+) -> bytes32:
+    # Source side: the transfer must be one of ours and pending; clears the pending bit.
+    assert transfer.source_chain == local_chain, "bridge: wrong source chain"
+    assert transfer.source_bridge == self, "bridge: wrong source bridge"
+    token: address = transfer.token
+    nonce: uint256 = transfer.nonce
+    word: uint256 = self._pending[token][nonce >> 8]
+    bit: uint256 = 1 << (nonce & 255)
+    assert word & bit != 0, "bridge: not pending"
+    id: bytes32 = self._transfer_id(transfer)
+    self._check_signatures(id, action, signatures)
+    self._pending[token][nonce >> 8] = word ^ bit
+    return id
+
+
+@internal
+def _draw(token: address, direction: uint256, amount: uint256) -> uint256:
+    # Takes `amount` from the bucket; returns the outbound nonce (and advances it when
+    # outbound). Reverts with the seconds to wait when the bucket is short.
+    lim: uint256 = self._limit[token][direction]
+    assert amount <= lim >> 160, "bridge: over per-transfer max"
+    bucket: uint256 = self._bucket[token][direction]
+    level: uint256 = self._level(lim, bucket)
+    if amount > level:
+        rate: uint256 = (lim >> 96) & MASK_64
+        assert rate != 0, "bridge: over limit, no refill"
+        wait: uint256 = (amount - level + rate - 1) // rate
+        raise concat("bridge: over limit, wait ", uint2str(wait), " s")
+    nonce: uint256 = (bucket >> 160) & MASK_64
+    next_nonce: uint256 = nonce
+    if direction == OUTBOUND:
+        next_nonce = nonce + 1
+    # level - amount < 2**96, block.timestamp < 2**64, nonce < 2**64 in any real chain.
+    self._bucket[token][direction] = (
+        unsafe_sub(level, amount) | (block.timestamp << 96) | (next_nonce << 160)
+    )
+    return nonce
+
+
+@view
+@internal
+def _level(lim: uint256, bucket: uint256) -> uint256:
+    capacity: uint256 = lim & MASK_96
+    level: uint256 = bucket & MASK_96
+    elapsed: uint256 = block.timestamp - ((bucket >> 96) & MASK_64)
+    # elapsed < 2**64 and rate < 2**64: the product fits; the sum is capped at once.
+    return min(capacity, level + elapsed * ((lim >> 96) & MASK_64))
+
+
+@internal
+def _deliver(token: address, cfg: uint256, to: address, amount: uint256):
+    if cfg & HOME_FLAG != 0:
+        assert extcall IERC20(token).transfer(to, amount, default_return_value=True), (
+            "bridge: transfer failed"
+        )
+    else:
+        extcall IWrapped(token).mint(to, amount)
+
+
+@view
+@internal
+def _transfer_id(t: Transfer) -> bytes32:
+    return keccak256(
+        abi_encode(
+            TRANSFER_TYPEHASH,
+            t.source_chain,
+            t.source_bridge,
+            t.nonce,
+            t.dest_chain,
+            t.sender,
+            t.recipient,
+            t.token,
+            t.amount,
+            t.timestamp,
+        )
+    )
+
+
+@view
+@internal
+def _digest(id: bytes32, action: uint8) -> bytes32:
+    return eip712._hash_typed_data_v4(keccak256(abi_encode(ATTESTATION_TYPEHASH, id, action)))
+
+
+@view
+@internal
+def _check_signatures(id: bytes32, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS]):
+    info: uint256 = self._set
+    threshold: uint256 = (info >> 64) & 255
+    assert threshold != 0, "bridge: no relayer set"
+    assert len(signatures) >= threshold, "bridge: fewer than M signatures"
+    epoch: uint256 = info & MASK_64
+    digest: bytes32 = self._digest(id, action)
+    last: uint256 = 0
+    for sig: Signature in signatures:
+        assert convert(sig.s, uint256) <= HALF_N, "bridge: malleable signature"
+        signer: address = ecrecover(digest, sig.v, sig.r, sig.s)
+        assert signer != empty(address), "bridge: bad signature"
+        as_int: uint256 = convert(signer, uint256)
+        assert as_int > last, "bridge: signers not ascending"
+        assert self._member[signer] == epoch, "bridge: signer not a relayer"
+        last = as_int
