@@ -74,6 +74,21 @@ class UnitInfo:
 
 
 @dataclass(frozen=True)
+class OnChainReport:
+    """One report as the ledger's events record it."""
+
+    seq: int
+    kind: str
+    account: str | None
+    wh: int
+    tx_hash: str
+    block_number: int
+
+    def content(self) -> tuple[str, str | None, int]:
+        return (self.kind, self.account, self.wh)
+
+
+@dataclass(frozen=True)
 class SignedReport:
     """A signed, not yet broadcast transaction carrying `count` reports from `first_seq`."""
 
@@ -220,6 +235,46 @@ class ChainClient:
                 f"{self.ledger.address} (governance must register it first)"
             )
         return info
+
+    def block_number(self) -> int:
+        return int(self.rpc(lambda: self.w3.eth.block_number))
+
+    def reports_since(self, from_block: int, to_block: int) -> dict[int, OnChainReport]:
+        """The unit's reports the ledger's events hold in `from_block..to_block`, by seq."""
+        self._ensure_poa()
+        found: dict[int, OnChainReport] = {}
+        events = self.ledger.events
+        for event, kind, who in (
+            (events.EnergyProduced, "produced", "producer"),
+            (events.EnergyConsumed, "consumed", "consumer"),
+            (events.ActualEnergyReported, "actual", None),
+        ):
+            try:
+                logs = self.rpc(
+                    event.get_logs,
+                    from_block=from_block,
+                    to_block=to_block,
+                    argument_filters={"unit": self.unit},
+                )
+            except ContractLogicError as exc:
+                raise ChainError(f"reading the ledger's events failed: {exc}") from None
+            for entry in logs:
+                args = entry["args"]
+                found[int(args["seq"])] = OnChainReport(
+                    seq=int(args["seq"]),
+                    kind=kind,
+                    account=to_checksum_address(args[who]) if who else None,
+                    wh=int(args["wh"]),
+                    tx_hash=entry["transactionHash"].to_0x_hex().lower(),
+                    block_number=int(entry["blockNumber"]),
+                )
+        return found
+
+    def gas_used(self, tx_hash: str) -> int | None:
+        try:
+            return int(self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)["gasUsed"])
+        except TransactionNotFound:
+            return None
 
     def last_seq(self) -> int:
         return int(self.rpc(self.ledger.functions.last_seq(self.unit).call))

@@ -69,8 +69,40 @@ def run(config_path: Path) -> None:
     if stop.requested:
         log.info("oracle stopped before it started", extra={"signal": stop.signal})
         sys.exit(0)
-    service = open_service(config)
+    service = open_service(config, config_path=config_path)
     sys.exit(service.run(stop=stop))
+
+
+@main.command("accept-chain")
+@CONFIG
+def accept_chain(config_path: Path) -> None:
+    """Take the ledger's reports for this unit, up to now, as not this outbox's.
+
+    For a service that stopped because another writer used its unit key: once the other
+    writer is stopped, this records the ledger's current last_seq as known, so the service
+    resumes and sends its pending reports under new numbers (nothing it sent is lost)."""
+    config = load_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.keystore import keystore_address
+    from oracle.outbox import Outbox
+    from oracle.service import OUTBOX_FILE, StateLock, chain_client, probe_chain_id
+
+    lock = StateLock(config.service.state_dir)
+    try:
+        chain_id = probe_chain_id(config)
+        chain = chain_client(
+            config, chain_id=chain_id, unit=keystore_address(config.chain.keystore)
+        )
+        last = chain.last_seq()
+        box = Outbox(config.service.state_dir / OUTBOX_FILE)
+        try:
+            box.set_meta("accepted_through", str(last))
+            box.set_meta("foreign_writer", None)
+        finally:
+            box.close()
+    finally:
+        lock.release()
+    click.echo(f"ledger reports through seq {last} accepted; `oracle run` sends the rest")
 
 
 @main.command()

@@ -87,6 +87,9 @@ class ChainConfig(_Model):
     retry_max_s: float = Field(30.0, gt=0)
     # How long reconciliation waits for this unit's own pending transactions.
     settle_timeout_s: float = Field(30.0, ge=0)
+    # A report is final once its block has this many blocks on top; a chain that rolls back
+    # fewer blocks returns the reports it lost to pending (they are sent again).
+    confirmations: int = Field(12, ge=0)
     # Refusals that concern one report only (substrings of the revert reason): such a report
     # is marked rejected and skipped. Any other refusal holds delivery back until it passes.
     reject_reasons: list[str] = ["no session", "session expired", "session closed"]

@@ -150,9 +150,16 @@ def test_inactive_unit_keeps_reports_until_reactivated(site, counters, ledger, p
     service.close()
 
 
-def test_another_writer_for_the_unit_is_absorbed(site, counters, ledger, producer, w3):
-    """Someone else used the unit's key (seq 1): the oracle's seq 1 is refused as a bad
-    sequence, it reconciles and delivers its report as seq 2."""
+def test_another_writer_for_the_unit_stops_the_service(
+    site, counters, ledger, producer, w3, tmp_path
+):
+    """Someone else used the unit's key (seq 1): the oracle's seq 1 is refused, and the
+    report is not taken as confirmed by the other's transaction (finding 3): the service
+    stops with one line; after `oracle accept-chain` it delivers the report as seq 2."""
+    from click.testing import CliRunner
+
+    from oracle.cli import main
+
     service = start(site)
     service.read_once()
     counters.add(exp=5)
@@ -171,14 +178,29 @@ def test_another_writer_for_the_unit_is_absorbed(site, counters, ledger, produce
     signed = other.sign([foreign])
     other.broadcast(signed)
     other.wait_mined(signed)
+    with pytest.raises(StateError, match="another writer reports for unit"):
+        drain(service)
+    assert service.outbox.counts()["confirmed"] == 0
+    assert service.outbox.depth() == 1
+    service.close()
+    again = start(site)
+    with pytest.raises(StateError, match="another writer"):
+        again.reconcile()  # sticky until the operator acts
+    again.close()
+    result = CliRunner().invoke(main, ["accept-chain", "--config", str(site.write())])
+    assert result.exit_code == 0, result.output
+    service = start(site)
     drain(service)
     assert ledger.last_seq(site.unit.address) == 2
     assert ledger.totals(site.unit.address) == {("produced", producer): 1005}
+    assert service.outbox.totals() == {("produced", producer): 5}
     assert service.outbox.max_seq() == 2
     service.close()
 
 
-def test_chain_behind_the_outbox_is_fatal(site, counters, w3):
+def test_chain_behind_the_outbox_resends_what_it_lost(site, counters, ledger, producer, w3):
+    """The chain forgets a confirmed, not yet final report (finding 7): it is pending again
+    and sent again; the ledger ends equal to the meter."""
     service = start(site)
     service.read_once()
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
@@ -186,7 +208,25 @@ def test_chain_behind_the_outbox_is_fatal(site, counters, w3):
     service.read_once()
     drain(service)
     w3.provider.make_request("evm_revert", [snapshot])  # the chain forgets the report
-    with pytest.raises(StateError, match="behind the outbox's confirmed seq 1"):
+    assert ledger.last_seq(site.unit.address) == 0
+    service.reconcile()
+    assert service.outbox.depth() == 1
+    drain(service)
+    assert ledger.totals(site.unit.address) == {("produced", producer): 5}
+    assert service.outbox.totals() == {("produced", producer): 5}
+    service.close()
+
+
+def test_chain_behind_a_final_report_is_fatal(site, counters, w3):
+    site.chain["confirmations"] = 0
+    service = start(site)
+    service.read_once()
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    counters.add(exp=5)
+    service.read_once()
+    drain(service)
+    w3.provider.make_request("evm_revert", [snapshot])
+    with pytest.raises(StateError, match="behind the outbox's final seq 1"):
         service.reconcile()
     service.close()
 
