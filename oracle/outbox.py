@@ -303,12 +303,30 @@ class Outbox:
         return reading_id, kept, anomalies
 
     def add_credit(self, kind: str, account: str, wh: int) -> None:
+        """Energy the ledger holds from readings this outbox lost: taken off the pending
+        reports of that flow (oldest first; one left at 0 Wh is dropped, it was never sent),
+        the rest off the next readings."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO credits (kind, account, wh) VALUES (?, ?, ?)"
-                " ON CONFLICT (kind, account) DO UPDATE SET wh = wh + excluded.wh",
-                (kind, account.lower(), wh),
-            )
+            rows = db.execute(
+                "SELECT id, wh FROM reports WHERE status = 'pending' AND kind = ?"
+                " AND lower(account) = ? ORDER BY id",
+                (kind, account.lower()),
+            ).fetchall()
+            for row in rows:
+                if wh == 0:
+                    break
+                used = min(wh, row["wh"])
+                wh -= used
+                if used == row["wh"]:
+                    db.execute("DELETE FROM reports WHERE id = ?", (row["id"],))
+                else:
+                    db.execute("UPDATE reports SET wh = wh - ? WHERE id = ?", (used, row["id"]))
+            if wh:
+                db.execute(
+                    "INSERT INTO credits (kind, account, wh) VALUES (?, ?, ?)"
+                    " ON CONFLICT (kind, account) DO UPDATE SET wh = wh + excluded.wh",
+                    (kind, account.lower(), wh),
+                )
 
     def credits(self) -> dict[tuple[str, str], int]:
         rows = self._query("SELECT kind, account, wh FROM credits WHERE wh > 0")
@@ -524,6 +542,19 @@ class Outbox:
                 " confirmed_at = COALESCE(confirmed_at, ?) WHERE id = ?",
                 (seq, tx_id, time.time(), report_id),
             )
+
+    def add_adopted(self, channel: str, kind: str, account: str | None, wh: int) -> int:
+        """A row for a report the ledger holds from a reading this outbox lost (attached to
+        the newest reading it has); confirmed next by `confirm_on_chain`."""
+        with self._tx() as db:
+            reading = db.execute("SELECT MAX(id) FROM readings").fetchone()[0]
+            if reading is None:
+                raise StateError(f"{self.path}: no reading to attach adopted reports to")
+            return db.execute(
+                "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at,"
+                " status, error) VALUES (?, ?, ?, ?, ?, ?, 'sending', 'adopted from the chain')",
+                (reading, channel, kind, account, wh, time.time()),
+            ).lastrowid
 
     def unconfirm(self, report_ids: list[int]) -> int:
         """The chain lost these confirmed reports (a rollback): they are pending again."""

@@ -479,7 +479,12 @@ class Service:
         flows = {
             (ch.kind, _checksum(ch.account)) for ch in self.config.channels if ch.kind != "actual"
         }
-        strange = [c for c in unknown if c.kind != "actual" and (c.kind, c.account) not in flows]
+        actual = any(ch.kind == "actual" for ch in self.config.channels)
+        strange = [
+            c
+            for c in unknown
+            if (c.kind, c.account) not in flows and not (c.kind == "actual" and actual)
+        ]
         if strange:
             c = strange[0]
             raise self._foreign(
@@ -501,6 +506,13 @@ class Service:
                     i += 1
                     adopted += 1
                     continue
+            channel = next(
+                ch.name
+                for ch in self.config.channels
+                if ch.kind == c.kind and (c.kind == "actual" or _checksum(ch.account) == c.account)
+            )
+            rid = self.outbox.add_adopted(channel, c.kind, c.account, c.wh)
+            self.outbox.confirm_on_chain(rid, c.seq, c.tx_hash, c.block_number, None)
             if c.kind != "actual":
                 self.outbox.add_credit(c.kind, c.account, c.wh)
                 credited += c.wh

@@ -1,0 +1,262 @@
+"""Operator mistakes, disk faults and a chain that rolls back (issue 10), end to end.
+
+Each test runs the real `oracle run` against its own Anvil and ends with the ledger's totals
+equal to the meters', to the Wh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.oracle.rig import (
+    PASSPHRASE,
+    REPO,
+    Anvil,
+    Counters,
+    OracleProcess,
+    OracleSetup,
+    deploy_ledger,
+    depth,
+    make_unit,
+    wait_for,
+)
+from tests.oracle.test_faults import (
+    Bumper,
+    assert_exact,
+    readings,
+    settle,
+    start_after_baseline,
+)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """A chain of the test's own, persisted to a state file so it survives restarts."""
+    anvil = Anvil(state=tmp_path / "anvil-state.json").start()
+    yield anvil
+    anvil.stop()
+
+
+@pytest.fixture
+def site(chain, artifact, tmp_path):
+    """As in test_faults: a registered unit, one inverter meter, producer and consumer."""
+    w3 = chain.w3()
+    deployments = tmp_path / "deployments"
+    ledger = deploy_ledger(w3, artifact, deployments)
+    unit = make_unit(w3, tmp_path)
+    ledger.register(unit.address)
+    producer, consumer = w3.eth.accounts[1], w3.eth.accounts[2]
+    ledger.open_session(consumer, unit.address)
+    counters = Counters(tmp_path, "meter")
+    setup = OracleSetup(tmp_path, chain.url, deployments, unit)
+    setup.meters = [counters.meter("inverter", rated_power_w=10_000_000, stored=False)]
+    setup.channels = [
+        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
+        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
+    ]
+    setup.service["period_s"] = 0.1
+    return setup, ledger, counters, producer, consumer
+
+
+def backup(setup: OracleSetup, to) -> None:
+    """A consistent copy of the live outbox (SQLite's online backup), as an operator's
+    nightly backup would be."""
+    src = sqlite3.connect(setup.state_dir / "outbox.sqlite")
+    dst = sqlite3.connect(to)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def restore(setup: OracleSetup, copy) -> None:
+    for suffix in ("-wal", "-shm"):
+        (setup.state_dir / f"outbox.sqlite{suffix}").unlink(missing_ok=True)
+    shutil.copy(copy, setup.state_dir / "outbox.sqlite")
+
+
+def oracle(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "oracle", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "POWERHIVE_ORACLE_PASSPHRASE": PASSPHRASE},
+    )
+
+
+def run_to_end(setup, counters, log) -> None:
+    proc = start_after_baseline(setup, log)
+    settle(setup, counters, proc)
+
+
+def test_a_deleted_lock_file_does_not_let_a_second_instance_in(site, tmp_path):
+    """Finding 5: the lock is on the state directory, not on `oracle.lock`."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        (setup.state_dir / "oracle.lock").unlink()
+        second = OracleProcess(setup.write(), tmp_path / "second.log").start()
+        assert second.wait(60) == 1
+        text = second.log_text()
+        assert "another oracle is running with state_dir" in text
+        assert "Traceback" not in text
+        wait_for(lambda: readings(setup) >= 10, 60, "readings")
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_one_key_in_two_state_dirs_stops_and_recovers_exactly(site, tmp_path, chain):
+    """Finding 3: two services share a unit key. Neither takes the other's transaction for
+    its own; the one that sees the other stops with one line; after the other is stopped and
+    `oracle accept-chain`, each delivers the rest and the ledger equals both meters."""
+    a, ledger, counters_a, producer_a, consumer_a = site
+    w3 = chain.w3()
+    producer_b, consumer_b = w3.eth.accounts[3], w3.eth.accounts[4]
+    ledger.open_session(consumer_b, a.unit.address)
+    (tmp_path / "b").mkdir()
+    b = OracleSetup(tmp_path / "b", a.rpc_url, a.deployments_dir, a.unit)
+    counters_b = Counters(tmp_path, "meter-b")
+    b.meters = [counters_b.meter("inverter", rated_power_w=10_000_000, stored=False)]
+    b.channels = [
+        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer_b},
+        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer_b},
+    ]
+    b.service["period_s"] = 0.1
+    start_a, start_b = (counters_a.imp, counters_a.exp), (counters_b.imp, counters_b.exp)
+    proc_a = start_after_baseline(a, tmp_path / "a.log")
+    proc_b = start_after_baseline(b, tmp_path / "b.log")
+    with Bumper(counters_a), Bumper(counters_b, every=0.04):
+        wait_for(lambda: not proc_a.alive() or not proc_b.alive(), 60, "a writer to stop")
+    for proc in (proc_a, proc_b):
+        proc.signal(signal.SIGTERM)
+    codes = [proc_a.wait(30), proc_b.wait(30)]
+    logs = [proc_a.log_text(), proc_b.log_text()]
+    assert 1 in codes, logs
+    stopped = logs[codes.index(1)]
+    assert "another writer reports for unit" in stopped and "Traceback" not in stopped
+    # Whatever each outbox calls confirmed is on chain in its own transactions.
+    on_chain = ledger.totals(a.unit.address)
+    boxes = {}
+    for setup in (a, b):
+        box = setup.outbox()
+        boxes.update(box.totals())
+        box.close()
+    assert on_chain == boxes
+    # The operator's recovery: one writer at a time, each after `oracle accept-chain`.
+    for setup, counters in ((a, counters_a), (b, counters_b)):
+        done = oracle("accept-chain", "--config", str(setup.write()))
+        assert done.returncode == 0, done.stderr
+        run_to_end(setup, counters, setup.root / "recovery.log")
+    expected = {
+        ("produced", producer_a): counters_a.exp - start_a[1],
+        ("consumed", consumer_a): counters_a.imp - start_a[0],
+        ("produced", producer_b): counters_b.exp - start_b[1],
+        ("consumed", consumer_b): counters_b.imp - start_b[0],
+    }
+    assert ledger.totals(a.unit.address) == {k: v for k, v in expected.items() if v}
+
+
+def test_a_restored_older_outbox_adopts_what_the_chain_holds(site, tmp_path, chain):
+    """Finding 4: the state dir is restored from a backup taken while reports were pending;
+    they went out later. The restart adopts them (and the energy of the readings the backup
+    lacks) instead of sending it again."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        chain.stop()  # reports pile up, so the backup holds pending ones
+        wait_for(lambda: depth(setup) >= 4, 60, "pending reports")
+        backup(setup, tmp_path / "backup.sqlite")
+        chain.start()
+        wait_for(lambda: depth(setup) == 0, 60, "the backlog to drain")
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 5, 60, "readings after the backup")
+    settle(setup, counters, proc)
+    restore(setup, tmp_path / "backup.sqlite")
+    run_to_end(setup, counters, log)
+    text = log.read_text()
+    assert "ledger held reports this outbox did not know" in text
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_a_truncated_outbox_is_refused_then_its_backup_restored(site, tmp_path):
+    """Finding 6: an empty outbox in an initialised state dir is an error, not a fresh start;
+    restoring the backup then loses nothing and counts nothing twice."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: readings(setup) >= 5, 60, "readings")
+        backup(setup, tmp_path / "backup.sqlite")
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 5, 60, "readings after the backup")
+        proc.kill()
+    (setup.state_dir / "outbox.sqlite").write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        (setup.state_dir / f"outbox.sqlite{suffix}").unlink(missing_ok=True)
+    refused = oracle("run", "--config", str(setup.write()))
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is missing or empty but" in lines[0], refused.stderr
+    restore(setup, tmp_path / "backup.sqlite")
+    run_to_end(setup, counters, log)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_a_reorg_returns_the_lost_reports_to_pending(site, tmp_path, chain):
+    """Finding 7: `anvil_reorg` drops the last blocks (fewer than `chain.confirmations`);
+    the reports they held are sent again."""
+    setup, ledger, counters, producer, consumer = site
+    setup.chain["confirmations"] = 5
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    w3 = chain.w3()
+    with Bumper(counters):
+        wait_for(lambda: ledger.last_seq(setup.unit.address) >= 10, 60, "reports on chain")
+    wait_for(lambda: depth(setup) == 0, 60, "the outbox to drain")
+    before = ledger.last_seq(setup.unit.address)
+    result = w3.provider.make_request("anvil_reorg", [2, []])
+    assert "error" not in result, result
+    assert ledger.last_seq(setup.unit.address) < before
+    counters.add(imp=1, exp=1)
+    settle(setup, counters, proc)
+    assert "the chain lost confirmed reports" in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_a_chain_restarted_from_an_older_state_gets_the_lost_reports_again(site, tmp_path, chain):
+    """Finding 7: the node comes back from an older `--state` dump; the running service sends
+    the reports the chain lost again."""
+    setup, ledger, counters, producer, consumer = site
+    setup.chain["confirmations"] = 10_000
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: ledger.last_seq(setup.unit.address) >= 4, 60, "reports on chain")
+        chain.stop()
+        old = tmp_path / "old-state.json"
+        shutil.copy(chain.state, old)
+        chain.start()
+        seq = ledger.last_seq(setup.unit.address)
+        wait_for(lambda: ledger.last_seq(setup.unit.address) >= seq + 4, 60, "more reports")
+        chain.stop()
+        shutil.copy(old, chain.state)
+        chain.start()
+    settle(setup, counters, proc)
+    assert "the chain lost confirmed reports" in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
