@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -30,6 +31,7 @@ from tests.oracle.rig import (
 from tests.oracle.test_faults import (
     Bumper,
     assert_exact,
+    outbox_totals,
     readings,
     settle,
     start_after_baseline,
@@ -259,4 +261,72 @@ def test_a_chain_restarted_from_an_older_state_gets_the_lost_reports_again(site,
         chain.start()
     settle(setup, counters, proc)
     assert "the chain lost confirmed reports" in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def last_row(setup: OracleSetup):
+    try:
+        box = setup.outbox()
+    except Exception:
+        return None
+    try:
+        rows = box.table("readings")
+        return rows[-1] if rows else None
+    finally:
+        box.close()
+
+
+def test_a_glitch_back_and_a_spike_count_once_and_a_reset_rebaselines(site, tmp_path):
+    """Finding 2, with the SmartPi driver's decimal counter files: export 2125 -> 2095 ->
+    2130 is 5 Wh, a 5e15 spike is skipped without losing the next interval, and a reset to
+    near zero starts a new baseline."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    counters.set(1000, 2000)
+    proc = start_after_baseline(setup, log)
+    for exp in (2125, 2095, 2130, 5 * 10**15, 2140, 3, 10):
+        counters.set(1000, exp)
+        wait_for(
+            lambda e=exp: (row := last_row(setup)) is not None and row["export_wh"] == e,
+            60,
+            f"a reading of {exp}",
+        )
+    settle(setup, counters, proc)
+    text = log.read_text()
+    assert '"anomaly": "glitch"' in text and '"anomaly": "implausible"' in text
+    assert '"anomaly": "reset"' in text
+    expected = {("produced", producer): (2140 - 2000) + (10 - 3)}
+    assert ledger.totals(setup.unit.address) == expected
+    box = setup.outbox()
+    try:
+        assert box.totals() == expected
+    finally:
+        box.close()
+
+
+def test_a_reboot_with_the_clock_behind_reports_the_energy_later(site, tmp_path):
+    """Finding 1: the previous baseline is from another boot and its time is ahead of the
+    wall clock now (a Pi without RTC booted with the clock behind). The rise is held, not
+    dropped, and reported once the clock has passed the baseline's time."""
+    setup, ledger, counters, producer, consumer = site
+    setup.meters[0]["rated_power_w"] = 360_000.0  # 100 Wh a second
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    db = sqlite3.connect(setup.state_dir / "outbox.sqlite")
+    with db:
+        db.execute(
+            "UPDATE meter_state SET clock = 'boot:previous', monotonic = 1e6, ts = ?",
+            (time.time() + 3,),
+        )
+    db.close()
+    counters.add(exp=100, imp=40)
+    proc = start_after_baseline(setup, log)
+    # Held at first (the clock is behind the baseline), then reported, all of it.
+    expected = {("produced", producer): 100, ("consumed", consumer): 40}
+    wait_for(lambda: outbox_totals(setup) == expected, 60, "the held energy to be reported")
+    settle(setup, counters, proc)
+    assert "across a restart; the interval counts as 0 s" in log.read_text()
     assert_exact(setup, ledger, counters, start, producer, consumer)
