@@ -73,6 +73,47 @@ def run(config_path: Path) -> None:
     sys.exit(service.run(stop=stop))
 
 
+@main.command()
+@CONFIG
+def rebind(config_path: Path) -> None:
+    """Release a state dir bound to the wrong chain, ledger or unit, keeping its readings.
+
+    Allowed only while none of its reports ever got a sequence number (nothing was sent
+    under the wrong binding); the next `oracle run` binds it to the configured chain and
+    sends its pending reports there."""
+    config = load_config(config_path)
+    from oracle.errors import StateError
+    from oracle.outbox import Outbox
+    from oracle.service import MARKER_FILE, OUTBOX_FILE, StateLock
+
+    state_dir = config.service.state_dir
+    if not (state_dir / OUTBOX_FILE).exists():
+        raise StateError(f"{state_dir / OUTBOX_FILE}: no outbox to rebind")
+    lock = StateLock(state_dir)
+    try:
+        box = Outbox(state_dir / OUTBOX_FILE)
+        try:
+            counts = box.counts()
+            if counts["sending"] or counts["confirmed"]:
+                raise StateError(
+                    f"{box.path} sent reports under its binding ({box.meta().get('chain_id')}); "
+                    "it cannot be rebound: use another state_dir"
+                )
+            old = box.meta().get("chain_id")
+            for key in ("chain_id", "ledger", "unit", "accepted_through", "foreign_writer"):
+                box.set_meta(key, None)
+            pending = counts["pending"]
+        finally:
+            box.close()
+        (state_dir / MARKER_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    click.echo(
+        f"{state_dir} released from chain_id {old}; {pending} pending reports go to the "
+        "configured chain at the next `oracle run`"
+    )
+
+
 @main.command("accept-chain")
 @CONFIG
 def accept_chain(config_path: Path) -> None:

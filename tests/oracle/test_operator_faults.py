@@ -6,6 +6,7 @@ equal to the meters', to the Wh.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -329,4 +330,53 @@ def test_a_reboot_with_the_clock_behind_reports_the_energy_later(site, tmp_path)
     wait_for(lambda: outbox_totals(setup) == expected, 60, "the held energy to be reported")
     settle(setup, counters, proc)
     assert "across a restart; the interval counts as 0 s" in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_a_wrong_chain_id_typed_while_the_chain_is_down_binds_nothing(site, tmp_path, chain):
+    """Finding 8: `chain_id = 1` while the node is down (a deployments file for chain 1 is
+    there too): the service reads meters, refuses once the chain answers, and after the fix
+    delivers everything it read."""
+    setup, ledger, counters, producer, consumer = site
+    data = json.loads((setup.deployments_dir / "31337.json").read_text())
+    data["chain_id"] = 1
+    (setup.deployments_dir / "1.json").write_text(json.dumps(data))
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    chain.stop()
+    setup.chain["chain_id"] = 1
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 5, 60, "readings while the chain is down")
+        chain.start()
+        assert proc.wait(60) == 1
+    assert "serves chain 31337, not 1" in proc.log_text()
+    setup.chain["chain_id"] = 31337
+    run_to_end(setup, counters, log)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_oracle_rebind_moves_the_readings_of_a_wrongly_bound_dir(site, tmp_path, chain):
+    """A state dir an older oracle bound to chain 1 while the chain was down, holding only
+    pending reports: `oracle rebind` releases it and the next run delivers them."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    chain.stop()
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: depth(setup) >= 3, 60, "pending reports")
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    db = sqlite3.connect(setup.state_dir / "outbox.sqlite")
+    with db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('chain_id', '1')")
+    db.close()
+    chain.start()
+    refused = oracle("run", "--config", str(setup.write()))
+    assert refused.returncode == 1 and "belongs to chain_id 1" in refused.stderr
+    done = oracle("rebind", "--config", str(setup.write()))
+    assert done.returncode == 0, done.stderr
+    run_to_end(setup, counters, log)
     assert_exact(setup, ledger, counters, start, producer, consumer)
