@@ -6,6 +6,7 @@ equal to the meters', to the Wh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +382,28 @@ def test_oracle_rebind_moves_the_readings_of_a_wrongly_bound_dir(site, tmp_path,
     assert done.returncode == 0, done.stderr
     run_to_end(setup, counters, log)
     assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_sigkill_during_key_decryption_kills_the_decrypting_child(site, tmp_path):
+    """Finding 12: the keystore's KDF runs in a child; SIGKILL of the service takes it too."""
+    from eth_account import Account
+
+    setup, *_ = site
+    strong = tmp_path / "strong.json"
+    # The `ape accounts` strength: scrypt N = 2**18, 256 MiB and seconds of work.
+    strong.write_text(json.dumps(Account.encrypt(setup.unit.key, PASSPHRASE, kdf="scrypt")))
+    setup.chain["keystore"] = str(strong)
+    proc = OracleProcess(setup.write(), tmp_path / "oracle.log").start()
+    child = wait_for(lambda: children(proc.proc.pid) or not proc.alive(), 60, "the child")
+    assert proc.alive(), proc.log_text()
+    [pid] = child
+    proc.kill()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the child to die")
