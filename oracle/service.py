@@ -201,6 +201,9 @@ class Service:
         self._lock = lock
         self._stop = threading.Event()
         self._work = threading.Event()
+        # Set when the reader has stopped: only then can the drain know it saw every report.
+        self._reader_done = threading.Event()
+        self._sender_waiting_reader = False
         self._clock = boot_clock()
         self._next_seq: int | None = None
         self._needs_reconcile = True
@@ -684,6 +687,13 @@ class Service:
     # -- threads -----------------------------------------------------------------------------
 
     def _reader_loop(self) -> None:
+        try:
+            self._read_until_stopped()
+        finally:
+            self._reader_done.set()
+            self._work.set()
+
+    def _read_until_stopped(self) -> None:
         period = self.config.service.period_s
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -732,8 +742,15 @@ class Service:
             if self._stop.is_set():
                 if self._drain_until is None:
                     self._drain_until = time.monotonic() + self.config.service.stop_drain_s
-                if time.monotonic() >= self._drain_until or self.outbox.depth() == 0:
+                if time.monotonic() >= self._drain_until:
                     return
+                if self.outbox.depth() == 0:
+                    if self._reader_done.is_set():
+                        return
+                    # A reading may still be being recorded: drain what it adds too.
+                    self._sender_waiting_reader = True
+                    self._reader_done.wait(0.05)
+                    continue
             try:
                 worked = self._deliver_with_retries()
                 if self._chain_ok is not True and worked:
@@ -761,7 +778,7 @@ class Service:
                 continue
             if not worked:
                 if self._stop.is_set():
-                    return
+                    continue  # the check above decides, once the reader has stopped
                 idle_check = max(self.config.service.period_s, 15.0)
                 if time.monotonic() - self._last_contact >= idle_check:
                     self.check_chain()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -303,3 +304,40 @@ def test_proof_of_authority_chain_is_detected(site, counters, ledger, producer):
         service.close()
     finally:
         proxy.close()
+
+
+def test_the_stop_drain_waits_for_a_reading_being_recorded(site, counters, ledger, producer):
+    """Finding 11: SIGTERM while the reader is inside a reading: the sender drains what that
+    reading adds instead of exiting with it pending."""
+    service = start(site)
+    service.read_once()  # the baseline
+    counters.add(exp=5)
+    real = service.drivers["inverter"]
+    entered, release = threading.Event(), threading.Event()
+
+    class Gate:
+        def read(self):
+            entered.set()
+            release.wait(30)
+            return real.read()
+
+        def close(self):
+            real.close()
+
+    service.drivers["inverter"] = Gate()
+    runner = threading.Thread(target=service.run, kwargs={"install_signals": False})
+    runner.start()
+    assert entered.wait(30)
+    service.stop()
+
+    def sender_alive() -> bool:
+        return any(t.name == "oracle-sender" for t in threading.enumerate())
+
+    deadline = time.monotonic() + 30
+    while sender_alive() and not getattr(service, "_sender_waiting_reader", False):
+        assert time.monotonic() < deadline, "the sender neither waited nor exited"
+        time.sleep(0.01)
+    release.set()
+    runner.join(30)
+    assert service.outbox.depth() == 0
+    assert ledger.totals(site.unit.address) == {("produced", producer): 5}
