@@ -271,10 +271,15 @@ class ChainClient:
         return found
 
     def gas_used(self, tx_hash: str) -> int | None:
-        try:
-            return int(self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)["gasUsed"])
-        except TransactionNotFound:
-            return None
+        """The gas a mined transaction used (of a whole batch: once per transaction)."""
+        cache = self.__dict__.setdefault("_gas_cache", {})
+        if tx_hash not in cache:
+            try:
+                receipt = self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
+            except TransactionNotFound:
+                return None
+            cache[tx_hash] = int(receipt["gasUsed"])
+        return cache[tx_hash]
 
     def last_seq(self) -> int:
         return int(self.rpc(self.ledger.functions.last_seq(self.unit).call))

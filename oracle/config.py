@@ -62,6 +62,9 @@ class ServiceConfig(_Model):
     log_format: Literal["json", "text"] = "json"
     # On SIGTERM, how long the sender may keep delivering pending reports before exiting.
     stop_drain_s: float = Field(5.0, ge=0)
+    # Confirmed, final reports (and the readings and transactions only they refer to) older
+    # than this are pruned from the outbox; their sums are kept. Pending ones never are.
+    retain_s: float = Field(30 * 86400.0, gt=0)
 
     resolve_paths = field_validator("state_dir", mode="before")(_path)
 

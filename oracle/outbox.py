@@ -105,6 +105,13 @@ CREATE TABLE IF NOT EXISTS reports (
     error TEXT,
     final INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS pruned (
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    wh INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kind, account)
+);
 CREATE TABLE IF NOT EXISTS credits (
     kind TEXT NOT NULL,
     account TEXT NOT NULL,
@@ -582,6 +589,44 @@ class Outbox:
         )
         return (rows[0]["seq"], rows[0]["block_number"]) if rows else (0, 0)
 
+    def prune(self, before: float) -> int:
+        """Retention: drop confirmed, final reports confirmed before `before` (the newest
+        actual report stays), keeping their sums in `pruned`; then the readings, anomalies
+        and transactions nothing refers to any more. Returns the reports dropped."""
+        with self._tx() as db:
+            old = "status = 'confirmed' AND final = 1 AND confirmed_at < ?"
+            db.execute(
+                "INSERT INTO pruned (kind, account, wh, count)"
+                f" SELECT kind, account, SUM(wh), COUNT(*) FROM reports WHERE {old}"
+                " AND kind != 'actual' GROUP BY kind, account"
+                " ON CONFLICT (kind, account) DO UPDATE SET wh = wh + excluded.wh,"
+                " count = count + excluded.count",
+                (before,),
+            )
+            newest_actual = db.execute(
+                "SELECT MAX(seq) FROM reports WHERE kind = 'actual' AND status = 'confirmed'"
+            ).fetchone()[0]
+            dropped = db.execute(
+                f"DELETE FROM reports WHERE {old} AND NOT (kind = 'actual' AND seq IS ?)",
+                (before, newest_actual),
+            ).rowcount
+            unused = (
+                "recorded_at < ? AND id NOT IN (SELECT reading_id FROM reports)"
+                " AND id NOT IN (SELECT reading_id FROM meter_state)"
+            )
+            db.execute(
+                "DELETE FROM anomalies WHERE reading_id IN"
+                f" (SELECT id FROM readings WHERE {unused})",
+                (before,),
+            )
+            db.execute(f"DELETE FROM readings WHERE {unused}", (before,))
+            db.execute(
+                "DELETE FROM txs WHERE signed_at < ? AND status != 'signed'"
+                " AND id NOT IN (SELECT tx_id FROM reports WHERE tx_id IS NOT NULL)",
+                (before,),
+            )
+        return dropped
+
     def release(self, reports: list[Report] | None = None) -> int:
         """Reports known not to be on chain go back to pending and lose their numbers."""
         with self._tx() as db:
@@ -645,6 +690,10 @@ class Outbox:
             (status,),
         )
         totals = {(r["kind"], r["account"]): r["wh"] for r in rows}
+        if status == "confirmed":
+            for r in self._query("SELECT kind, account, wh FROM pruned"):
+                key = (r["kind"], r["account"])
+                totals[key] = totals.get(key, 0) + r["wh"]
         actual = self._query(
             "SELECT wh FROM reports WHERE status = ? AND kind = 'actual' ORDER BY seq DESC LIMIT 1",
             (status,),

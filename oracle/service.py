@@ -515,7 +515,8 @@ class Service:
                 if ch.kind == c.kind and (c.kind == "actual" or _checksum(ch.account) == c.account)
             )
             rid = self.outbox.add_adopted(channel, c.kind, c.account, c.wh)
-            self.outbox.confirm_on_chain(rid, c.seq, c.tx_hash, c.block_number, None)
+            gas = self.chain.gas_used(c.tx_hash)
+            self.outbox.confirm_on_chain(rid, c.seq, c.tx_hash, c.block_number, gas)
             if c.kind != "actual":
                 self.outbox.add_credit(c.kind, c.account, c.wh)
                 credited += c.wh
@@ -693,10 +694,25 @@ class Service:
             self._reader_done.set()
             self._work.set()
 
+    def prune_once(self) -> int:
+        retain = self.config.service.retain_s
+        dropped = self.outbox.prune(time.time() - retain)
+        if dropped:
+            log.info("outbox pruned", extra={"reports": dropped, "retain_s": retain})
+        return dropped
+
     def _read_until_stopped(self) -> None:
         period = self.config.service.period_s
         next_at = time.monotonic()
+        prune_every = min(3600.0, self.config.service.retain_s)
+        prune_at = time.monotonic() + prune_every
         while not self._stop.is_set():
+            if time.monotonic() >= prune_at:
+                prune_at = time.monotonic() + prune_every
+                try:
+                    self.prune_once()
+                except Exception:
+                    log.exception("pruning the outbox failed")
             try:
                 self.read_once()
             except OracleError as exc:

@@ -194,6 +194,13 @@ def test_a_restored_older_outbox_adopts_what_the_chain_holds(site, tmp_path, cha
     text = log.read_text()
     assert "ledger held reports this outbox did not know" in text
     assert_exact(setup, ledger, counters, start, producer, consumer)
+    box = setup.outbox()
+    try:  # adopted and reconciled reports carry their block and gas (finding 13)
+        txs = box.table("txs")
+        assert any(tx["method"] == "adopted" for tx in txs)
+        assert all(tx["block_number"] and tx["gas_used"] for tx in txs if tx["status"] == "mined")
+    finally:
+        box.close()
 
 
 def test_a_truncated_outbox_is_refused_then_its_backup_restored(site, tmp_path):
@@ -407,3 +414,28 @@ def test_sigkill_during_key_decryption_kills_the_decrypting_child(site, tmp_path
     [pid] = child
     proc.kill()
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the child to die")
+
+
+def test_retention_prunes_final_rows_and_keeps_the_sums(site, tmp_path):
+    """Finding 13: confirmed, final reports older than `service.retain_s` are pruned (their
+    sums kept, pending ones never); reconciled reports carry their block and gas."""
+    setup, ledger, counters, producer, consumer = site
+    setup.service["retain_s"] = 0.5
+    setup.chain["confirmations"] = 0
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: "outbox pruned" in log.read_text(), 60, "a pruning")
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 5, 60, "more readings")
+    settle(setup, counters, proc)
+    box = setup.outbox()
+    try:
+        pruned = box._query("SELECT SUM(count) FROM pruned")[0][0]
+        assert pruned and pruned > 0
+        assert box.count("reports") + pruned > box.count("reports") > 0
+        assert all(tx["block_number"] is not None for tx in box.table("txs"))
+    finally:
+        box.close()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
