@@ -152,6 +152,8 @@ class ChainClient:
         self._sleep = sleep
         self._nonce: int | None = None
         self._chain_id: int | None = None
+        # When the RPC call under way started (monotonic), for health: a hung node shows.
+        self.call_started: float | None = None
         self._retrying = Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(rpc_retries + 1),
@@ -169,6 +171,7 @@ class ChainClient:
     def rpc(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call `fn` with retries: `ChainUnavailable` once they are exhausted, `ChainError`
         for an error answer; reverts (`ContractLogicError`) and `TransactionNotFound` pass."""
+        self.call_started = self.call_started or time.monotonic()
         try:
             return self._retrying(fn, *args, **kwargs)
         except (ContractLogicError, TransactionNotFound):
@@ -181,6 +184,8 @@ class ChainClient:
             if isinstance(exc, requests.RequestException):
                 raise ChainError(f"{self.rpc_url}: {_short(exc)}") from None
             raise
+        finally:
+            self.call_started = None
 
     def _ensure_poa(self) -> None:
         if self._poa_checked:
@@ -383,6 +388,7 @@ class ChainClient:
         )
 
     def broadcast(self, signed: SignedReport) -> None:
+        self.call_started = time.monotonic()
         try:
             self._retrying(self.w3.eth.send_raw_transaction, signed.raw)
         except Web3RPCError as exc:
@@ -398,6 +404,8 @@ class ChainClient:
             if _transient(exc):
                 raise ChainUnavailable(f"{self.rpc_url} unreachable: {_short(exc)}") from None
             raise
+        finally:
+            self.call_started = None
         self._nonce = signed.nonce + 1
 
     def wait_mined(self, signed: SignedReport, give_up: Callable[[], bool] | None = None) -> Mined:

@@ -243,6 +243,14 @@ class Service:
                 problems.append(f"meter {meter}: no reading for {now - last:.0f} s")
         if self._chain_ok is False:
             problems.append(f"chain: {self._chain_error}")
+        started = getattr(self.chain, "call_started", None)
+        waited = time.monotonic() - started if started is not None else 0.0
+        if waited > max(self.config.service.period_s, 1.0):
+            # A node that accepts the connection and never answers: shown within a period,
+            # long before the RPC timeout and its retries run out.
+            problems.append(
+                f"chain: {self.config.chain.rpc_url} has not answered for {waited:.0f} s"
+            )
         if self._unit_error:
             problems.append(self._unit_error)
         if self._refusal:

@@ -14,7 +14,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from tests.oracle.rig import (
     OracleSetup,
     deploy_ledger,
     depth,
+    free_port,
     make_unit,
     wait_for,
 )
@@ -439,3 +442,71 @@ def test_retention_prunes_final_rows_and_keeps_the_sums(site, tmp_path):
     finally:
         box.close()
     assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+class HangingProxy:
+    """JSON-RPC forwarded to Anvil; while `hang` is set, requests get no answer at all."""
+
+    def __init__(self, upstream: str):
+        import requests
+
+        self.hang = threading.Event()
+        self.released = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                while proxy.hang.is_set():
+                    proxy.released.wait(0.05)
+                answer = requests.post(
+                    upstream, data=body, headers={"Content-Type": "application/json"}, timeout=30
+                )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.hang.clear()
+        self.server.shutdown()
+
+
+def test_a_hung_node_shows_on_health_within_a_period(site, tmp_path, chain):
+    """Finding 9: the node accepts connections and never answers; with a 10 s RPC timeout
+    and retries, /health must still turn 503 within about a period."""
+    from tests.oracle.test_faults import http_get
+
+    setup, ledger, counters, producer, consumer = site
+    proxy = HangingProxy(chain.url)
+    try:
+        setup.rpc_url = proxy.url
+        port = free_port()
+        setup.service.update(http_enabled=True, http_port=port, period_s=0.2)
+        setup.chain.update(rpc_timeout_s=10.0, rpc_retries=2)
+        log = tmp_path / "oracle.log"
+        start = (counters.imp, counters.exp)
+        proc = start_after_baseline(setup, log)
+        with Bumper(counters):
+            wait_for(lambda: http_get(port, "/health")[0] == 200, 30, "a healthy service")
+            proxy.hang.set()
+            hung_at = time.monotonic()
+            wait_for(lambda: http_get(port, "/health")[0] == 503, 8, "health to show the hang")
+            assert time.monotonic() - hung_at < 8
+            status, body = http_get(port, "/health")
+            assert "has not answered for" in body, body
+            proxy.hang.clear()
+            wait_for(lambda: http_get(port, "/health")[0] == 200, 30, "health to recover")
+        settle(setup, counters, proc)
+        assert_exact(setup, ledger, counters, start, producer, consumer)
+    finally:
+        proxy.close()
