@@ -53,7 +53,12 @@ def _transient(exc: BaseException) -> bool:
     """Worth retrying: the node did not answer, or answered with a server-side error."""
     if isinstance(exc, requests.HTTPError):
         response = exc.response
-        return response is None or response.status_code >= 500 or response.status_code == 429
+        # 501 Not Implemented / 505: the endpoint is not a JSON-RPC node; retrying won't help.
+        return (
+            response is None
+            or (response.status_code >= 500 and response.status_code not in (501, 505))
+            or response.status_code == 429
+        )
     return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
 
 
@@ -223,7 +228,14 @@ class ChainClient:
         try:
             raw = self.rpc(self.ledger.functions.unit_info(self.unit).call)
         except ContractLogicError as exc:
-            raise ChainError(f"ledger unit_info reverted: {revert_reason(exc)}") from None
+            reason = revert_reason(exc)
+            if reason == "reverted without a reason":
+                raise ChainError(
+                    f"the contract at {self.ledger.address} on {self.rpc_url} is not the "
+                    "ledger (unit_info reverted without a reason): check chain.ledger and the "
+                    "deployments file"
+                ) from None
+            raise ChainError(f"ledger unit_info reverted: {reason}") from None
         except BadFunctionCallOutput:
             raise ChainError(
                 f"no ledger at {self.ledger.address} on {self.rpc_url} (wrong chain or deployment?)"

@@ -188,19 +188,33 @@ class Outbox:
             self._db.close()
 
     @contextmanager
+    def _damage(self) -> Iterator[None]:
+        """A damaged database is one line (a full disk or a lock stays an OperationalError,
+        which the service retries)."""
+        try:
+            yield
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{self.path}: {exc}; restore the outbox from a backup (see docs/oracle.md)"
+            ) from None
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, args).fetchall()
 
     # -- identity ----------------------------------------------------------------------------

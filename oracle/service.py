@@ -96,6 +96,15 @@ class StateLock:
     """One service per state directory (two would race for nonces and sequence numbers)."""
 
     def __init__(self, state_dir: Path):
+        try:
+            self._take(state_dir)
+        except OSError as exc:
+            raise StateError(
+                f"state_dir {state_dir}: {exc.strerror or exc} (a read-only or full file system?)"
+            ) from None
+
+    def _take(self, state_dir: Path) -> None:
+        self._fd = self._dir_fd = -1
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / LOCK_FILE
         # The lock is held on the directory itself, which cannot be deleted while the service
@@ -878,10 +887,12 @@ def write_marker(state_dir: Path, chain_id: int, ledger: str, unit: str) -> None
     if path.exists():
         return
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps({"chain_id": chain_id, "ledger": ledger, "unit": unit, "at": time.time()})
-    )
-    os.replace(tmp, path)
+    data = {"chain_id": chain_id, "ledger": ledger, "unit": unit, "at": time.time()}
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateError(f"{path}: {exc.strerror or exc}") from None
 
 
 def check_outbox_present(state_dir: Path) -> None:
