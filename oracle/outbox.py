@@ -12,7 +12,8 @@ Life of a report::
 A report gets its sequence number only when it is handed to the chain, and that number is
 committed (synchronous=FULL) before the transaction is broadcast. The ledger accepts each
 number once, so a report whose transaction was mined but not recorded here is recognised at
-reconciliation (`seq <= last_seq`) and never applied twice.
+reconciliation (the ledger's event for its number, in its own transaction) and never applied
+twice.
 """
 
 from __future__ import annotations
@@ -506,17 +507,6 @@ class Outbox:
                 " gas_used = COALESCE(?, gas_used) WHERE id = ?",
                 (status, error, receipt.get("block_number"), receipt.get("gas_used"), tx_id),
             )
-
-    def confirm_through(self, last_seq: int) -> int:
-        """Reconciliation: reports in flight with `seq <= last_seq` are on chain, if a
-        transaction carrying them under that number was signed (a number never broadcast
-        cannot have been used by us: someone else's report took it)."""
-        with self._tx() as db:
-            return db.execute(
-                "UPDATE reports SET status = 'confirmed', confirmed_at = ?"
-                " WHERE status = 'sending' AND seq <= ? AND tx_id IS NOT NULL",
-                (time.time(), last_seq),
-            ).rowcount
 
     def assigned(self) -> list[dict[str, Any]]:
         """Reports holding a sequence number (sending or confirmed), with their transaction."""
