@@ -413,7 +413,9 @@ class Service:
         matched: set[int] = set()
         found, lost, displaced = 0, [], []
         for r in self.outbox.assigned():
-            if r["final"]:
+            if r["final"] or r["seq"] <= final_seq:
+                # Below the newest final report the events are not read again (mined in
+                # earlier blocks, so final too): never taken for lost.
                 matched.add(r["seq"])
                 continue
             c = on_chain.get(r["seq"])
