@@ -2,9 +2,15 @@
 
 Rules (SPEC §11):
 - a delta is the counter's growth since the previous accepted reading, never negative;
-- a counter that goes backwards is a reset: logged, re-baselined, nothing reported for that
-  interval (unless the meter declares a rollover modulus and the wrap is plausible);
-- a delta above rated power x elapsed time (plus a margin) is rejected: logged, re-baselined;
+- a counter that goes back to near zero (at most half its old value, or no more than the
+  rated power allows since the last reading) is a reset: logged, re-baselined, nothing
+  reported for that interval (unless the meter declares a rollover modulus and the wrap is
+  plausible); a smaller step back is a glitch: logged, the reading is not used and the
+  baseline is kept, so the recovery counts only the energy above the old counter;
+- a delta above rated power x elapsed time (plus a margin) is held, never dropped: logged,
+  the baseline is kept, and the energy is reported by the first later reading for which the
+  time elapsed makes it plausible (a spike reading is thus skipped without losing the next
+  interval, and a reboot with the clock behind reports its energy once the clock is right);
 - elapsed time comes from the monotonic clock when both readings share one (the same boot, or
   the simulator's clock), so wall-clock steps (NTP on a Pi without RTC) do not matter; across
   clock domains the wall clock is used, and if it went backwards the interval counts as zero.
@@ -55,7 +61,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Anomaly:
-    kind: str  # reset | rollover | implausible | clock_backwards
+    kind: str  # reset | rollover | glitch | implausible | clock_backwards
     counter: str  # import | export | "" for the clock
     detail: str
 
@@ -105,28 +111,52 @@ def elapsed_s(previous: Baseline, reading: Reading) -> tuple[float, list[Anomaly
 
 def _counter_delta(
     name: str, old: int, new: int, elapsed: float, limits: Limits
-) -> tuple[int, Anomaly | None]:
+) -> tuple[int, Anomaly | None, bool]:
+    """(Wh, anomaly, hold): `hold` means the reading must not become the baseline."""
     allowance = limits.allowance_wh(elapsed)
     if new >= old:
         delta = new - old
         if delta > allowance:
-            return 0, Anomaly(
-                "implausible",
-                name,
-                f"{name} counter rose {delta} Wh in {elapsed:.3f} s, more than the {allowance} "
-                f"Wh a {limits.rated_power_w:g} W meter allows; rejected and re-baselined",
+            return (
+                0,
+                Anomaly(
+                    "implausible",
+                    name,
+                    f"{name} counter rose {delta} Wh in {elapsed:.3f} s, more than the "
+                    f"{allowance} Wh a {limits.rated_power_w:g} W meter allows; held, reported "
+                    "once the time elapsed makes it plausible",
+                ),
+                True,
             )
-        return delta, None
+        return delta, None, False
     if limits.rollover_wh is not None and old < limits.rollover_wh:
         wrapped = limits.rollover_wh - old + new
         if wrapped <= allowance:
-            return wrapped, Anomaly(
-                "rollover", name, f"{name} counter rolled over from {old} to {new} Wh"
+            return (
+                wrapped,
+                Anomaly("rollover", name, f"{name} counter rolled over from {old} to {new} Wh"),
+                False,
             )
-    return 0, Anomaly(
-        "reset",
-        name,
-        f"{name} counter went back from {old} to {new} Wh; treated as a reset and re-baselined",
+    if 2 * new <= old or new <= allowance:
+        return (
+            0,
+            Anomaly(
+                "reset",
+                name,
+                f"{name} counter went back from {old} to {new} Wh; treated as a reset and "
+                "re-baselined",
+            ),
+            False,
+        )
+    return (
+        0,
+        Anomaly(
+            "glitch",
+            name,
+            f"{name} counter stepped back from {old} to {new} Wh; a glitch: reading skipped, "
+            "baseline kept",
+        ),
+        True,
     )
 
 
@@ -136,13 +166,17 @@ def account(previous: Baseline | None, reading: Reading, limits: Limits) -> Delt
     if previous is None:
         return Delta(baseline, 0, 0, None)
     elapsed, anomalies = elapsed_s(previous, reading)
-    imported, a_import = _counter_delta(
+    imported, a_import, hold_import = _counter_delta(
         "import", previous.import_wh, reading.import_wh, elapsed, limits
     )
-    exported, a_export = _counter_delta(
+    exported, a_export, hold_export = _counter_delta(
         "export", previous.export_wh, reading.export_wh, elapsed, limits
     )
     anomalies += [a for a in (a_import, a_export) if a is not None]
+    if hold_import or hold_export:
+        # Nothing of this reading is used; the energy of both counters stays measured from
+        # the kept baseline and is reported by a later reading.
+        return Delta(previous, 0, 0, elapsed, tuple(anomalies))
     return Delta(baseline, imported, exported, elapsed, tuple(anomalies))
 
 

@@ -53,7 +53,12 @@ def _transient(exc: BaseException) -> bool:
     """Worth retrying: the node did not answer, or answered with a server-side error."""
     if isinstance(exc, requests.HTTPError):
         response = exc.response
-        return response is None or response.status_code >= 500 or response.status_code == 429
+        # 501 Not Implemented / 505: the endpoint is not a JSON-RPC node; retrying won't help.
+        return (
+            response is None
+            or (response.status_code >= 500 and response.status_code not in (501, 505))
+            or response.status_code == 429
+        )
     return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
 
 
@@ -71,6 +76,21 @@ class UnitInfo:
     available_wh: int
     locked_wh: int
     last_seq: int
+
+
+@dataclass(frozen=True)
+class OnChainReport:
+    """One report as the ledger's events record it."""
+
+    seq: int
+    kind: str
+    account: str | None
+    wh: int
+    tx_hash: str
+    block_number: int
+
+    def content(self) -> tuple[str, str | None, int]:
+        return (self.kind, self.account, self.wh)
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,8 @@ class ChainClient:
         self._sleep = sleep
         self._nonce: int | None = None
         self._chain_id: int | None = None
+        # When the RPC call under way started (monotonic), for health: a hung node shows.
+        self.call_started: float | None = None
         self._retrying = Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(rpc_retries + 1),
@@ -154,6 +176,7 @@ class ChainClient:
     def rpc(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call `fn` with retries: `ChainUnavailable` once they are exhausted, `ChainError`
         for an error answer; reverts (`ContractLogicError`) and `TransactionNotFound` pass."""
+        self.call_started = self.call_started or time.monotonic()
         try:
             return self._retrying(fn, *args, **kwargs)
         except (ContractLogicError, TransactionNotFound):
@@ -166,6 +189,8 @@ class ChainClient:
             if isinstance(exc, requests.RequestException):
                 raise ChainError(f"{self.rpc_url}: {_short(exc)}") from None
             raise
+        finally:
+            self.call_started = None
 
     def _ensure_poa(self) -> None:
         if self._poa_checked:
@@ -203,7 +228,14 @@ class ChainClient:
         try:
             raw = self.rpc(self.ledger.functions.unit_info(self.unit).call)
         except ContractLogicError as exc:
-            raise ChainError(f"ledger unit_info reverted: {revert_reason(exc)}") from None
+            reason = revert_reason(exc)
+            if reason == "reverted without a reason":
+                raise ChainError(
+                    f"the contract at {self.ledger.address} on {self.rpc_url} is not the "
+                    "ledger (unit_info reverted without a reason): check chain.ledger and the "
+                    "deployments file"
+                ) from None
+            raise ChainError(f"ledger unit_info reverted: {reason}") from None
         except BadFunctionCallOutput:
             raise ChainError(
                 f"no ledger at {self.ledger.address} on {self.rpc_url} (wrong chain or deployment?)"
@@ -220,6 +252,51 @@ class ChainClient:
                 f"{self.ledger.address} (governance must register it first)"
             )
         return info
+
+    def block_number(self) -> int:
+        return int(self.rpc(lambda: self.w3.eth.block_number))
+
+    def reports_since(self, from_block: int, to_block: int) -> dict[int, OnChainReport]:
+        """The unit's reports the ledger's events hold in `from_block..to_block`, by seq."""
+        self._ensure_poa()
+        found: dict[int, OnChainReport] = {}
+        events = self.ledger.events
+        for event, kind, who in (
+            (events.EnergyProduced, "produced", "producer"),
+            (events.EnergyConsumed, "consumed", "consumer"),
+            (events.ActualEnergyReported, "actual", None),
+        ):
+            try:
+                logs = self.rpc(
+                    event.get_logs,
+                    from_block=from_block,
+                    to_block=to_block,
+                    argument_filters={"unit": self.unit},
+                )
+            except ContractLogicError as exc:
+                raise ChainError(f"reading the ledger's events failed: {exc}") from None
+            for entry in logs:
+                args = entry["args"]
+                found[int(args["seq"])] = OnChainReport(
+                    seq=int(args["seq"]),
+                    kind=kind,
+                    account=to_checksum_address(args[who]) if who else None,
+                    wh=int(args["wh"]),
+                    tx_hash=entry["transactionHash"].to_0x_hex().lower(),
+                    block_number=int(entry["blockNumber"]),
+                )
+        return found
+
+    def gas_used(self, tx_hash: str) -> int | None:
+        """The gas a mined transaction used (of a whole batch: once per transaction)."""
+        cache = self.__dict__.setdefault("_gas_cache", {})
+        if tx_hash not in cache:
+            try:
+                receipt = self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
+            except TransactionNotFound:
+                return None
+            cache[tx_hash] = int(receipt["gasUsed"])
+        return cache[tx_hash]
 
     def last_seq(self) -> int:
         return int(self.rpc(self.ledger.functions.last_seq(self.unit).call))
@@ -323,6 +400,7 @@ class ChainClient:
         )
 
     def broadcast(self, signed: SignedReport) -> None:
+        self.call_started = time.monotonic()
         try:
             self._retrying(self.w3.eth.send_raw_transaction, signed.raw)
         except Web3RPCError as exc:
@@ -338,6 +416,8 @@ class ChainClient:
             if _transient(exc):
                 raise ChainUnavailable(f"{self.rpc_url} unreachable: {_short(exc)}") from None
             raise
+        finally:
+            self.call_started = None
         self._nonce = signed.nonce + 1
 
     def wait_mined(self, signed: SignedReport, give_up: Callable[[], bool] | None = None) -> Mined:

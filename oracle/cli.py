@@ -69,8 +69,81 @@ def run(config_path: Path) -> None:
     if stop.requested:
         log.info("oracle stopped before it started", extra={"signal": stop.signal})
         sys.exit(0)
-    service = open_service(config)
+    service = open_service(config, config_path=config_path)
     sys.exit(service.run(stop=stop))
+
+
+@main.command()
+@CONFIG
+def rebind(config_path: Path) -> None:
+    """Release a state dir bound to the wrong chain, ledger or unit, keeping its readings.
+
+    Allowed only while none of its reports ever got a sequence number (nothing was sent
+    under the wrong binding); the next `oracle run` binds it to the configured chain and
+    sends its pending reports there."""
+    config = load_config(config_path)
+    from oracle.errors import StateError
+    from oracle.outbox import Outbox
+    from oracle.service import MARKER_FILE, OUTBOX_FILE, StateLock
+
+    state_dir = config.service.state_dir
+    if not (state_dir / OUTBOX_FILE).exists():
+        raise StateError(f"{state_dir / OUTBOX_FILE}: no outbox to rebind")
+    lock = StateLock(state_dir)
+    try:
+        box = Outbox(state_dir / OUTBOX_FILE)
+        try:
+            counts = box.counts()
+            if counts["sending"] or counts["confirmed"]:
+                raise StateError(
+                    f"{box.path} sent reports under its binding ({box.meta().get('chain_id')}); "
+                    "it cannot be rebound: use another state_dir"
+                )
+            old = box.meta().get("chain_id")
+            for key in ("chain_id", "ledger", "unit", "accepted_through", "foreign_writer"):
+                box.set_meta(key, None)
+            pending = counts["pending"]
+        finally:
+            box.close()
+        (state_dir / MARKER_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    click.echo(
+        f"{state_dir} released from chain_id {old}; {pending} pending reports go to the "
+        "configured chain at the next `oracle run`"
+    )
+
+
+@main.command("accept-chain")
+@CONFIG
+def accept_chain(config_path: Path) -> None:
+    """Take the ledger's reports for this unit, up to now, as not this outbox's.
+
+    For a service that stopped because another writer used its unit key: once the other
+    writer is stopped, this records the ledger's current last_seq as known, so the service
+    resumes and sends its pending reports under new numbers (nothing it sent is lost)."""
+    config = load_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.keystore import keystore_address
+    from oracle.outbox import Outbox
+    from oracle.service import OUTBOX_FILE, StateLock, chain_client, probe_chain_id
+
+    lock = StateLock(config.service.state_dir)
+    try:
+        chain_id = probe_chain_id(config)
+        chain = chain_client(
+            config, chain_id=chain_id, unit=keystore_address(config.chain.keystore)
+        )
+        last = chain.last_seq()
+        box = Outbox(config.service.state_dir / OUTBOX_FILE)
+        try:
+            box.set_meta("accepted_through", str(last))
+            box.set_meta("foreign_writer", None)
+        finally:
+            box.close()
+    finally:
+        lock.release()
+    click.echo(f"ledger reports through seq {last} accepted; `oracle run` sends the rest")
 
 
 @main.command()

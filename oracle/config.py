@@ -62,6 +62,9 @@ class ServiceConfig(_Model):
     log_format: Literal["json", "text"] = "json"
     # On SIGTERM, how long the sender may keep delivering pending reports before exiting.
     stop_drain_s: float = Field(5.0, ge=0)
+    # Confirmed, final reports (and the readings and transactions only they refer to) older
+    # than this are pruned from the outbox; their sums are kept. Pending ones never are.
+    retain_s: float = Field(30 * 86400.0, gt=0)
 
     resolve_paths = field_validator("state_dir", mode="before")(_path)
 
@@ -87,6 +90,9 @@ class ChainConfig(_Model):
     retry_max_s: float = Field(30.0, gt=0)
     # How long reconciliation waits for this unit's own pending transactions.
     settle_timeout_s: float = Field(30.0, ge=0)
+    # A report is final once its block has this many blocks on top; a chain that rolls back
+    # fewer blocks returns the reports it lost to pending (they are sent again).
+    confirmations: int = Field(12, ge=0)
     # Refusals that concern one report only (substrings of the revert reason): such a report
     # is marked rejected and skipped. Any other refusal holds delivery back until it passes.
     reject_reasons: list[str] = ["no session", "session expired", "session closed"]

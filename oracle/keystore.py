@@ -7,9 +7,11 @@ and is only ever prompted for when a person is at the terminal.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -67,6 +69,21 @@ def resolve_passphrase(
     )
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the decrypting child: the kernel kills it when the service dies (SIGKILL, OOM),
+    instead of leaving it reparented with the KDF's memory."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown still applies
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _decrypt(data: dict, passphrase: str) -> bytes:
     return bytes(Account.decrypt(data, passphrase))
 
@@ -81,7 +98,12 @@ def load_account(path: Path, passphrase: str) -> LocalAccount:
     data = _read(path)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+        with ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             key = pool.submit(_decrypt, data, passphrase).result()
     except ValueError:
         raise KeystoreError(f"keystore {path}: wrong passphrase") from None

@@ -12,7 +12,8 @@ Life of a report::
 A report gets its sequence number only when it is handed to the chain, and that number is
 committed (synchronous=FULL) before the transaction is broadcast. The ledger accepts each
 number once, so a report whose transaction was mined but not recorded here is recognised at
-reconciliation (`seq <= last_seq`) and never applied twice.
+reconciliation (the ledger's event for its number, in its own transaction) and never applied
+twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from oracle.accounting import ActualState, Anomaly, Baseline, Delta, PlannedRepo
 from oracle.drivers import Reading
 from oracle.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -102,7 +103,21 @@ CREATE TABLE IF NOT EXISTS reports (
     seq INTEGER UNIQUE,
     tx_id INTEGER REFERENCES txs(id),
     confirmed_at REAL,
-    error TEXT
+    error TEXT,
+    final INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS pruned (
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    wh INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kind, account)
+);
+CREATE TABLE IF NOT EXISTS credits (
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    wh INTEGER NOT NULL CHECK (wh >= 0),
+    PRIMARY KEY (kind, account)
 );
 CREATE INDEX IF NOT EXISTS reports_by_status ON reports (status, id);
 CREATE INDEX IF NOT EXISTS readings_by_meter ON readings (meter, id);
@@ -161,6 +176,9 @@ class Outbox:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StateError(f"{self.path}: written by a newer oracle (schema {version})")
+            if version == 1:
+                # v2: reports become final after `chain.confirmations` blocks; credits.
+                self._db.execute("ALTER TABLE reports ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -171,19 +189,33 @@ class Outbox:
             self._db.close()
 
     @contextmanager
+    def _damage(self) -> Iterator[None]:
+        """A damaged database is one line (a full disk or a lock stays an OperationalError,
+        which the service retries)."""
+        try:
+            yield
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{self.path}: {exc}; restore the outbox from a backup (see docs/oracle.md)"
+            ) from None
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, args).fetchall()
 
     # -- identity ----------------------------------------------------------------------------
@@ -201,13 +233,35 @@ class Outbox:
                         "use another state_dir"
                     )
 
+    def is_empty(self) -> bool:
+        """Never bound and never written: a fresh database (or one that lost its content)."""
+        return not self._query("SELECT 1 FROM meta LIMIT 1") and not self._query(
+            "SELECT 1 FROM readings LIMIT 1"
+        )
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
     def meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
 
     # -- readings ----------------------------------------------------------------------------
 
     def meter_state(self, meter: str) -> MeterState | None:
-        rows = self._query("SELECT * FROM meter_state WHERE meter = ?", (meter,))
+        with self._lock:
+            return self._meter_state(self._db, meter)
+
+    @staticmethod
+    def _meter_state(db, meter: str) -> MeterState | None:
+        rows = db.execute("SELECT * FROM meter_state WHERE meter = ?", (meter,)).fetchall()
         if not rows:
             return None
         r = rows[0]
@@ -224,6 +278,82 @@ class Outbox:
         rows = self._query("SELECT channel, wh, ts FROM actual_state")
         return {r["channel"]: ActualState(r["wh"], r["ts"]) for r in rows}
 
+    def record_reading(self, meter: str, compute) -> tuple[int, list[PlannedReport], tuple]:
+        """Read the baseline and record the reading in one transaction (a second writer
+        blocks on the database lock, then sees the new baseline).
+
+        `compute(state, actual_states)` returns `(fingerprint, reading, delta, reports,
+        actual_updates, anomalies)`; energy the ledger already holds from readings this
+        outbox lost (credits, see `add_credit`) is taken off the reports first. Returns the
+        reading id, the reports recorded and the anomalies."""
+        with self._tx() as db:
+            state = self._meter_state(db, meter)
+            actual = {
+                r["channel"]: ActualState(r["wh"], r["ts"])
+                for r in db.execute("SELECT channel, wh, ts FROM actual_state").fetchall()
+            }
+            fingerprint, reading, delta, reports, updates, anomalies = compute(state, actual)
+            kept = []
+            for r in reports:
+                wh = r.wh
+                if r.kind != "actual" and r.account:
+                    row = db.execute(
+                        "SELECT wh FROM credits WHERE kind = ? AND account = ?",
+                        (r.kind, r.account.lower()),
+                    ).fetchone()
+                    if row is not None and row["wh"] > 0:
+                        used = min(row["wh"], wh)
+                        wh -= used
+                        db.execute(
+                            "UPDATE credits SET wh = wh - ? WHERE kind = ? AND account = ?",
+                            (used, r.kind, r.account.lower()),
+                        )
+                        anomalies = (
+                            *anomalies,
+                            Anomaly(
+                                "already_on_chain",
+                                "",
+                                f"{used} Wh of {r.kind} for {r.account} are on the ledger "
+                                "already (sent from readings this outbox lost); not sent again",
+                            ),
+                        )
+                if wh > 0:
+                    kept.append(PlannedReport(r.channel, r.kind, r.account, wh))
+            reading_id = self._insert(
+                db, meter, fingerprint, reading, delta, kept, updates, anomalies
+            )
+        return reading_id, kept, anomalies
+
+    def add_credit(self, kind: str, account: str, wh: int) -> None:
+        """Energy the ledger holds from readings this outbox lost: taken off the pending
+        reports of that flow (oldest first; one left at 0 Wh is dropped, it was never sent),
+        the rest off the next readings."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id, wh FROM reports WHERE status = 'pending' AND kind = ?"
+                " AND lower(account) = ? ORDER BY id",
+                (kind, account.lower()),
+            ).fetchall()
+            for row in rows:
+                if wh == 0:
+                    break
+                used = min(wh, row["wh"])
+                wh -= used
+                if used == row["wh"]:
+                    db.execute("DELETE FROM reports WHERE id = ?", (row["id"],))
+                else:
+                    db.execute("UPDATE reports SET wh = wh - ? WHERE id = ?", (used, row["id"]))
+            if wh:
+                db.execute(
+                    "INSERT INTO credits (kind, account, wh) VALUES (?, ?, ?)"
+                    " ON CONFLICT (kind, account) DO UPDATE SET wh = wh + excluded.wh",
+                    (kind, account.lower(), wh),
+                )
+
+    def credits(self) -> dict[tuple[str, str], int]:
+        rows = self._query("SELECT kind, account, wh FROM credits WHERE wh > 0")
+        return {(r["kind"], r["account"]): r["wh"] for r in rows}
+
     def record(
         self,
         meter: str,
@@ -235,60 +365,66 @@ class Outbox:
         anomalies: tuple[Anomaly, ...] = (),
     ) -> int:
         """Store a reading, its reports, anomalies and the new baseline in one transaction."""
-        now = time.time()
         with self._tx() as db:
-            reading_id = db.execute(
-                "INSERT INTO readings (meter, ts, import_wh, export_wh, stored_wh, monotonic,"
-                " clock, import_delta_wh, export_delta_wh, elapsed_s, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    meter,
-                    reading.ts,
-                    reading.import_wh,
-                    reading.export_wh,
-                    reading.stored_wh,
-                    reading.monotonic,
-                    reading.clock,
-                    delta.import_wh,
-                    delta.export_wh,
-                    delta.elapsed_s,
-                    now,
-                ),
-            ).lastrowid
-            b = delta.baseline
-            db.execute(
-                "INSERT INTO meter_state (meter, fingerprint, reading_id, ts, import_wh,"
-                " export_wh, monotonic, clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (meter) DO UPDATE SET fingerprint = excluded.fingerprint,"
-                " reading_id = excluded.reading_id, ts = excluded.ts,"
-                " import_wh = excluded.import_wh, export_wh = excluded.export_wh,"
-                " monotonic = excluded.monotonic, clock = excluded.clock",
-                (
-                    meter,
-                    fingerprint,
-                    reading_id,
-                    b.ts,
-                    b.import_wh,
-                    b.export_wh,
-                    b.monotonic,
-                    b.clock,
-                ),
+            return self._insert(
+                db, meter, fingerprint, reading, delta, reports, actual_updates, anomalies
             )
-            db.executemany(
-                "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(reading_id, r.channel, r.kind, r.account, r.wh, now) for r in reports],
-            )
-            db.executemany(
-                "INSERT INTO actual_state (channel, wh, ts) VALUES (?, ?, ?)"
-                " ON CONFLICT (channel) DO UPDATE SET wh = excluded.wh, ts = excluded.ts",
-                [(ch, s.wh, s.ts) for ch, s in actual_updates.items()],
-            )
-            db.executemany(
-                "INSERT INTO anomalies (reading_id, meter, kind, counter, detail, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(reading_id, meter, a.kind, a.counter, a.detail, now) for a in anomalies],
-            )
+
+    @staticmethod
+    def _insert(db, meter, fingerprint, reading, delta, reports, actual_updates, anomalies) -> int:
+        now = time.time()
+        reading_id = db.execute(
+            "INSERT INTO readings (meter, ts, import_wh, export_wh, stored_wh, monotonic,"
+            " clock, import_delta_wh, export_delta_wh, elapsed_s, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                meter,
+                reading.ts,
+                reading.import_wh,
+                reading.export_wh,
+                reading.stored_wh,
+                reading.monotonic,
+                reading.clock,
+                delta.import_wh,
+                delta.export_wh,
+                delta.elapsed_s,
+                now,
+            ),
+        ).lastrowid
+        b = delta.baseline
+        db.execute(
+            "INSERT INTO meter_state (meter, fingerprint, reading_id, ts, import_wh,"
+            " export_wh, monotonic, clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (meter) DO UPDATE SET fingerprint = excluded.fingerprint,"
+            " reading_id = excluded.reading_id, ts = excluded.ts,"
+            " import_wh = excluded.import_wh, export_wh = excluded.export_wh,"
+            " monotonic = excluded.monotonic, clock = excluded.clock",
+            (
+                meter,
+                fingerprint,
+                reading_id,
+                b.ts,
+                b.import_wh,
+                b.export_wh,
+                b.monotonic,
+                b.clock,
+            ),
+        )
+        db.executemany(
+            "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(reading_id, r.channel, r.kind, r.account, r.wh, now) for r in reports],
+        )
+        db.executemany(
+            "INSERT INTO actual_state (channel, wh, ts) VALUES (?, ?, ?)"
+            " ON CONFLICT (channel) DO UPDATE SET wh = excluded.wh, ts = excluded.ts",
+            [(ch, s.wh, s.ts) for ch, s in actual_updates.items()],
+        )
+        db.executemany(
+            "INSERT INTO anomalies (reading_id, meter, kind, counter, detail, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(reading_id, meter, a.kind, a.counter, a.detail, now) for a in anomalies],
+        )
         return reading_id
 
     # -- delivery ----------------------------------------------------------------------------
@@ -372,16 +508,128 @@ class Outbox:
                 (status, error, receipt.get("block_number"), receipt.get("gas_used"), tx_id),
             )
 
-    def confirm_through(self, last_seq: int) -> int:
-        """Reconciliation: reports in flight with `seq <= last_seq` are on chain, if a
-        transaction carrying them under that number was signed (a number never broadcast
-        cannot have been used by us: someone else's report took it)."""
+    def assigned(self) -> list[dict[str, Any]]:
+        """Reports holding a sequence number (sending or confirmed), with their transaction."""
+        rows = self._query(
+            "SELECT r.*, t.tx_hash, t.block_number FROM reports r"
+            " LEFT JOIN txs t ON t.id = r.tx_id"
+            " WHERE r.status IN ('sending', 'confirmed') ORDER BY r.seq"
+        )
+        return [dict(r) for r in rows]
+
+    def pending(self) -> list[Report]:
+        rows = self._query("SELECT * FROM reports WHERE status = 'pending' ORDER BY id")
+        return [self._report(r) for r in rows]
+
+    def own_txs(self) -> dict[str, dict[str, Any]]:
+        """Every transaction this outbox signed, by lower-case hash."""
+        return {r["tx_hash"].lower(): dict(r) for r in self._query("SELECT * FROM txs")}
+
+    def confirm_on_chain(
+        self, report_id: int, seq: int, tx_hash: str, block_number: int, gas_used: int | None
+    ) -> None:
+        """Reconciliation found this report on chain under `seq` in `tx_hash`."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id FROM txs WHERE lower(tx_hash) = ?", (tx_hash.lower(),)
+            ).fetchone()
+            if row is None:
+                # Adopted: sent by this unit from a copy of the outbox that was lost.
+                tx_id = db.execute(
+                    "INSERT INTO txs (tx_hash, nonce, method, first_seq, count, signed_at,"
+                    " status, block_number, gas_used) VALUES (?, -1, 'adopted', ?, 1, ?,"
+                    " 'mined', ?, ?)",
+                    (tx_hash, seq, time.time(), block_number, gas_used),
+                ).lastrowid
+            else:
+                tx_id = row["id"]
+                db.execute(
+                    "UPDATE txs SET status = 'mined', block_number = ?,"
+                    " gas_used = COALESCE(?, gas_used) WHERE id = ?",
+                    (block_number, gas_used, tx_id),
+                )
+            db.execute(
+                "UPDATE reports SET status = 'confirmed', seq = ?, tx_id = ?,"
+                " confirmed_at = COALESCE(confirmed_at, ?) WHERE id = ?",
+                (seq, tx_id, time.time(), report_id),
+            )
+
+    def add_adopted(self, channel: str, kind: str, account: str | None, wh: int) -> int:
+        """A row for a report the ledger holds from a reading this outbox lost (attached to
+        the newest reading it has); confirmed next by `confirm_on_chain`."""
+        with self._tx() as db:
+            reading = db.execute("SELECT MAX(id) FROM readings").fetchone()[0]
+            if reading is None:
+                raise StateError(f"{self.path}: no reading to attach adopted reports to")
+            return db.execute(
+                "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at,"
+                " status, error) VALUES (?, ?, ?, ?, ?, ?, 'sending', 'adopted from the chain')",
+                (reading, channel, kind, account, wh, time.time()),
+            ).lastrowid
+
+    def unconfirm(self, report_ids: list[int]) -> int:
+        """The chain lost these confirmed reports (a rollback): they are pending again."""
+        with self._tx() as db:
+            return db.executemany(
+                "UPDATE reports SET status = 'pending', seq = NULL, tx_id = NULL,"
+                " confirmed_at = NULL, final = 0 WHERE id = ? AND status = 'confirmed'",
+                [(i,) for i in report_ids],
+            ).rowcount
+
+    def finalize(self, through_block: int) -> int:
+        """Confirmed reports mined at or below `through_block` are final."""
         with self._tx() as db:
             return db.execute(
-                "UPDATE reports SET status = 'confirmed', confirmed_at = ?"
-                " WHERE status = 'sending' AND seq <= ? AND tx_id IS NOT NULL",
-                (time.time(), last_seq),
+                "UPDATE reports SET final = 1 WHERE status = 'confirmed' AND final = 0"
+                " AND tx_id IN (SELECT id FROM txs WHERE block_number <= ?)",
+                (through_block,),
             ).rowcount
+
+    def final_through(self) -> tuple[int, int]:
+        """(highest final seq, the block it was mined in), or (0, 0)."""
+        rows = self._query(
+            "SELECT r.seq, t.block_number FROM reports r JOIN txs t ON t.id = r.tx_id"
+            " WHERE r.status = 'confirmed' AND r.final = 1 ORDER BY r.seq DESC LIMIT 1"
+        )
+        return (rows[0]["seq"], rows[0]["block_number"]) if rows else (0, 0)
+
+    def prune(self, before: float) -> int:
+        """Retention: drop confirmed, final reports confirmed before `before` (the newest
+        actual report stays), keeping their sums in `pruned`; then the readings, anomalies
+        and transactions nothing refers to any more. Returns the reports dropped."""
+        with self._tx() as db:
+            old = "status = 'confirmed' AND final = 1 AND confirmed_at < ?"
+            db.execute(
+                "INSERT INTO pruned (kind, account, wh, count)"
+                f" SELECT kind, account, SUM(wh), COUNT(*) FROM reports WHERE {old}"
+                " AND kind != 'actual' GROUP BY kind, account"
+                " ON CONFLICT (kind, account) DO UPDATE SET wh = wh + excluded.wh,"
+                " count = count + excluded.count",
+                (before,),
+            )
+            newest_actual = db.execute(
+                "SELECT MAX(seq) FROM reports WHERE kind = 'actual' AND status = 'confirmed'"
+            ).fetchone()[0]
+            dropped = db.execute(
+                f"DELETE FROM reports WHERE {old} AND NOT (kind = 'actual' AND seq IS ?)",
+                (before, newest_actual),
+            ).rowcount
+            unused = (
+                "recorded_at < ? AND id NOT IN (SELECT reading_id FROM reports)"
+                " AND id NOT IN (SELECT reading_id FROM meter_state)"
+            )
+            db.execute(
+                "DELETE FROM anomalies WHERE reading_id IN"
+                f" (SELECT id FROM readings WHERE {unused})",
+                (before,),
+            )
+            db.execute(f"DELETE FROM readings WHERE {unused}", (before,))
+            db.execute(
+                "DELETE FROM txs WHERE signed_at < ? AND status != 'signed'"
+                " AND id NOT IN (SELECT tx_id FROM reports WHERE tx_id IS NOT NULL)",
+                (before,),
+            )
+        return dropped
 
     def release(self, reports: list[Report] | None = None) -> int:
         """Reports known not to be on chain go back to pending and lose their numbers."""
@@ -446,6 +694,10 @@ class Outbox:
             (status,),
         )
         totals = {(r["kind"], r["account"]): r["wh"] for r in rows}
+        if status == "confirmed":
+            for r in self._query("SELECT kind, account, wh FROM pruned"):
+                key = (r["kind"], r["account"])
+                totals[key] = totals.get(key, 0) + r["wh"]
         actual = self._query(
             "SELECT wh FROM reports WHERE status = ? AND kind = 'actual' ORDER BY seq DESC LIMIT 1",
             (status,),

@@ -10,6 +10,7 @@ refusal) it reconciles with the ledger's `last_seq` before sending again.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from eth_utils import to_checksum_address
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from oracle.accounting import Anomaly, Limits, account, plan_reports
@@ -43,8 +45,15 @@ from oracle.outbox import Outbox, Report
 
 log = logging.getLogger("oracle.service")
 
+
+def _checksum(account: str | None) -> str | None:
+    return to_checksum_address(account) if account else None
+
+
 OUTBOX_FILE = "outbox.sqlite"
 LOCK_FILE = "oracle.lock"
+# Written once the state dir is bound to a chain: an empty outbox beside it is an error.
+MARKER_FILE = "state.json"
 
 
 def boot_clock() -> str | None:
@@ -87,22 +96,37 @@ class StateLock:
     """One service per state directory (two would race for nonces and sequence numbers)."""
 
     def __init__(self, state_dir: Path):
+        try:
+            self._take(state_dir)
+        except OSError as exc:
+            raise StateError(
+                f"state_dir {state_dir}: {exc.strerror or exc} (a read-only or full file system?)"
+            ) from None
+
+    def _take(self, state_dir: Path) -> None:
+        self._fd = self._dir_fd = -1
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / LOCK_FILE
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # The lock is held on the directory itself, which cannot be deleted while the service
+        # runs (it is not empty); `oracle.lock` only tells the pid.
+        self._dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self._fd)
+            os.close(self._dir_fd)
             raise StateError(f"another oracle is running with state_dir {state_dir}") from None
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
+        if self._dir_fd >= 0:
+            fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
 
 def make_drivers(config: OracleConfig, state_dir: Path | None) -> dict[str, MeterDriver]:
@@ -167,8 +191,15 @@ class Service:
         chain_id: int | None = None,
         lock: StateLock | None = None,
         crashpoints: CrashPoints | None = None,
+        ledger_address: str | None = None,
+        deploy_block: int = 0,
+        config_path: Path | None = None,
     ):
         self.config = config
+        self.ledger_address = ledger_address or chain.ledger.address
+        self.deploy_block = deploy_block
+        self.config_path = config_path
+        self._reconciled_once = False
         # The chain the deployments file and the outbox belong to; checked on first contact.
         self.chain_id = chain_id
         self.chain = chain
@@ -179,6 +210,9 @@ class Service:
         self._lock = lock
         self._stop = threading.Event()
         self._work = threading.Event()
+        # Set when the reader has stopped: only then can the drain know it saw every report.
+        self._reader_done = threading.Event()
+        self._sender_waiting_reader = False
         self._clock = boot_clock()
         self._next_seq: int | None = None
         self._needs_reconcile = True
@@ -218,6 +252,14 @@ class Service:
                 problems.append(f"meter {meter}: no reading for {now - last:.0f} s")
         if self._chain_ok is False:
             problems.append(f"chain: {self._chain_error}")
+        started = getattr(self.chain, "call_started", None)
+        waited = time.monotonic() - started if started is not None else 0.0
+        if waited > max(self.config.service.period_s, 1.0):
+            # A node that accepts the connection and never answers: shown within a period,
+            # long before the RPC timeout and its retries run out.
+            problems.append(
+                f"chain: {self.config.chain.rpc_url} has not answered for {waited:.0f} s"
+            )
         if self._unit_error:
             problems.append(self._unit_error)
         if self._refusal:
@@ -233,6 +275,19 @@ class Service:
             "unit": self.chain.unit,
         }
         return not problems, detail
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Tie the state dir to this chain, ledger and unit; only once the chain answered."""
+        meta = self.outbox.meta()
+        fresh = "chain_id" not in meta
+        chain_id = self.chain_id if self.chain_id is not None else self.chain.chain_id
+        self.outbox.bind(chain_id=str(chain_id), ledger=self.ledger_address, unit=self.chain.unit)
+        if fresh:
+            # A new state dir for a unit that reported before: its history is not ours.
+            self.outbox.set_meta("accepted_through", str(self.chain.last_seq()))
+        write_marker(self.config.service.state_dir, chain_id, self.ledger_address, self.chain.unit)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -263,26 +318,31 @@ class Service:
             reading = replace(reading, monotonic=time.monotonic(), clock=self._clock)
 
         fingerprint = meter.fingerprint()
-        state = self.outbox.meter_state(meter.name)
-        previous, extra = None, []
-        if state is not None:
-            if state.fingerprint == fingerprint:
-                previous = state.baseline
-            else:
-                extra.append(Anomaly("meter_changed", "", "meter configuration changed"))
         limits = Limits(meter.rated_power_w, meter.plausibility_margin, meter.rollover_wh)
-        delta = account(previous, reading, limits)
         channels = self.config.channels_of(meter.name)
-        plan = plan_reports(channels, delta, reading, self.outbox.actual_states())
-        anomalies = tuple(extra) + delta.anomalies
-        self.outbox.record(
-            meter.name, fingerprint, reading, delta, plan.reports, plan.actual_updates, anomalies
-        )
+        notes: list[str] = []
+
+        def compute(state, actual_states):
+            # Runs inside the outbox's write transaction: the baseline it reads is the one
+            # the reading replaces, even with another writer on the same database.
+            previous, extra = None, []
+            if state is not None:
+                if state.fingerprint == fingerprint:
+                    previous = state.baseline
+                else:
+                    extra.append(Anomaly("meter_changed", "", "meter configuration changed"))
+            delta = account(previous, reading, limits)
+            plan = plan_reports(channels, delta, reading, actual_states)
+            notes.extend(plan.notes)
+            anomalies = tuple(extra) + delta.anomalies
+            return fingerprint, reading, delta, plan.reports, plan.actual_updates, anomalies
+
+        _, reports, anomalies = self.outbox.record_reading(meter.name, compute)
         self._last_read[meter.name] = time.time()
         self.metrics.readings.labels(meter.name).inc()
         self.metrics.last_reading.labels(meter.name).set(time.time())
         self.metrics.outbox_depth.set(self.outbox.depth())
-        for report in plan.reports:
+        for report in reports:
             self.metrics.reports.labels(report.kind, "created").inc()
         for anomaly in anomalies:
             self.metrics.anomalies.labels(meter.name, anomaly.kind).inc()
@@ -290,7 +350,7 @@ class Service:
                 anomaly.detail,
                 extra={"meter": meter.name, "anomaly": anomaly.kind, "counter": anomaly.counter},
             )
-        for note in plan.notes:
+        for note in notes:
             log.warning(note, extra={"meter": meter.name})
         log.debug(
             "reading recorded",
@@ -299,7 +359,7 @@ class Service:
                 "import_wh": reading.import_wh,
                 "export_wh": reading.export_wh,
                 "stored_wh": reading.stored_wh,
-                "reports": len(plan.reports),
+                "reports": len(reports),
             },
         )
         return True
@@ -307,32 +367,94 @@ class Service:
     # -- delivery ----------------------------------------------------------------------------
 
     def reconcile(self) -> bool:
-        """Align the outbox with the ledger's `last_seq`; True if no own tx was pending."""
+        """Align the outbox with what the ledger's events hold for this unit; True if no own
+        transaction was pending.
+
+        A report is confirmed only when its own transaction (by hash, with its content) is
+        mined under its number. A number taken by a transaction this outbox did not sign
+        sends the report back to pending; confirmed reports the chain lost (a rollback
+        shallower than `chain.confirmations`) go back to pending too. Reports on chain that
+        this outbox does not know are adopted at start (an older copy of the state dir, a lost
+        WAL) or, while running, stop the service: another writer uses this key."""
         if not self._chain_verified:
             served = self.chain.connect()
             if self.chain_id is not None and served != self.chain_id:
                 raise StateError(
                     f"{self.config.chain.rpc_url} serves chain {served}, not {self.chain_id}"
                 )
+            self.bind()
             self._chain_verified = True
+        meta = self.outbox.meta()
+        if meta.get("foreign_writer"):
+            raise StateError(meta["foreign_writer"])
         settled = self.chain.wait_settled(
             self.config.chain.settle_timeout_s,
             sleep=lambda s: self._stop.wait(s),
             give_up=self._give_up_waiting,
         )
+        head = self.chain.block_number()
         last = self.chain.last_seq()
         self.metrics.on_chain_seq.set(last)
-        found = self.outbox.confirm_through(last)
-        confirmed_max = self.outbox.max_seq("confirmed") or 0
-        if last < confirmed_max:
+        confirmations = self.config.chain.confirmations
+        final_seq, final_block = self.outbox.final_through()
+        if last < final_seq:
             raise StateError(
                 f"ledger last_seq {last} for unit {self.chain.unit} is behind the outbox's "
-                f"confirmed seq {confirmed_max}: wrong chain or ledger, or the chain lost blocks"
+                f"final seq {final_seq}: wrong chain or ledger, or the chain lost more than "
+                f"chain.confirmations = {confirmations} blocks"
             )
+        scan_from = max(final_block, self.deploy_block)
+        on_chain = {
+            seq: c
+            for seq, c in self.chain.reports_since(scan_from, max(head, scan_from)).items()
+            if seq > final_seq
+        }
+        own = self.outbox.own_txs()
+        matched: set[int] = set()
+        found, lost, displaced = 0, [], []
+        for r in self.outbox.assigned():
+            if r["final"] or r["seq"] <= final_seq:
+                # Below the newest final report the events are not read again (mined in
+                # earlier blocks, so final too): never taken for lost.
+                matched.add(r["seq"])
+                continue
+            c = on_chain.get(r["seq"])
+            content = (r["kind"], _checksum(r["account"]), r["wh"])
+            if (
+                c is not None
+                and c.content() == content
+                and (c.tx_hash in own or r["status"] == "sending")
+            ):
+                # Its own transaction; or (unknown hash, same content) one signed by a lost
+                # copy of this outbox.
+                matched.add(r["seq"])
+                if r["status"] != "confirmed" or (r["tx_hash"] or "").lower() != c.tx_hash:
+                    gas = self.chain.gas_used(c.tx_hash)
+                    self.outbox.confirm_on_chain(r["id"], r["seq"], c.tx_hash, c.block_number, gas)
+                    found += 1
+                elif r["block_number"] != c.block_number:
+                    self.outbox.confirm_on_chain(r["id"], r["seq"], c.tx_hash, c.block_number, None)
+            elif r["status"] == "confirmed":
+                lost.append(r)
+            elif c is not None:
+                displaced.append(r)
+        if lost:
+            self.outbox.unconfirm([r["id"] for r in lost])
+            log.warning(
+                "the chain lost confirmed reports (rolled back); they are pending again",
+                extra={"count": len(lost), "first_seq": lost[0]["seq"], "last_seq": last},
+            )
+        if displaced:
+            self.outbox.release([self._as_report(r) for r in displaced])
         if found:
             log.info(
                 "reconciled: reports found on chain", extra={"confirmed": found, "last_seq": last}
             )
+        accepted = int(meta.get("accepted_through", "0"))
+        unknown = [on_chain[s] for s in sorted(on_chain) if s > accepted and s not in matched]
+        if displaced or unknown:
+            self._unknown_reports(unknown, displaced, matched, settled)
+        if found or lost or displaced or unknown:
             self._after_confirm()
         in_flight = self.outbox.in_flight()
         if settled:
@@ -344,13 +466,90 @@ class Service:
         else:
             log.warning("own transactions still pending; resending with the same numbers")
             self._next_seq = (in_flight[-1].seq + 1) if in_flight else last + 1
-        if last > (self.outbox.max_seq("confirmed") or 0) and not found:
-            log.warning(
-                "ledger is ahead of this outbox: another process reported for this unit",
-                extra={"last_seq": last},
-            )
+        self.outbox.finalize(head - confirmations)
         self._needs_reconcile = False
+        self._reconciled_once = True
         return settled
+
+    @staticmethod
+    def _as_report(r: dict[str, Any]) -> Report:
+        return Report(
+            r["id"], r["channel"], r["kind"], r["account"], r["wh"], r["seq"], r["status"]
+        )
+
+    def _foreign(self, what: str) -> StateError:
+        message = (
+            f"another writer reports for unit {self.chain.unit}: {what}; run one oracle per "
+            f"unit key: stop the other one, then run `oracle accept-chain --config "
+            f"{self.config_path or '<file>'}` here to go on"
+        )
+        self.outbox.set_meta("foreign_writer", " ".join(message.split()))
+        return StateError(message)
+
+    def _unknown_reports(self, unknown, displaced, matched, settled: bool) -> None:
+        """Reports on chain this outbox did not send: adopt them or refuse."""
+        if self._reconciled_once:
+            first = (displaced or unknown)[0]
+            seq = first["seq"] if isinstance(first, dict) else first.seq
+            raise self._foreign(f"ledger seq {seq} is in a transaction this outbox did not sign")
+        if matched and min(c.seq for c in unknown) < max(matched):
+            raise self._foreign(
+                f"ledger seq {unknown[0].seq} is in a transaction this outbox did not sign"
+            )
+        if not settled:
+            raise ChainUnavailable("own transactions still pending; adoption waits for them")
+        flows = {
+            (ch.kind, _checksum(ch.account)) for ch in self.config.channels if ch.kind != "actual"
+        }
+        actual = any(ch.kind == "actual" for ch in self.config.channels)
+        strange = [
+            c
+            for c in unknown
+            if (c.kind, c.account) not in flows and not (c.kind == "actual" and actual)
+        ]
+        if strange:
+            c = strange[0]
+            raise self._foreign(
+                f"ledger seq {c.seq} reports {c.kind} {c.wh} Wh for {c.account}, an account "
+                "this oracle does not report for"
+            )
+        # Sent by this unit from a copy of the outbox that is lost (a restored backup, a
+        # deleted WAL): the pending reports it knows match in order; the rest came from
+        # readings it lost, whose energy the next readings measure again (the baseline is
+        # older): it becomes a credit taken off them.
+        pending = self.outbox.pending()
+        i, adopted, credited = 0, 0, 0
+        for c in unknown:
+            if i < len(pending):
+                p = pending[i]
+                if (p.kind, _checksum(p.account), p.wh) == c.content():
+                    gas = self.chain.gas_used(c.tx_hash)
+                    self.outbox.confirm_on_chain(p.id, c.seq, c.tx_hash, c.block_number, gas)
+                    i += 1
+                    adopted += 1
+                    continue
+            channel = next(
+                ch.name
+                for ch in self.config.channels
+                if ch.kind == c.kind and (c.kind == "actual" or _checksum(ch.account) == c.account)
+            )
+            rid = self.outbox.add_adopted(channel, c.kind, c.account, c.wh)
+            gas = self.chain.gas_used(c.tx_hash)
+            self.outbox.confirm_on_chain(rid, c.seq, c.tx_hash, c.block_number, gas)
+            if c.kind != "actual":
+                self.outbox.add_credit(c.kind, c.account, c.wh)
+                credited += c.wh
+        self.outbox.set_meta("accepted_through", str(unknown[-1].seq))
+        log.warning(
+            "ledger held reports this outbox did not know (an older copy of the state dir?): "
+            "adopted, not sent again",
+            extra={
+                "first_seq": unknown[0].seq,
+                "last_seq": unknown[-1].seq,
+                "adopted": adopted,
+                "credit_wh": credited,
+            },
+        )
 
     def _after_confirm(self) -> None:
         self.metrics.outbox_depth.set(self.outbox.depth())
@@ -404,6 +603,7 @@ class Service:
             raise
         self.crash.hit("after_receipt")
         self.outbox.confirm(batch, tx_id, mined.block_number, mined.gas_used)
+        self.outbox.finalize(mined.block_number - self.config.chain.confirmations)
         self._next_seq = batch[-1].seq + 1
         self._chain_up()
         self._after_confirm()
@@ -476,6 +676,9 @@ class Service:
         self.metrics.chain_up.set(1)
 
     def _chain_down(self, exc: BaseException) -> None:
+        # Whatever the chain did meanwhile (a restart from an older state, a reorg) is
+        # looked at before the next send.
+        self._needs_reconcile = True
         if isinstance(exc, LedgerRefusing):
             # The chain answers; the ledger says no. Not an outage.
             self._refusal = str(exc)
@@ -494,6 +697,9 @@ class Service:
         self._chain_ok, self._chain_error = True, None
         self.metrics.chain_up.set(1)
         self.metrics.on_chain_seq.set(info.last_seq)
+        if self._next_seq is not None and info.last_seq != self._next_seq - 1:
+            self._needs_reconcile = True  # the chain moved back (or someone else wrote)
+            self._work.set()
         self._unit_error = (
             None if info.active else f"unit {self.chain.unit} is not active on the ledger"
         )
@@ -501,9 +707,31 @@ class Service:
     # -- threads -----------------------------------------------------------------------------
 
     def _reader_loop(self) -> None:
+        try:
+            self._read_until_stopped()
+        finally:
+            self._reader_done.set()
+            self._work.set()
+
+    def prune_once(self) -> int:
+        retain = self.config.service.retain_s
+        dropped = self.outbox.prune(time.time() - retain)
+        if dropped:
+            log.info("outbox pruned", extra={"reports": dropped, "retain_s": retain})
+        return dropped
+
+    def _read_until_stopped(self) -> None:
         period = self.config.service.period_s
         next_at = time.monotonic()
+        prune_every = min(3600.0, self.config.service.retain_s)
+        prune_at = time.monotonic() + prune_every
         while not self._stop.is_set():
+            if time.monotonic() >= prune_at:
+                prune_at = time.monotonic() + prune_every
+                try:
+                    self.prune_once()
+                except Exception:
+                    log.exception("pruning the outbox failed")
             try:
                 self.read_once()
             except OracleError as exc:
@@ -549,8 +777,15 @@ class Service:
             if self._stop.is_set():
                 if self._drain_until is None:
                     self._drain_until = time.monotonic() + self.config.service.stop_drain_s
-                if time.monotonic() >= self._drain_until or self.outbox.depth() == 0:
+                if time.monotonic() >= self._drain_until:
                     return
+                if self.outbox.depth() == 0:
+                    if self._reader_done.is_set():
+                        return
+                    # A reading may still be being recorded: drain what it adds too.
+                    self._sender_waiting_reader = True
+                    self._reader_done.wait(0.05)
+                    continue
             try:
                 worked = self._deliver_with_retries()
                 if self._chain_ok is not True and worked:
@@ -578,7 +813,7 @@ class Service:
                 continue
             if not worked:
                 if self._stop.is_set():
-                    return
+                    continue  # the check above decides, once the reader has stopped
                 idle_check = max(self.config.service.period_s, 15.0)
                 if time.monotonic() - self._last_contact >= idle_check:
                     self.check_chain()
@@ -649,11 +884,45 @@ class Service:
             self._lock.release()
 
 
+def write_marker(state_dir: Path, chain_id: int, ledger: str, unit: str) -> None:
+    path = state_dir / MARKER_FILE
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp")
+    data = {"chain_id": chain_id, "ledger": ledger, "unit": unit, "at": time.time()}
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateError(f"{path}: {exc.strerror or exc}") from None
+
+
+def check_outbox_present(state_dir: Path) -> None:
+    """An initialised state dir whose outbox is gone or empty is an error, not a fresh start."""
+    if not (state_dir / MARKER_FILE).exists():
+        return
+    path = state_dir / OUTBOX_FILE
+    empty = not path.exists() or path.stat().st_size == 0
+    if not empty:
+        box = Outbox(path)
+        try:
+            empty = "chain_id" not in box.meta()
+        finally:
+            box.close()
+    if empty:
+        raise StateError(
+            f"{path} is missing or empty but {state_dir} was initialised ({MARKER_FILE}): "
+            "restore outbox.sqlite from a backup (reports the ledger already holds are "
+            f"adopted), or delete {MARKER_FILE} to start over without the lost readings"
+        )
+
+
 def open_service(
     config: OracleConfig,
     *,
     passphrase: str | None = None,
     crashpoints: CrashPoints | None = None,
+    config_path: Path | None = None,
 ) -> Service:
     """Everything `oracle run` checks before it starts, each failure one `OracleError` line."""
     state_dir = config.service.state_dir
@@ -666,21 +935,43 @@ def open_service(
             passphrase = resolve_passphrase(c.passphrase_file, c.passphrase_env)
         unit_account = load_account(c.keystore, passphrase)
         chain = chain_client(config, chain_id=chain_id, account=unit_account)
+        answered = False
         try:
             served = chain.connect()
             if served != chain_id:
                 raise ChainError(f"{c.rpc_url} serves chain {served}, the config says {chain_id}")
             chain.check_unit()
+            answered = True
         except ChainUnavailable as exc:
             log.warning(
                 "chain unreachable at start; reading meters meanwhile", extra={"error": str(exc)}
             )
+        check_outbox_present(state_dir)
         outbox = Outbox(state_dir / OUTBOX_FILE)
-        outbox.bind(chain_id=str(chain_id), ledger=ledger.address, unit=chain.unit)
+        meta = outbox.meta()
+        if not answered and "chain_id" in meta and meta["chain_id"] != str(chain_id):
+            raise StateError(
+                f"{outbox.path} belongs to chain_id {meta['chain_id']}, not {chain_id}; "
+                "use another state_dir"
+            )
         drivers = make_drivers(config, state_dir)
-        return Service(
-            config, chain, outbox, drivers, chain_id=chain_id, lock=lock, crashpoints=crashpoints
+        service = Service(
+            config,
+            chain,
+            outbox,
+            drivers,
+            chain_id=chain_id,
+            lock=lock,
+            crashpoints=crashpoints,
+            ledger_address=ledger.address,
+            deploy_block=ledger.block,
+            config_path=config_path,
         )
+        if answered:
+            # Bound only once the chain answered: a chain_id typed wrong while the chain is
+            # down binds nothing (the first contact refuses it).
+            service.bind()
+        return service
     except BaseException:
         lock.release()
         raise

@@ -71,7 +71,7 @@ def test_rollover_wraps_when_declared_and_plausible():
     assert account(Baseline.of(r(0, 999_990)), r(60, 25), LIMITS).import_wh == 0
 
 
-def test_implausible_jump_is_rejected_and_rebaselined():
+def test_implausible_jump_is_held_not_dropped():
     base = Baseline.of(r(0, 1000))
     # 60 s at 3600 W is 60 Wh; +10 % margin and 1 Wh of counter rounding: 67 Wh allowed.
     assert account(base, r(60, 1067), LIMITS).import_wh == 67
@@ -79,8 +79,25 @@ def test_implausible_jump_is_rejected_and_rebaselined():
     assert delta.import_wh == 0
     [anomaly] = delta.anomalies
     assert anomaly.kind == "implausible" and "68 Wh" in anomaly.detail
-    assert delta.baseline.import_wh == 1068  # the jump is dropped, not carried forward
-    assert account(delta.baseline, r(120, 1100), LIMITS).import_wh == 32
+    assert delta.baseline == base  # held: the energy is reported once time allows
+    assert account(delta.baseline, r(120, 1100), LIMITS).import_wh == 100
+
+
+def test_a_spike_is_skipped_without_losing_the_next_interval():
+    base = Baseline.of(r(0, 2125, 10))
+    spike = account(base, r(1, 5 * 10**15, 11), LIMITS)
+    assert (spike.import_wh, spike.export_wh, spike.baseline) == (0, 0, base)
+    after = account(spike.baseline, r(2, 2127, 12), LIMITS)
+    assert (after.import_wh, after.export_wh) == (2, 2)
+
+
+def test_a_small_step_back_is_a_glitch_not_a_reset():
+    """2125 -> 2095 -> 2130 is 5 Wh, not 35 (finding 2)."""
+    base = Baseline.of(r(0, 2125))
+    glitch = account(base, r(1, 2095), LIMITS)
+    assert glitch.import_wh == 0 and [a.kind for a in glitch.anomalies] == ["glitch"]
+    assert glitch.baseline == base
+    assert account(glitch.baseline, r(6, 2130), LIMITS).import_wh == 5
 
 
 def test_wall_clock_stepping_back_uses_the_monotonic_clock():
@@ -97,11 +114,15 @@ def test_wall_clock_stepping_forward_does_not_widen_the_allowance():
     assert delta.import_wh == 0 and delta.anomalies[0].kind == "implausible"
 
 
-def test_clock_backwards_across_a_reboot_counts_as_zero_time():
+def test_clock_backwards_across_a_reboot_holds_the_energy_until_the_clock_is_right():
     base = Baseline.of(r(10_000, 1000, mono=5_000, clock="boot:old"))
     delta = account(base, r(9_000, 1500, mono=30, clock="boot:new"), LIMITS)
     assert delta.import_wh == 0 and delta.elapsed_s == 0
     assert {a.kind for a in delta.anomalies} == {"clock_backwards", "implausible"}
+    assert delta.baseline == base  # held, not re-baselined (finding 1)
+    # NTP sets the clock right: the 500 Wh of the gap are reported, none lost.
+    later = account(delta.baseline, r(11_000, 1500, mono=90, clock="boot:new"), LIMITS)
+    assert later.import_wh == 500
     # A counter that did not move is fine.
     assert account(base, r(9_000, 1000, mono=30, clock="boot:new"), LIMITS).anomalies[0].kind == (
         "clock_backwards"

@@ -11,7 +11,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,6 +23,7 @@ from eth_account import Account
 
 from oracle.cli import main
 from oracle.config import load_config, to_toml
+from oracle.outbox import Outbox
 from oracle.service import open_service
 from tests.oracle.rig import PASSPHRASE, REPO, Counters, OracleSetup, free_port, make_unit
 
@@ -46,7 +50,22 @@ BAD_INPUT = {
     "config not found": "not found",
     "unreachable rpc without chain id": "unreachable",
     "health port taken": "cannot serve health and metrics on 127.0.0.1:",
+    # issue 10, finding 10
+    "rpc answering 501": "501 Server Error",
+    "ledger address of another contract": "is not the ledger (unit_info reverted without",
+    "damaged outbox": "database disk image is malformed; restore the outbox from a backup",
+    "state dir not writable": "(a read-only or full file system?)",
 }
+
+
+class Answer501(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.send_response(501)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +80,20 @@ def bad_runs(tmp_path_factory, anvil, ledger, deployments_dir, producer, w3):
         return meter_site(s, counters, producer)
 
     busy = socket.create_server(("127.0.0.1", 0))  # another program has the health port
+    not_rpc = ThreadingHTTPServer(("127.0.0.1", 0), Answer501)
+    threading.Thread(target=not_rpc.serve_forever, daemon=True).start()
+    # A contract that reverts every call without a reason (PUSH0 PUSH0 REVERT).
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction(
+            {"from": w3.eth.accounts[0], "data": "0x6003600a5f3960035ff35f5ffd"}
+        )
+    )
+    other_deployments = root / "other-deployments"
+    other_deployments.mkdir()
+    record = json.loads((deployments_dir / "31337.json").read_text())
+    for contract in record["contracts"].values():
+        contract["address"] = receipt["contractAddress"]
+    (other_deployments / "31337.json").write_text(json.dumps(record))
     registered = make_unit(w3, root)
     ledger.register(registered.address)
     stranger = make_unit(w3, root)
@@ -88,6 +121,19 @@ def bad_runs(tmp_path_factory, anvil, ledger, deployments_dir, producer, w3):
             data["meters"][0].update(driver="sdm", options={"baudrate": 9600})
         if name == "health port taken":
             data["service"].update(http_enabled=True, http_port=busy.getsockname()[1])
+        if name == "rpc answering 501":
+            data["chain"]["rpc_url"] = f"http://127.0.0.1:{not_rpc.server_address[1]}"
+        if name == "ledger address of another contract":
+            data["chain"]["deployments_dir"] = str(other_deployments)
+        if name == "damaged outbox":
+            outbox = Path(data["service"]["state_dir"]) / "outbox.sqlite"
+            Outbox(outbox).close()
+            size = outbox.stat().st_size
+            with open(outbox, "r+b") as fh:
+                fh.seek(4096)
+                fh.write(b"\xa5" * (size - 4096))
+        if name == "state dir not writable":
+            Path(data["service"]["state_dir"]).write_text("a file where the directory should be")
         if name == "unreachable rpc without chain id":
             data["chain"].update(rpc_url=f"http://127.0.0.1:{free_port()}", chain_id=None)
             data["chain"] = {k: v for k, v in data["chain"].items() if v is not None}
@@ -116,6 +162,7 @@ def bad_runs(tmp_path_factory, anvil, ledger, deployments_dir, producer, w3):
         out, err = proc.communicate(timeout=60)
         results[name] = (proc.returncode, out, err)
     busy.close()
+    not_rpc.shutdown()
     return results
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -150,9 +151,16 @@ def test_inactive_unit_keeps_reports_until_reactivated(site, counters, ledger, p
     service.close()
 
 
-def test_another_writer_for_the_unit_is_absorbed(site, counters, ledger, producer, w3):
-    """Someone else used the unit's key (seq 1): the oracle's seq 1 is refused as a bad
-    sequence, it reconciles and delivers its report as seq 2."""
+def test_another_writer_for_the_unit_stops_the_service(
+    site, counters, ledger, producer, w3, tmp_path
+):
+    """Someone else used the unit's key (seq 1): the oracle's seq 1 is refused, and the
+    report is not taken as confirmed by the other's transaction (finding 3): the service
+    stops with one line; after `oracle accept-chain` it delivers the report as seq 2."""
+    from click.testing import CliRunner
+
+    from oracle.cli import main
+
     service = start(site)
     service.read_once()
     counters.add(exp=5)
@@ -171,14 +179,29 @@ def test_another_writer_for_the_unit_is_absorbed(site, counters, ledger, produce
     signed = other.sign([foreign])
     other.broadcast(signed)
     other.wait_mined(signed)
+    with pytest.raises(StateError, match="another writer reports for unit"):
+        drain(service)
+    assert service.outbox.counts()["confirmed"] == 0
+    assert service.outbox.depth() == 1
+    service.close()
+    again = start(site)
+    with pytest.raises(StateError, match="another writer"):
+        again.reconcile()  # sticky until the operator acts
+    again.close()
+    result = CliRunner().invoke(main, ["accept-chain", "--config", str(site.write())])
+    assert result.exit_code == 0, result.output
+    service = start(site)
     drain(service)
     assert ledger.last_seq(site.unit.address) == 2
     assert ledger.totals(site.unit.address) == {("produced", producer): 1005}
+    assert service.outbox.totals() == {("produced", producer): 5}
     assert service.outbox.max_seq() == 2
     service.close()
 
 
-def test_chain_behind_the_outbox_is_fatal(site, counters, w3):
+def test_chain_behind_the_outbox_resends_what_it_lost(site, counters, ledger, producer, w3):
+    """The chain forgets a confirmed, not yet final report (finding 7): it is pending again
+    and sent again; the ledger ends equal to the meter."""
     service = start(site)
     service.read_once()
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
@@ -186,7 +209,25 @@ def test_chain_behind_the_outbox_is_fatal(site, counters, w3):
     service.read_once()
     drain(service)
     w3.provider.make_request("evm_revert", [snapshot])  # the chain forgets the report
-    with pytest.raises(StateError, match="behind the outbox's confirmed seq 1"):
+    assert ledger.last_seq(site.unit.address) == 0
+    service.reconcile()
+    assert service.outbox.depth() == 1
+    drain(service)
+    assert ledger.totals(site.unit.address) == {("produced", producer): 5}
+    assert service.outbox.totals() == {("produced", producer): 5}
+    service.close()
+
+
+def test_chain_behind_a_final_report_is_fatal(site, counters, w3):
+    site.chain["confirmations"] = 0
+    service = start(site)
+    service.read_once()
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    counters.add(exp=5)
+    service.read_once()
+    drain(service)
+    w3.provider.make_request("evm_revert", [snapshot])
+    with pytest.raises(StateError, match="behind the outbox's final seq 1"):
         service.reconcile()
     service.close()
 
@@ -263,3 +304,40 @@ def test_proof_of_authority_chain_is_detected(site, counters, ledger, producer):
         service.close()
     finally:
         proxy.close()
+
+
+def test_the_stop_drain_waits_for_a_reading_being_recorded(site, counters, ledger, producer):
+    """Finding 11: SIGTERM while the reader is inside a reading: the sender drains what that
+    reading adds instead of exiting with it pending."""
+    service = start(site)
+    service.read_once()  # the baseline
+    counters.add(exp=5)
+    real = service.drivers["inverter"]
+    entered, release = threading.Event(), threading.Event()
+
+    class Gate:
+        def read(self):
+            entered.set()
+            release.wait(30)
+            return real.read()
+
+        def close(self):
+            real.close()
+
+    service.drivers["inverter"] = Gate()
+    runner = threading.Thread(target=service.run, kwargs={"install_signals": False})
+    runner.start()
+    assert entered.wait(30)
+    service.stop()
+
+    def sender_alive() -> bool:
+        return any(t.name == "oracle-sender" for t in threading.enumerate())
+
+    deadline = time.monotonic() + 30
+    while sender_alive() and not getattr(service, "_sender_waiting_reader", False):
+        assert time.monotonic() < deadline, "the sender neither waited nor exited"
+        time.sleep(0.01)
+    release.set()
+    runner.join(30)
+    assert service.outbox.depth() == 0
+    assert ledger.totals(site.unit.address) == {("produced", producer): 5}
