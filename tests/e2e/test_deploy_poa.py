@@ -21,7 +21,21 @@ from web3 import Web3
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).with_name("ape"))
-PORT, CHAIN_ID = 8546, 4242
+CHAIN_ID = 4242
+
+
+def _free_port() -> int:
+    """A port nobody listens on: the configured 8546 may be taken (another suite on this
+    host deploying to it would change this test's nonces)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = _free_port()
+# The configured network, reached at this node's address (Ape's `ecosystem:network:URI`
+# choice keeps the network's config: legacy transactions, fixed gas limit).
+NETWORK = f"ethereum:powerhive-poa:http://127.0.0.1:{PORT}"
 ALIAS, PASSPHRASE = "operator", "correct horse battery staple"
 # Anvil's first development key: funded on the node below.
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -85,7 +99,7 @@ def _deploy(env, out_dir, *extra):
             "run",
             "deploy",
             "--network",
-            "ethereum:powerhive-poa:node",
+            NETWORK,
             "--account",
             ALIAS,
             "--out-dir",
