@@ -70,7 +70,7 @@ def run(config_path: Path) -> None:
         log.info("oracle stopped before it started", extra={"signal": stop.signal})
         sys.exit(0)
     service = open_service(config, config_path=config_path)
-    sys.exit(service.run(stop=stop))
+    stop.exit(service.run(stop=stop))
 
 
 @main.command()

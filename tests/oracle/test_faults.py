@@ -397,3 +397,29 @@ def test_more_signals_during_the_shutdown_still_exit_0(site, tmp_path):
     proc = OracleProcess(setup.write(), log).start()
     settle(setup, counters, proc)
     assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def test_signals_until_the_process_is_gone_still_exit_0(site, tmp_path):
+    """SIGINT over and over from the stop to the very end of the process: once the service
+    has stopped, a plain interpreter exit resets SIGINT to its default while it finalizes,
+    and a signal in that window killed a cleanly stopped service (exit -2, seen on a loaded
+    host). The handler stays to the end: always exit 0."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        count = readings(setup)
+        wait_for(lambda: readings(setup) >= count + 5, 60, "readings while running")
+        proc.signal(signal.SIGINT)
+        wait_for(lambda: "oracle stopped" in proc.log_text(), 60, "the service stopped")
+        while proc.alive():
+            proc.signal(signal.SIGINT)
+            time.sleep(0.0005)
+        assert proc.wait(10) == 0, proc.log_text()[-2000:]
+    text = proc.log_text()
+    assert text.count("received: stopping") == 1
+    assert "Traceback" not in text
+    proc = OracleProcess(setup.write(), log).start()
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
