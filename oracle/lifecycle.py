@@ -29,6 +29,10 @@ class StopRequest:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        # Taken by the first stop signal. A test-and-set, not a flag: Python runs a handler
+        # between bytecodes of the main thread, so a second signal can run its handler
+        # inside the first one's, before a flag is set (seen: two "received: stopping").
+        self._first = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         self.signal: str | None = None
 
@@ -74,7 +78,7 @@ class StopRequest:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
-        if self.requested:
+        if self.requested or not self._first.acquire(blocking=False):
             log.info("%s during shutdown: already stopping", name, extra={"signal": name})
             return
         self.signal = name
