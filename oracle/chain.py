@@ -36,7 +36,14 @@ from web3.exceptions import (
 )
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from oracle.errors import ChainError, ChainUnavailable, ReportReverted, TxPending, UnitNotRegistered
+from oracle.errors import (
+    ChainError,
+    ChainUnavailable,
+    ReportReverted,
+    TxPending,
+    UnitNotRegistered,
+    UnitUnfunded,
+)
 from oracle.outbox import Report
 
 log = logging.getLogger("oracle.chain")
@@ -376,6 +383,13 @@ class ChainClient:
             estimate = self.rpc(call.estimate_gas, sender)
         except ContractLogicError as exc:
             raise ReportReverted(revert_reason(exc)) from None
+        except ChainError as exc:
+            if "insufficient funds" in str(exc).lower():  # nodes that estimate with a fee
+                raise UnitUnfunded(
+                    f"unit {self.unit} has no funds for gas (the node refused the gas "
+                    "estimate): fund it with the chain's native coin"
+                ) from None
+            raise
         if self._nonce is None:
             self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
         tx = call.build_transaction(
@@ -407,6 +421,8 @@ class ChainClient:
             message = str(exc).lower()
             if "already known" not in message and "already imported" not in message:
                 self._nonce = None
+                if "insufficient funds" in message:
+                    raise self._unfunded(signed) from None
                 if "nonce" in message:
                     raise ChainUnavailable(f"nonce conflict: {_short(exc)}") from None
                 raise ChainError(f"transaction refused: {_short(exc)}") from None
@@ -419,6 +435,16 @@ class ChainClient:
         finally:
             self.call_started = None
         self._nonce = signed.nonce + 1
+
+    def _unfunded(self, signed: SignedReport) -> UnitUnfunded:
+        try:
+            balance = f"{self.rpc(self.w3.eth.get_balance, self.unit) / 10**18:.6g}"
+        except ChainError:
+            balance = "unknown"
+        return UnitUnfunded(
+            f"unit {self.unit} has no funds for gas (balance {balance}, one report "
+            f"transaction needs up to {signed.gas} gas): fund it with the chain's native coin"
+        )
 
     def wait_mined(self, signed: SignedReport, give_up: Callable[[], bool] | None = None) -> Mined:
         """The receipt; `ReportReverted(mined=True)` for status 0, `TxPending` on timeout or

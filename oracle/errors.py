@@ -41,6 +41,10 @@ class UnitNotRegistered(ChainError):
     """The unit is not an active storage unit of the ledger ("ledger: unit not active")."""
 
 
+class UnitUnfunded(ChainError):
+    """The unit's key cannot pay for gas; delivery retries until someone funds it."""
+
+
 class ReportReverted(ChainError):
     """The ledger refused a report; `reason` is the revert string, `mined` whether gas was spent."""
 

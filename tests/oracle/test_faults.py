@@ -147,7 +147,10 @@ def start_after_baseline(setup, log, env=None) -> OracleProcess:
     the same state dir recorded)."""
     before = readings(setup)
     proc = OracleProcess(setup.write(), log, env).start()
-    wait_for(lambda: readings(setup) > before or not proc.alive(), 60, "the first reading")
+    try:
+        wait_for(lambda: readings(setup) > before or not proc.alive(), 60, "the first reading")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the service's log ends:\n{proc.log_text()[-3000:]}") from None
     assert proc.alive(), proc.log_text()[-2000:]
     return proc
 

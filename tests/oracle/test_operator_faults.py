@@ -328,15 +328,22 @@ def test_a_reboot_with_the_clock_behind_reports_the_energy_later(site, tmp_path)
     proc = start_after_baseline(setup, log)
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    db = sqlite3.connect(setup.state_dir / "outbox.sqlite")
+    counters.add(exp=100, imp=40)
+    # The meter is unreadable until the new process runs: its first reading then comes a
+    # period after the baseline is moved ahead of the clock, however slow the start was.
+    hidden = counters.dir.with_name(counters.dir.name + ".unplugged")
+    counters.dir.rename(hidden)
+    proc = OracleProcess(setup.write(), log).start()
+    wait_for(lambda: "meter read failed" in log.read_text() or not proc.alive(), 60, "a start")
+    assert proc.alive(), proc.log_text()[-2000:]
+    db = sqlite3.connect(setup.state_dir / "outbox.sqlite", timeout=30)
     with db:
         db.execute(
             "UPDATE meter_state SET clock = 'boot:previous', monotonic = 1e6, ts = ?",
-            (time.time() + 3,),
+            (time.time() + 5,),
         )
     db.close()
-    counters.add(exp=100, imp=40)
-    proc = start_after_baseline(setup, log)
+    hidden.rename(counters.dir)
     # Held at first (the clock is behind the baseline), then reported, all of it.
     expected = {("produced", producer): 100, ("consumed", consumer): 40}
     wait_for(lambda: outbox_totals(setup) == expected, 60, "the held energy to be reported")
@@ -510,3 +517,43 @@ def test_a_hung_node_shows_on_health_within_a_period(site, tmp_path, chain):
         assert_exact(setup, ledger, counters, start, producer, consumer)
     finally:
         proxy.close()
+
+
+def test_an_unfunded_unit_key_is_one_clear_line_until_it_is_funded(site, tmp_path, chain):
+    """Finding 10: a unit key with no gas money. /health and the log say so in one line
+    (no traceback on every retry); once funded, everything measured meanwhile is delivered."""
+    from tests.oracle.test_faults import http_get
+
+    setup, ledger, counters, producer, consumer = site
+    w3 = chain.w3()
+    assert "error" not in w3.provider.make_request(
+        "anvil_setBalance", [setup.unit.address, "0x0"]
+    )
+    port = free_port()
+    setup.service.update(http_enabled=True, http_port=port)
+    setup.chain.update(retry_max_s=0.5)
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    counters.add(imp=3, exp=7)
+    wait_for(
+        lambda: log.read_text().count("has no funds for gas") >= 3, 60, "retries to be logged"
+    )
+    status, body = http_get(port, "/health")
+    assert status == 503
+    problems = json.loads(body)["problems"]
+    assert any(
+        f"unit {setup.unit.address} has no funds for gas" in p and "fund it" in p
+        for p in problems
+    ), problems
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "sender failed" not in text
+    assert ledger.last_seq(setup.unit.address) == 0
+    assert "error" not in w3.provider.make_request(
+        "anvil_setBalance", [setup.unit.address, hex(10**20)]
+    )
+    counters.add(imp=1, exp=2)
+    wait_for(lambda: http_get(port, "/health")[0] == 200, 60, "health to recover")
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
