@@ -526,9 +526,7 @@ def test_an_unfunded_unit_key_is_one_clear_line_until_it_is_funded(site, tmp_pat
 
     setup, ledger, counters, producer, consumer = site
     w3 = chain.w3()
-    assert "error" not in w3.provider.make_request(
-        "anvil_setBalance", [setup.unit.address, "0x0"]
-    )
+    assert "error" not in w3.provider.make_request("anvil_setBalance", [setup.unit.address, "0x0"])
     port = free_port()
     setup.service.update(http_enabled=True, http_port=port)
     setup.chain.update(retry_max_s=0.5)
@@ -536,15 +534,12 @@ def test_an_unfunded_unit_key_is_one_clear_line_until_it_is_funded(site, tmp_pat
     start = (counters.imp, counters.exp)
     proc = start_after_baseline(setup, log)
     counters.add(imp=3, exp=7)
-    wait_for(
-        lambda: log.read_text().count("has no funds for gas") >= 3, 60, "retries to be logged"
-    )
+    wait_for(lambda: log.read_text().count("has no funds for gas") >= 3, 60, "retries to be logged")
     status, body = http_get(port, "/health")
     assert status == 503
     problems = json.loads(body)["problems"]
     assert any(
-        f"unit {setup.unit.address} has no funds for gas" in p and "fund it" in p
-        for p in problems
+        f"unit {setup.unit.address} has no funds for gas" in p and "fund it" in p for p in problems
     ), problems
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
