@@ -83,6 +83,7 @@ class UnitInfo:
     available_wh: int
     locked_wh: int
     last_seq: int
+    max_report_wh: int | None = None  # None: an older ledger without a per-unit maximum
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ class ChainClient:
         )
         self._poa = poa
         self._poa_checked = False
+        # The unit's largest single report on the ledger, as last read (`unit_info`).
+        self.max_report_wh: int | None = None
         self.tx_timeout_s = tx_timeout_s
         self.gas_margin = gas_margin
         self.max_fee_wei = None if max_fee_gwei is None else int(max_fee_gwei * 10**9)
@@ -247,9 +250,11 @@ class ChainClient:
             raise ChainError(
                 f"no ledger at {self.ledger.address} on {self.rpc_url} (wrong chain or deployment?)"
             ) from None
-        # Older ledgers return five fields; the sixth (max_report_wh) is not needed here.
+        # Older ledgers return five fields, without the sixth (max_report_wh).
         owner, active, available, locked, last_seq = raw[:5]
-        return UnitInfo(owner, bool(active), int(available), int(locked), int(last_seq))
+        cap = int(raw[5]) if len(raw) > 5 and int(raw[5]) > 0 else None
+        self.max_report_wh = cap
+        return UnitInfo(owner, bool(active), int(available), int(locked), int(last_seq), cap)
 
     def check_unit(self) -> UnitInfo:
         info = self.unit_info()

@@ -455,12 +455,34 @@ class Outbox:
         rows = self._query("SELECT MIN(id) FROM reports WHERE status = 'pending'")
         return rows[0][0]
 
-    def assign(self, first_seq: int, limit: int) -> list[Report]:
-        """Hand the oldest pending reports to the chain: give them `first_seq`, ... ."""
+    def assign(self, first_seq: int, limit: int, max_wh: int | None = None) -> list[Report]:
+        """Hand the oldest pending reports to the chain: give them `first_seq`, ... .
+
+        A produced or consumed report above `max_wh` (the unit's maximum on the ledger) is
+        split in the same transaction: it keeps `max_wh`, the rest becomes a new pending
+        report of the same reading (the total is unchanged; nothing waits behind a report
+        the ledger would refuse forever)."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id FROM reports WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
+                "SELECT * FROM reports WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
+            if max_wh is not None and max_wh > 0:
+                for row in rows:
+                    if row["kind"] == "actual" or row["wh"] <= max_wh:
+                        continue
+                    db.execute("UPDATE reports SET wh = ? WHERE id = ?", (max_wh, row["id"]))
+                    db.execute(
+                        "INSERT INTO reports (reading_id, channel, kind, account, wh, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            row["reading_id"],
+                            row["channel"],
+                            row["kind"],
+                            row["account"],
+                            row["wh"] - max_wh,
+                            row["created_at"],
+                        ),
+                    )
             db.executemany(
                 "UPDATE reports SET status = 'sending', seq = ? WHERE id = ?",
                 [(first_seq + i, row["id"]) for i, row in enumerate(rows)],

@@ -571,7 +571,9 @@ class Service:
                 else:
                     self._isolate_through = None
             assert self._next_seq is not None
-            batch = self.outbox.assign(self._next_seq, limit)
+            batch = self.outbox.assign(
+                self._next_seq, limit, getattr(self.chain, "max_report_wh", None)
+            )
             if not batch:
                 return False
         self._send(batch)
@@ -649,7 +651,20 @@ class Service:
             )
             return
         report = remaining[0]
-        if not any(r in reason for r in self.config.chain.reject_reasons):
+        if "above unit maximum" in reason and report.kind != "actual":
+            # Governance lowered the unit's maximum: split to the new one and send again.
+            self.chain.unit_info()
+            self.outbox.release([report])
+            log.warning(
+                "report above the unit's maximum on the ledger; splitting it",
+                extra={"wh": report.wh, "max_report_wh": self.chain.max_report_wh},
+            )
+            return
+        if not any(r in reason for r in self.config.chain.reject_reasons) and not (
+            # A stored-energy level is superseded by the next one: refusing it must not
+            # hold every later report back.
+            report.kind == "actual" and "above unit maximum" in reason
+        ):
             self._refusal = (
                 f"the ledger refuses report {report.id} ({report.kind} {report.wh} Wh): "
                 f"{reason}; it stays in the outbox"

@@ -152,6 +152,11 @@ class LedgerRig:
         call = fn.remove_storage_unit(unit) if self.real else fn.deactivate(unit)
         self._transact(call, self.governance)
 
+    def set_max_report(self, unit: str, wh: int) -> None:
+        """Governance caps the unit's single report (the real ledger only)."""
+        assert self.real, "MockLedger has no per-unit maximum"
+        self._transact(self.contract.functions.set_unit_max_report(unit, wh), self.governance)
+
     def pause(self, paused: bool = True) -> None:
         """MockLedger only: every report reverts "ledger: paused"."""
         self._transact(self.contract.functions.set_paused(paused), self.governance)

@@ -23,6 +23,7 @@ import pytest
 
 from tests.oracle.rig import (
     PASSPHRASE,
+    REAL_LEDGER,
     REPO,
     Anvil,
     Counters,
@@ -552,3 +553,31 @@ def test_an_unfunded_unit_key_is_one_clear_line_until_it_is_funded(site, tmp_pat
     wait_for(lambda: http_get(port, "/health")[0] == 200, 60, "health to recover")
     settle(setup, counters, proc)
     assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="the per-unit maximum is the real ledger's")
+def test_a_report_above_the_units_maximum_is_split_not_stuck(site, tmp_path):
+    """A reading larger than the unit's `max_report_wh` (a long outage of the meter, a cap
+    governance lowered while the service runs) goes out in pieces the ledger accepts; the
+    reports behind it are not held back and the totals are exact."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    ledger.set_max_report(setup.unit.address, 50)  # lowered while running: refused, then split
+    counters.add(exp=180, imp=120)
+    wait_for(lambda: depth(setup) == 0 and ledger.last_seq(setup.unit.address) >= 5, 60, "pieces")
+    with Bumper(counters):
+        wait_for(lambda: readings(setup) >= 20, 60, "more readings")
+    counters.add(exp=51)
+    settle(setup, counters, proc)
+    assert_exact(setup, ledger, counters, start, producer, consumer)
+    text = log.read_text()
+    assert "splitting it" in text
+    assert "Traceback" not in text
+    box = setup.outbox()
+    try:
+        assert max(r["wh"] for r in box.table("reports")) <= 50
+        assert box.counts()["rejected"] == 0
+    finally:
+        box.close()
