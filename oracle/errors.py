@@ -25,6 +25,11 @@ class StateError(OracleError):
     """The state directory is locked by another process or belongs to another unit or ledger."""
 
 
+class OutboxUnavailable(OracleError):
+    """The outbox cannot be written right now (a full disk, an I/O error, a lock held too
+    long): nothing was recorded by that call, which the service tries again."""
+
+
 class MeterError(OracleError):
     """A meter could not be read this time (transient: the next period tries again)."""
 

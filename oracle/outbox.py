@@ -22,14 +22,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from oracle.accounting import ActualState, Anomaly, Baseline, Delta, PlannedReport, pack_reading
 from oracle.drivers import Reading
-from oracle.errors import StateError
+from oracle.errors import OutboxUnavailable, StateError
 
 SCHEMA_VERSION = 2
 
@@ -190,12 +190,14 @@ class Outbox:
 
     @contextmanager
     def _damage(self) -> Iterator[None]:
-        """A damaged database is one line (a full disk or a lock stays an OperationalError,
-        which the service retries)."""
+        """A damaged database is one line; a full disk, an I/O error or a lock is
+        `OutboxUnavailable` (transient: the service retries)."""
         try:
             yield
-        except sqlite3.OperationalError:
-            raise
+        except sqlite3.OperationalError as exc:
+            raise OutboxUnavailable(
+                f"{self.path}: {exc} (a full disk?); nothing recorded, retrying"
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"{self.path}: {exc}; restore the outbox from a backup (see docs/oracle.md)"
@@ -212,7 +214,15 @@ class Outbox:
                     self._db.execute("ROLLBACK")
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # A COMMIT that failed (full disk, I/O error) may leave the transaction
+                    # open: roll it back, or every later BEGIN would fail.
+                    if self._db.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock, self._damage():

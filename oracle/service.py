@@ -34,6 +34,7 @@ from oracle.errors import (
     LedgerRefusing,
     MeterError,
     OracleError,
+    OutboxUnavailable,
     ReportReverted,
     StateError,
     UnitNotRegistered,
@@ -808,6 +809,15 @@ class Service:
             except UnitNotRegistered as exc:
                 self._unit_error = str(exc)
                 log.error(str(exc))
+                if self._stop.wait(self.config.chain.retry_max_s):
+                    return
+                continue
+            except OutboxUnavailable as exc:
+                # What the outbox did not record is settled by reconciliation once it can.
+                self._needs_reconcile = True
+                log.error(
+                    "delivery paused: the outbox cannot be written", extra={"error": str(exc)}
+                )
                 if self._stop.wait(self.config.chain.retry_max_s):
                     return
                 continue

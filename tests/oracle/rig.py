@@ -358,6 +358,7 @@ class OracleProcess:
 
     def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None):
         self.config, self.log, self.proc = config, log, None
+        self.preexec_fn = None  # e.g. resource limits for the child
         self.env = {
             **os.environ,
             "POWERHIVE_ORACLE_PASSPHRASE": PASSPHRASE,
@@ -374,6 +375,7 @@ class OracleProcess:
             stdout=self._fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
         OracleProcess.started.append(self)
         return self

@@ -581,3 +581,61 @@ def test_a_report_above_the_units_maximum_is_split_not_stuck(site, tmp_path):
         assert box.counts()["rejected"] == 0
     finally:
         box.close()
+
+
+def _file_size_limit(limit: int):
+    """In the child before exec: files may not grow beyond `limit` bytes (the kernel's
+    RLIMIT_FSIZE, a full disk as the process sees it: writes fail with EFBIG)."""
+
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def test_a_full_disk_at_start_is_one_line(site):
+    """Finding 10: no room for the outbox at the first start: one line, exit 1."""
+    setup, *_ = site
+    proc = subprocess.run(
+        [sys.executable, "-m", "oracle", "run", "--config", str(setup.write())],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "POWERHIVE_ORACLE_PASSPHRASE": PASSPHRASE},
+        preexec_fn=_file_size_limit(0),
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert "full" in lines[0], lines[0]
+
+
+def test_a_disk_that_fills_up_and_frees_loses_nothing(site, tmp_path):
+    """The disk fills while the service runs: readings fail to be recorded (logged, no
+    crash), and once there is room again the energy of the whole gap is reported once."""
+    import resource
+
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    # Every file the service writes counts: the outbox, its WAL, and the log (its stdout).
+    files = [p for p in setup.state_dir.iterdir() if p.is_file()] + [log]
+    size = max(p.stat().st_size for p in files)
+    proc = OracleProcess(setup.write(), log)
+    proc.preexec_fn = _file_size_limit(size + 64 * 1024)
+    proc.start()
+    with Bumper(counters):
+        wait_for(lambda: "recording failed" in log.read_text() or not proc.alive(), 90, "full")
+    assert proc.alive(), proc.log_text()[-3000:]
+    counters.add(imp=11, exp=13)
+    resource.prlimit(proc.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    settle(setup, counters, proc)
+    assert "Traceback" not in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
