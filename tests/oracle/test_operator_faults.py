@@ -639,3 +639,58 @@ def test_a_disk_that_fills_up_and_frees_loses_nothing(site, tmp_path):
     settle(setup, counters, proc)
     assert "Traceback" not in log.read_text()
     assert_exact(setup, ledger, counters, start, producer, consumer)
+
+
+def _run_with_read_only(directory: Path, config: Path) -> subprocess.CompletedProcess:
+    """`oracle run` in a mount namespace of its own where `directory` is a read-only bind
+    mount (a Pi whose SD card went read-only, an operator's `ro` mount)."""
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(directory),
+            sys.executable,
+            "-m",
+            "oracle",
+            "run",
+            "--config",
+            str(config),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "POWERHIVE_ORACLE_PASSPHRASE": PASSPHRASE},
+    )
+
+
+@pytest.mark.parametrize("state", ["new", "existing"])
+def test_a_state_dir_on_a_read_only_mount_is_one_line(site, tmp_path, state):
+    """Finding 10: the state dir (new: its parent; existing: itself) is on a read-only
+    mount: one line, exit 1, and an existing outbox is left as it was."""
+    setup, ledger, counters, producer, consumer = site
+    if state == "existing":
+        proc = start_after_baseline(setup, tmp_path / "oracle.log")
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        before = {p.name: p.read_bytes() for p in setup.state_dir.iterdir() if p.is_file()}
+        mount = setup.state_dir
+    else:
+        mount = setup.state_dir.parent / "ro"
+        mount.mkdir()
+        setup.service["state_dir"] = str(mount / "state")
+    result = _run_with_read_only(mount, setup.write())
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Read-only file system" in lines[0] and "read-only or full" in lines[0], lines[0]
+    if state == "existing":
+        after = {p.name: p.read_bytes() for p in setup.state_dir.iterdir() if p.is_file()}
+        assert after == before
