@@ -694,3 +694,31 @@ def test_a_state_dir_on_a_read_only_mount_is_one_line(site, tmp_path, state):
     if state == "existing":
         after = {p.name: p.read_bytes() for p in setup.state_dir.iterdir() if p.is_file()}
         assert after == before
+
+
+def test_a_deleted_wal_adopts_what_the_chain_holds(site, tmp_path):
+    """Finding 4: SIGKILL, then `outbox.sqlite-wal` is deleted (an operator "cleaning up",
+    a copy of the main file alone): the commits only the WAL held are gone, among them
+    reports already on chain. The restart adopts them; nothing is sent twice or lost."""
+    setup, ledger, counters, producer, consumer = site
+    log = tmp_path / "oracle.log"
+    start = (counters.imp, counters.exp)
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: ledger.last_seq(setup.unit.address) >= 4, 60, "reports on chain")
+    proc.signal(signal.SIGTERM)  # a clean stop checkpoints the WAL into the main file
+    assert proc.wait(30) == 0
+    proc = start_after_baseline(setup, log)
+    with Bumper(counters):
+        wait_for(lambda: ledger.last_seq(setup.unit.address) >= 12, 60, "more on chain")
+        proc.kill()  # what this run recorded is in the WAL only
+    with_wal = readings(setup)
+    wal = setup.state_dir / "outbox.sqlite-wal"
+    assert wal.stat().st_size > 0
+    wal.unlink()
+    (setup.state_dir / "outbox.sqlite-shm").unlink(missing_ok=True)
+    without = readings(setup)
+    assert without < with_wal, (without, with_wal)
+    run_to_end(setup, counters, log)
+    assert "ledger held reports this outbox did not know" in log.read_text()
+    assert_exact(setup, ledger, counters, start, producer, consumer)
