@@ -84,7 +84,8 @@ def rebind(config_path: Path) -> None:
     config = load_config(config_path)
     from oracle.errors import StateError
     from oracle.outbox import Outbox
-    from oracle.service import MARKER_FILE, OUTBOX_FILE, StateLock
+    from oracle.service import MARKER_FILE, OUTBOX_FILE
+    from oracle.statelock import StateLock
 
     state_dir = config.service.state_dir
     if not (state_dir / OUTBOX_FILE).exists():
@@ -126,7 +127,9 @@ def accept_chain(config_path: Path) -> None:
     setup_logging(config.service.log_level, config.service.log_format)
     from oracle.keystore import keystore_address
     from oracle.outbox import Outbox
-    from oracle.service import OUTBOX_FILE, StateLock, chain_client, probe_chain_id
+    from oracle.service import OUTBOX_FILE
+    from oracle.statelock import StateLock
+    from oracle.wiring import chain_client, probe_chain_id
 
     lock = StateLock(config.service.state_dir)
     try:
@@ -203,7 +206,7 @@ def read(config_path: Path, as_json: bool) -> None:
 
 def _chain_status(config: OracleConfig) -> dict:
     from oracle.keystore import keystore_address
-    from oracle.service import chain_client, probe_chain_id
+    from oracle.wiring import chain_client, probe_chain_id
 
     status: dict = {"rpc_url": config.chain.rpc_url}
     try:
