@@ -47,7 +47,7 @@ class OracleGroup(click.Group):
 @click.group(cls=OracleGroup)
 @click.version_option(__version__, prog_name="oracle")
 def main() -> None:
-    """PowerHive storage-unit oracle: meters in, ledger reports out."""
+    """PowerHive storage-unit oracle (meters in, ledger reports out) and bridge relayer."""
 
 
 def _iso(ts: float | None) -> str:
@@ -71,6 +71,33 @@ def run(config_path: Path) -> None:
         sys.exit(0)
     service = open_service(config, config_path=config_path)
     stop.exit(service.run(stop=stop))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("relayer.toml"),
+    show_default=True,
+    envvar="POWERHIVE_RELAYER_CONFIG",
+    help="The relayer's TOML configuration.",
+)
+def relay(config_path: Path) -> None:
+    """Run the bridge relayer (two chains, one relayer key) until SIGTERM or SIGINT."""
+    stop = StopRequest.install()
+    from oracle.relayer_config import load_relayer_config
+
+    config = load_relayer_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.relayer import open_relayer  # web3 is slow to import: after the config
+
+    if stop.requested:
+        log.info("relayer stopped before it started", extra={"signal": stop.signal})
+        sys.exit(0)
+    relayer = open_relayer(config)
+    stop.exit(relayer.run(stop=stop))
 
 
 @main.command()
