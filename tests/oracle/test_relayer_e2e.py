@@ -160,9 +160,7 @@ def test_sigkill_loop_while_relaying_both_ways(pair, setups, keys, miner):
         if wrapped:
             pair.burn(holder, rng.randint(1, wrapped))
         progress = len(pair.unlocked(pair.b))
-        wait_for(
-            lambda p=progress: len(pair.unlocked(pair.b)) > p, 30, "progress before the kill"
-        )
+        wait_for(lambda p=progress: len(pair.unlocked(pair.b)) > p, 30, "progress before the kill")
         procs[victim].kill()
         procs[victim] = start(setups[victim])
     settle(pair, procs)
@@ -180,8 +178,9 @@ def test_a_chain_stopped_for_a_while_and_restarted(pair, setups, chains, miner):
     wait_for(lambda: all(serving(s, p) for s, p in zip(setups, procs, strict=True)), 60, "up")
     b.stop()
     wait_for(
-        lambda: all((s.health() or {}).get("chains", {}).get("B", {}).get("up") is False
-                    for s in setups),
+        lambda: all(
+            (s.health() or {}).get("chains", {}).get("B", {}).get("up") is False for s in setups
+        ),
         30,
         "the relayers to see chain B down",
     )
