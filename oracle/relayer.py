@@ -41,7 +41,6 @@ from web3.exceptions import (
     BadFunctionCallOutput,
     BlockNotFound,
     ContractLogicError,
-    TransactionNotFound,
 )
 
 from oracle.bridge_codec import (
@@ -97,6 +96,8 @@ MINED_HOLD_S = 5.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
 SET_REFRESH_S = 30.0
 BATCH = 200
+# Requests per JSON-RPC batch (public nodes often cap batches at 100).
+BATCH_RPC = 100
 
 
 def bridge_abi() -> list[dict[str, Any]]:
@@ -196,26 +197,57 @@ class BridgeClient(ChainClient):
                 f"no Bridge at {self.bridge.address} on {self.rpc_url} (wrong chain or address?)"
             ) from None
 
-    def sign_call(self, call, gas: int) -> Signed:
+    def batch(self, requests_: list[tuple[str, list]]) -> list[dict]:
+        """JSON-RPC batch requests (chunks of `BATCH_RPC`), with the client's retries; each
+        answer is the raw response (`result` or `error`), in request order."""
+        out: list[dict] = []
+        for start in range(0, len(requests_), BATCH_RPC):
+            chunk = requests_[start : start + BATCH_RPC]
+            answer = self.rpc(self.w3.provider.make_batch_request, chunk)
+            if not isinstance(answer, list) or len(answer) != len(chunk):
+                error = answer.get("error") if isinstance(answer, dict) else answer
+                raise ChainError(f"{self.rpc_url}: batch request refused: {error}")
+            out.extend(answer)
+        return out
+
+    def nonce(self) -> int:
         if self._nonce is None:
             self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
-        tx = call.build_transaction(
-            {
-                "from": self.unit,
-                "nonce": self._nonce,
-                "gas": gas,
-                "chainId": self.chain_id,
-                **self._fees(),
-            }
-        )
-        signed = self.account.sign_transaction(tx)
-        return Signed(signed.hash.to_0x_hex(), bytes(signed.raw_transaction), self._nonce)
+        return self._nonce
 
-    def receipt(self, tx_hash: str) -> dict | None:
+    def sign_data(self, data: str, gas: int, fees: dict[str, int]) -> Signed:
+        """Sign a call of the Bridge with the next nonce (not broadcast)."""
+        nonce = self.nonce()
+        tx = {
+            "to": self.bridge.address,
+            "data": data,
+            "value": 0,
+            "gas": gas,
+            "nonce": nonce,
+            "chainId": self.chain_id,
+            **fees,
+        }
+        signed = self.account.sign_transaction(tx)
+        self._nonce = nonce + 1
+        return Signed(signed.hash.to_0x_hex(), bytes(signed.raw_transaction), nonce)
+
+
+def rpc_revert_reason(error: dict) -> str:
+    """The revert reason of a JSON-RPC error answer (eth_estimateGas / eth_call)."""
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x08c379a0"):
         try:
-            return self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
-        except TransactionNotFound:
-            return None
+            from eth_abi import decode
+
+            return decode(["string"], bytes.fromhex(data[10:]))[0]
+        except Exception:
+            pass
+    return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or (
+        "reverted without a reason"
+    )
 
 
 def _signature(contract, name: str) -> str:
@@ -240,6 +272,10 @@ class Side:
     threshold: int = 0
     set_read_at: float = -1e9
     events: dict[str, Any] = field(default_factory=dict)
+    # Calls per batch and blocks per log request: halved after a timeout (a node too slow
+    # for a big request must not stall the relayer on it for ever), doubled after a success.
+    batch_limit: int = BATCH
+    range_limit: int | None = None
 
     @property
     def id(self) -> int:
@@ -406,9 +442,15 @@ class Relayer:
         safe = head - cfg.confirmations
         if safe <= last:
             return False
-        to = min(safe, last + cfg.max_block_range)
+        span = min(side.range_limit or cfg.max_block_range, cfg.max_block_range)
+        to = min(safe, last + span)
         end_hash = client.block_hash(to)
-        raw = client.bridge_logs(last + 1, to)
+        try:
+            raw = client.bridge_logs(last + 1, to)
+        except ChainUnavailable:
+            side.range_limit = max(1, span // 2)
+            raise
+        side.range_limit = min(cfg.max_block_range, span * 2)
         # The logs belong to the branch ending in `end_hash` only if it is still canonical.
         if end_hash is None or client.block_hash(to) != end_hash:
             return True
@@ -613,9 +655,11 @@ class Relayer:
                 continue
             try:
                 self.refresh_set(side)
-                done += self._submit(side, works)
+                done += self._submit(side, works[: side.batch_limit])
+                side.batch_limit = min(BATCH, side.batch_limit * 2)
                 self._side_ok(side)
             except ChainUnavailable as exc:
+                side.batch_limit = max(1, side.batch_limit // 2)
                 self._side_down(side, exc)
             except ChainError as exc:
                 log.warning("submitting failed", extra={"chain": side.name, "error": str(exc)})
@@ -623,6 +667,8 @@ class Relayer:
         return done
 
     def _submit(self, side: Side, works: list[Work]) -> int:
+        """Estimate, sign, broadcast and wait for the due calls of one kind on one chain, each
+        step one JSON-RPC batch for the whole set."""
         now, wall = self._clock(), time.time()
         action = works[0].action
         name = ACTION_NAMES[action]
@@ -636,64 +682,98 @@ class Relayer:
         if not due:
             return 0
         signatures = self.collect(side, action, [w.id for w in due])
-        fn = getattr(side.client.bridge.functions, name)
-        sent: list[tuple[Work, Signed]] = []
-        done = 0
+        ready: list[tuple[Work, str]] = []
         for w in due:
-            key = (side.id, action, w.id)
             by_signer = signatures[w.id]
             if len(by_signer) < side.threshold:
-                self._held[key] = now + 1.0  # the peers have not confirmed it yet
+                # The peers have not confirmed it yet.
+                self._held[(side.id, action, w.id)] = now + 1.0
                 continue
             chosen = sorted(by_signer, key=lambda a: int(a, 16))[: side.threshold]
-            call = fn(_tuple(w.transfer), [by_signer[a] for a in chosen])
-            try:
-                gas = side.client.rpc(call.estimate_gas, {"from": self.address})
-            except ContractLogicError as exc:
-                reason = revert_reason(exc)
-                if any(r in reason for r in DONE_REASONS):
-                    self.metrics.calls.labels(side.name, name, "done_already").inc()
-                    self._held[key] = now + MINED_HOLD_S
-                    self._refusals.pop(key, None)
-                    done += 1
-                    continue
-                self.metrics.calls.labels(side.name, name, "refused").inc()
-                if self._refusals.get(key) != reason:
-                    log.warning(
-                        "call refused by the Bridge; retrying later",
-                        extra={"chain": side.name, "action": name, "id": w.id, "reason": reason},
-                    )
-                self._refusals[key] = f"{name} {w.id[:10]} on {side.name}: {reason}"
-                self._held[key] = now + min(self.config.service.retry_max_s, 10.0)
-                if "relayer" in reason or "signature" in reason:
-                    side.set_read_at = -1e9
+            data = side.client.bridge.encode_abi(
+                name, args=[_tuple(w.transfer), [by_signer[a] for a in chosen]]
+            )
+            ready.append((w, data))
+        if not ready:
+            return 0
+        bridge = side.bridge
+        estimates = side.client.batch(
+            [
+                ("eth_estimateGas", [{"from": self.address, "to": bridge, "data": data}])
+                for _, data in ready
+            ]
+        )
+        done = 0
+        to_send: list[tuple[Work, str, int]] = []
+        for (w, data), answer in zip(ready, estimates, strict=True):
+            key = (side.id, action, w.id)
+            if "error" not in answer:
+                to_send.append((w, data, int(answer["result"], 16)))
                 continue
-            signed = side.client.sign_call(call, int(gas * side.cfg.gas_margin))
-            self.crash.hit("before_broadcast")
-            side.client.broadcast(signed)
-            self.crash.hit("after_broadcast")
-            sent.append((w, signed))
-        done += self._wait_receipts(side, name, sent)
-        return done
+            reason = rpc_revert_reason(answer["error"])
+            if any(r in reason for r in DONE_REASONS):
+                self.metrics.calls.labels(side.name, name, "done_already").inc()
+                self._held[key] = now + MINED_HOLD_S
+                self._refusals.pop(key, None)
+                done += 1
+                continue
+            self.metrics.calls.labels(side.name, name, "refused").inc()
+            if self._refusals.get(key, "").split(": ", 1)[-1] != reason:
+                log.warning(
+                    "call refused by the Bridge; retrying later",
+                    extra={"chain": side.name, "action": name, "id": w.id, "reason": reason},
+                )
+            self._refusals[key] = f"{name} {w.id[:10]} on {side.name}: {reason}"
+            self._held[key] = now + min(self.config.service.retry_max_s, 10.0)
+            if "relayer" in reason or "signature" in reason:
+                side.set_read_at = -1e9
+        if not to_send:
+            return done
+        fees = side.client._fees()
+        signed = [
+            (w, side.client.sign_data(data, int(gas * side.cfg.gas_margin), fees))
+            for w, data, gas in to_send
+        ]
+        self.crash.hit("before_broadcast")
+        answers = side.client.batch([("eth_sendRawTransaction", [hexid(s.raw)]) for _, s in signed])
+        self.crash.hit("after_broadcast")
+        sent: list[tuple[Work, Signed]] = []
+        for (w, tx), answer in zip(signed, answers, strict=True):
+            error = answer.get("error")
+            message = str((error or {}).get("message", "")).lower()
+            if error is None or "already known" in message or "already imported" in message:
+                sent.append((w, tx))
+                continue
+            # A refused transaction leaves a gap in the nonces: re-read them next time.
+            side.client._nonce = None
+            self._held[(side.id, action, w.id)] = now + 1.0
+            log.warning(
+                "transaction refused by the node",
+                extra={"chain": side.name, "action": name, "id": w.id, "error": message},
+            )
+        return done + self._wait_receipts(side, name, sent)
 
     def _wait_receipts(self, side: Side, name: str, sent: list[tuple[Work, Signed]]) -> int:
         deadline = self._clock() + side.cfg.tx_timeout_s
         waiting = list(sent)
         mined = 0
         while waiting:
+            answers = side.client.batch(
+                [("eth_getTransactionReceipt", [s.tx_hash]) for _, s in waiting]
+            )
             still = []
-            for w, signed in waiting:
-                receipt = side.client.receipt(signed.tx_hash)
-                if receipt is None:
+            for (w, signed), answer in zip(waiting, answers, strict=True):
+                receipt = answer.get("result")
+                if not receipt:
                     still.append((w, signed))
                     continue
                 key = (side.id, w.action, w.id)
                 self._refusals.pop(key, None)
-                if receipt["status"] == 1:
+                if int(receipt["status"], 16) == 1:
                     mined += 1
                     self._held[key] = self._clock() + MINED_HOLD_S
                     self.metrics.calls.labels(side.name, name, "mined").inc()
-                    self.metrics.gas.labels(side.name).inc(int(receipt["gasUsed"]))
+                    self.metrics.gas.labels(side.name).inc(int(receipt["gasUsed"], 16))
                     log.info(
                         f"{name} mined",
                         extra={
@@ -701,7 +781,7 @@ class Relayer:
                             "id": w.id,
                             "nonce": w.transfer.nonce,
                             "tx": signed.tx_hash,
-                            "block": int(receipt["blockNumber"]),
+                            "block": int(receipt["blockNumber"], 16),
                         },
                     )
                 else:
@@ -713,15 +793,15 @@ class Relayer:
             waiting = still
             if not waiting:
                 self.crash.hit("after_receipts")
-            if waiting:
-                if self._clock() >= deadline or self._stop.is_set():
-                    side.client._nonce = None
-                    log.warning(
-                        "transactions not mined in time; checked again next turn",
-                        extra={"chain": side.name, "count": len(waiting)},
-                    )
-                    return mined
-                self._stop.wait(min(0.05, side.client.poll_s))
+                break
+            if self._clock() >= deadline or self._stop.is_set():
+                side.client._nonce = None
+                log.warning(
+                    "transactions not mined in time; checked again next turn",
+                    extra={"chain": side.name, "count": len(waiting)},
+                )
+                break
+            self._stop.wait(min(0.05, side.client.poll_s))
         return mined
 
     # -- loop --------------------------------------------------------------------------------

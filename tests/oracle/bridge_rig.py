@@ -10,12 +10,15 @@ reads them. Nothing here depends on `scripts/deploy.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from eth_account import Account
 from eth_utils import to_checksum_address
 from web3 import Web3
@@ -24,7 +27,7 @@ from web3.logs import DISCARD
 from oracle.bridge_codec import INBOUND, OUTBOUND
 from oracle.config import to_toml
 from oracle.deployments import ContractRecord, Deployment, write_deployment
-from tests.oracle.rig import PASSPHRASE, OracleProcess, free_port
+from tests.oracle.rig import PASSPHRASE, Anvil, OracleProcess, free_port
 
 CHAIN_A = 31337
 CHAIN_B = 31338
@@ -318,6 +321,35 @@ def relayer_setups(pair: Pair, keys, urls: tuple[str, str], root: Path) -> list[
     for s in setups:
         s.peers = [o.url for o in setups if o is not s]
     return setups
+
+
+class Miner:
+    """An empty block every `every` seconds on each chain that answers (a stopped chain is
+    skipped until it is back)."""
+
+    def __init__(self, *anvils: Anvil, every: float = 0.1):
+        self.anvils, self.every = anvils, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.wait(self.every):
+            for anvil in self.anvils:
+                with contextlib.suppress(requests.RequestException):
+                    session.post(
+                        anvil.url,
+                        json={"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []},
+                        timeout=1,
+                    )
+
+    def __enter__(self) -> Miner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class RelayerProcess(OracleProcess):

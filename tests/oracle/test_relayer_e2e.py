@@ -10,48 +10,17 @@ every 0.1 s, so the last transfer also gets its confirmations on a quiet chain.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
-import requests
 
 from tests.oracle import bridge_rig as br
+from tests.oracle.bridge_rig import Miner
 from tests.oracle.rig import PASSPHRASE, REPO, Anvil, wait_for
-
-
-class Miner:
-    """An empty block every `every` seconds on each chain that answers (a stopped chain is
-    skipped until it is back)."""
-
-    def __init__(self, *anvils: Anvil, every: float = 0.1):
-        self.anvils, self.every = anvils, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        while not self._stop.wait(self.every):
-            for anvil in self.anvils:
-                with contextlib.suppress(requests.RequestException):
-                    session.post(
-                        anvil.url,
-                        json={"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []},
-                        timeout=1,
-                    )
-
-    def __enter__(self) -> Miner:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture(scope="module")
