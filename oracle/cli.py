@@ -47,7 +47,7 @@ class OracleGroup(click.Group):
 @click.group(cls=OracleGroup)
 @click.version_option(__version__, prog_name="oracle")
 def main() -> None:
-    """PowerHive storage-unit oracle: meters in, ledger reports out."""
+    """PowerHive storage-unit oracle (meters in, ledger reports out) and bridge relayer."""
 
 
 def _iso(ts: float | None) -> str:
@@ -74,6 +74,33 @@ def run(config_path: Path) -> None:
 
 
 @main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("relayer.toml"),
+    show_default=True,
+    envvar="POWERHIVE_RELAYER_CONFIG",
+    help="The relayer's TOML configuration.",
+)
+def relay(config_path: Path) -> None:
+    """Run the bridge relayer (two chains, one relayer key) until SIGTERM or SIGINT."""
+    stop = StopRequest.install()
+    from oracle.relayer_config import load_relayer_config
+
+    config = load_relayer_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.relayer import open_relayer  # web3 is slow to import: after the config
+
+    if stop.requested:
+        log.info("relayer stopped before it started", extra={"signal": stop.signal})
+        sys.exit(0)
+    relayer = open_relayer(config)
+    stop.exit(relayer.run(stop=stop))
+
+
+@main.command()
 @CONFIG
 def rebind(config_path: Path) -> None:
     """Release a state dir bound to the wrong chain, ledger or unit, keeping its readings.
@@ -84,7 +111,8 @@ def rebind(config_path: Path) -> None:
     config = load_config(config_path)
     from oracle.errors import StateError
     from oracle.outbox import Outbox
-    from oracle.service import MARKER_FILE, OUTBOX_FILE, StateLock
+    from oracle.service import MARKER_FILE, OUTBOX_FILE
+    from oracle.statelock import StateLock
 
     state_dir = config.service.state_dir
     if not (state_dir / OUTBOX_FILE).exists():
@@ -126,7 +154,9 @@ def accept_chain(config_path: Path) -> None:
     setup_logging(config.service.log_level, config.service.log_format)
     from oracle.keystore import keystore_address
     from oracle.outbox import Outbox
-    from oracle.service import OUTBOX_FILE, StateLock, chain_client, probe_chain_id
+    from oracle.service import OUTBOX_FILE
+    from oracle.statelock import StateLock
+    from oracle.wiring import chain_client, probe_chain_id
 
     lock = StateLock(config.service.state_dir)
     try:
@@ -203,7 +233,7 @@ def read(config_path: Path, as_json: bool) -> None:
 
 def _chain_status(config: OracleConfig) -> dict:
     from oracle.keystore import keystore_address
-    from oracle.service import chain_client, probe_chain_id
+    from oracle.wiring import chain_client, probe_chain_id
 
     status: dict = {"rpc_url": config.chain.rpc_url}
     try:

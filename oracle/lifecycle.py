@@ -84,3 +84,31 @@ class StopRequest:
         self.signal = name
         log.info("%s received: stopping", name, extra={"signal": name})
         self.request()
+
+
+class CrashPoints:
+    """Fault injection for the crash tests, off unless `POWERHIVE_ORACLE_CRASHPOINT` is set.
+
+    `POWERHIVE_ORACLE_CRASHPOINT=after_broadcast:3` kills the process with SIGKILL the third
+    time the sender passes `after_broadcast` (other points: `before_broadcast`,
+    `after_receipt`), exactly as a power cut or the OOM killer would.
+    """
+
+    ENV = "POWERHIVE_ORACLE_CRASHPOINT"
+
+    def __init__(self, spec: str | None = None, *, env: str | None = None):
+        spec = os.environ.get(env or self.ENV) if spec is None else spec
+        self.name, self.at, self.seen = None, 0, 0
+        if spec:
+            name, _, at = spec.partition(":")
+            self.name, self.at = name, int(at or 1)
+
+    def hit(self, name: str) -> None:
+        if name != self.name:
+            return
+        self.seen += 1
+        if self.seen == self.at:
+            log.warning("crash point reached: SIGKILL", extra={"point": name})
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -70,8 +70,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# An extra route: (method, query string, request body) -> (status, JSON-serialisable body).
+Route = Callable[[str, str, bytes], tuple[int, Any]]
+MAX_BODY = 1 << 20
+
+
 class HttpEndpoint:
-    """`/metrics` and `/health` on a background thread; `port` 0 picks a free port."""
+    """`/metrics`, `/health` and any extra `routes` on a background thread; `port` 0 picks a
+    free port."""
 
     def __init__(
         self,
@@ -79,11 +85,39 @@ class HttpEndpoint:
         port: int,
         metrics: Metrics,
         health: Callable[[], tuple[bool, dict[str, Any]]],
+        routes: dict[str, Route] | None = None,
+        *,
+        thread_name: str = "oracle-http",
     ):
         endpoint = self
+        extra = dict(routes or {})
 
         class Handler(BaseHTTPRequestHandler):
+            def _route(self, method: str) -> bool:
+                path, _, query = self.path.partition("?")
+                route = extra.get(path)
+                if route is None:
+                    return False
+                body = b""
+                if method == "POST":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(min(length, MAX_BODY))
+                status, payload = route(method, query, body)
+                data = json.dumps(payload, default=str).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return True
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                if not self._route("POST"):
+                    self.send_error(404)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self._route("GET"):
+                    return
                 if self.path.split("?")[0] == "/metrics":
                     body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST
                 elif self.path.split("?")[0] in ("/health", "/healthz"):
@@ -106,7 +140,7 @@ class HttpEndpoint:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="oracle-http", daemon=True
+            target=self.server.serve_forever, name=thread_name, daemon=True
         )
 
     def start(self) -> None:

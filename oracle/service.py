@@ -9,11 +9,9 @@ refusal) it reconciles with the ledger's `last_seq` before sending again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import replace
@@ -21,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
-from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from oracle.accounting import Anomaly, Limits, account, plan_reports
 from oracle.chain import ChainClient
 from oracle.config import MeterConfig, OracleConfig
-from oracle.deployments import load_deployment
 from oracle.drivers import DriverContext, MeterDriver, driver_class
 from oracle.errors import (
     ChainError,
@@ -39,10 +35,12 @@ from oracle.errors import (
     StateError,
     UnitNotRegistered,
 )
-from oracle.keystore import keystore_address, load_account, resolve_passphrase
-from oracle.lifecycle import StopRequest
+from oracle.lifecycle import CrashPoints, StopRequest
 from oracle.metrics import HttpEndpoint, Metrics
 from oracle.outbox import Outbox, Report
+from oracle.retry import until_stopped
+from oracle.statelock import StateLock
+from oracle.wiring import chain_client, check_served_chain, contract, load_key, probe_chain_id
 
 log = logging.getLogger("oracle.service")
 
@@ -52,7 +50,6 @@ def _checksum(account: str | None) -> str | None:
 
 
 OUTBOX_FILE = "outbox.sqlite"
-LOCK_FILE = "oracle.lock"
 # Written once the state dir is bound to a chain: an empty outbox beside it is an error.
 MARKER_FILE = "state.json"
 
@@ -65,120 +62,11 @@ def boot_clock() -> str | None:
         return None
 
 
-class CrashPoints:
-    """Fault injection for the crash tests, off unless `POWERHIVE_ORACLE_CRASHPOINT` is set.
-
-    `POWERHIVE_ORACLE_CRASHPOINT=after_broadcast:3` kills the process with SIGKILL the third
-    time the sender passes `after_broadcast` (other points: `before_broadcast`,
-    `after_receipt`), exactly as a power cut or the OOM killer would.
-    """
-
-    ENV = "POWERHIVE_ORACLE_CRASHPOINT"
-
-    def __init__(self, spec: str | None = None):
-        spec = os.environ.get(self.ENV) if spec is None else spec
-        self.name, self.at, self.seen = None, 0, 0
-        if spec:
-            name, _, at = spec.partition(":")
-            self.name, self.at = name, int(at or 1)
-
-    def hit(self, name: str) -> None:
-        if name != self.name:
-            return
-        self.seen += 1
-        if self.seen == self.at:
-            log.warning("crash point reached: SIGKILL", extra={"point": name})
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class StateLock:
-    """One service per state directory (two would race for nonces and sequence numbers)."""
-
-    def __init__(self, state_dir: Path):
-        try:
-            self._take(state_dir)
-        except OSError as exc:
-            raise StateError(
-                f"state_dir {state_dir}: {exc.strerror or exc} (a read-only or full file system?)"
-            ) from None
-
-    def _take(self, state_dir: Path) -> None:
-        self._fd = self._dir_fd = -1
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / LOCK_FILE
-        # The lock is held on the directory itself, which cannot be deleted while the service
-        # runs (it is not empty); `oracle.lock` only tells the pid.
-        self._dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(self._dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._dir_fd)
-            raise StateError(f"another oracle is running with state_dir {state_dir}") from None
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._dir_fd >= 0:
-            fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
-            os.close(self._dir_fd)
-            self._dir_fd = -1
-
-
 def make_drivers(config: OracleConfig, state_dir: Path | None) -> dict[str, MeterDriver]:
     return {
         m.name: driver_class(m.driver)(m.driver_options, DriverContext(m.name, state_dir))
         for m in config.meters
     }
-
-
-def chain_client(
-    config: OracleConfig, *, chain_id: int, account=None, unit: str | None = None
-) -> ChainClient:
-    """A client for the configured ledger, its address and ABI from the deployments file."""
-    c = config.chain
-    record = load_deployment(c.deployments_dir, chain_id).contract(c.ledger)
-    return ChainClient(
-        rpc_url=c.rpc_url,
-        account=account,
-        unit=unit or keystore_address(c.keystore),
-        ledger_address=record.address,
-        ledger_abi=record.abi,
-        poa=c.poa,
-        rpc_timeout_s=c.rpc_timeout_s,
-        rpc_retries=c.rpc_retries,
-        tx_timeout_s=c.tx_timeout_s,
-        gas_margin=c.gas_margin,
-        max_fee_gwei=c.max_fee_gwei,
-        priority_fee_gwei=c.priority_fee_gwei,
-    )
-
-
-def probe_chain_id(config: OracleConfig) -> int:
-    """The configured chain id, else the RPC endpoint's."""
-    if config.chain.chain_id is not None:
-        return config.chain.chain_id
-    from web3 import Web3
-
-    w3 = Web3(
-        Web3.HTTPProvider(
-            config.chain.rpc_url,
-            request_kwargs={"timeout": config.chain.rpc_timeout_s},
-            exception_retry_configuration=None,
-        )
-    )
-    try:
-        return int(w3.eth.chain_id)
-    except Exception as exc:
-        raise ChainUnavailable(
-            f"{config.chain.rpc_url} unreachable ({type(exc).__name__}); "
-            "set chain.chain_id to start without the chain"
-        ) from None
 
 
 class Service:
@@ -774,17 +662,11 @@ class Service:
                 },
             )
 
-        retrying = Retrying(
-            retry=retry_if_exception(
-                lambda e: isinstance(e, ChainError) and not isinstance(e, UnitNotRegistered)
-            ),
-            wait=wait_exponential_jitter(
-                multiplier=0.5, max=self.config.chain.retry_max_s, jitter=0.5
-            ),
-            stop=lambda state: self._stop.is_set(),
-            sleep=lambda seconds: self._stop.wait(seconds),
+        retrying = until_stopped(
+            self._stop,
+            retry_max_s=self.config.chain.retry_max_s,
+            retry_on=lambda e: isinstance(e, ChainError) and not isinstance(e, UnitNotRegistered),
             before_sleep=before_sleep,
-            reraise=True,
         )
         return retrying(self.deliver_once)
 
@@ -955,16 +837,13 @@ def open_service(
     try:
         c = config.chain
         chain_id = probe_chain_id(config)
-        ledger = load_deployment(c.deployments_dir, chain_id).contract(c.ledger)
-        if passphrase is None:
-            passphrase = resolve_passphrase(c.passphrase_file, c.passphrase_env)
-        unit_account = load_account(c.keystore, passphrase)
+        ledger = contract(c.deployments_dir, chain_id, c.ledger)
+        unit_account = load_key(c.keystore, c.passphrase_file, c.passphrase_env, passphrase)
         chain = chain_client(config, chain_id=chain_id, account=unit_account)
         answered = False
         try:
             served = chain.connect()
-            if served != chain_id:
-                raise ChainError(f"{c.rpc_url} serves chain {served}, the config says {chain_id}")
+            check_served_chain(c.rpc_url, served, chain_id)
             chain.check_unit()
             answered = True
         except ChainUnavailable as exc:

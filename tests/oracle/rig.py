@@ -67,10 +67,12 @@ class Anvil:
         port: int | None = None,
         state: Path | None = None,
         block_time: float | None = None,
+        chain_id: int = CHAIN_ID,
     ):
         self.port = port or free_port()
         self.state = state
         self.block_time = block_time
+        self.chain_id = chain_id
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -86,6 +88,8 @@ class Anvil:
             cmd += ["--state", str(self.state)]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
+        if self.chain_id != CHAIN_ID:
+            cmd += ["--chain-id", str(self.chain_id)]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -95,7 +99,7 @@ class Anvil:
             if self.proc.poll() is not None:
                 raise AssertionError(f"anvil exited with {self.proc.returncode}")
             try:
-                return w3.eth.chain_id == CHAIN_ID
+                return w3.eth.chain_id == self.chain_id
             except Exception:
                 return False
 
@@ -356,6 +360,8 @@ class OracleProcess:
 
     started: list[OracleProcess] = []  # noqa: RUF012 - test bookkeeping
 
+    command = "run"
+
     def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None):
         self.config, self.log, self.proc = config, log, None
         self.preexec_fn = None  # e.g. resource limits for the child
@@ -369,7 +375,7 @@ class OracleProcess:
     def start(self) -> OracleProcess:
         self._fh = open(self.log, "a")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oracle", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "oracle", self.command, "--config", str(self.config)],
             cwd=REPO,
             env=self.env,
             stdout=self._fh,

@@ -1,0 +1,408 @@
+"""The relayer's logic without chains: its configuration, its store (what is left to do is
+derived from the events), the cursor and the reorg rewind against an in-memory chain, the
+signing policy behind `/attestations`, and the ABI it ships."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from oracle.bridge_codec import (
+    ACTION_CANCEL,
+    ACTION_DELIVERED,
+    ACTION_REFUND,
+    ACTION_UNLOCK,
+    Transfer,
+    digest,
+)
+from oracle.config import to_toml
+from oracle.errors import ConfigError, StateError
+from oracle.relayer import Relayer, Side, bridge_abi
+from oracle.relayer_config import load_relayer_config, parse_relayer_config
+from oracle.relayer_store import (
+    CANCELLED,
+    COMPLETED,
+    SENT,
+    UNLOCKED,
+    Event,
+    RelayerStore,
+)
+from oracle.retry import backoff
+
+REPO = Path(__file__).resolve().parents[2]
+A, B = 31337, 31338
+BRIDGE_A = "0x" + "aa" * 20
+BRIDGE_B = "0x" + "bb" * 20
+
+
+def config_data(tmp_path: Path, **changes) -> dict:
+    data = {
+        "service": {"state_dir": str(tmp_path / "state"), "http_enabled": False},
+        "relayer": {"keystore": str(tmp_path / "key.json"), "peers": ["http://10.0.0.2:9118"]},
+        "chains": [
+            {"name": "A", "rpc_url": "http://a:8545", "chain_id": A, "bridge_address": BRIDGE_A},
+            {"name": "B", "rpc_url": "http://b:8545", "chain_id": B, "bridge_address": BRIDGE_B},
+        ],
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field.startswith("chain0_"):
+            data["chains"][0][field.removeprefix("chain0_")] = value
+        else:
+            data[section][field] = value
+    return data
+
+
+def test_the_shipped_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/powerhive-relayer")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/powerhive-relayer.service")
+    config = load_relayer_config(REPO / "deploy" / "relayer.toml")
+    assert [c.chain_id for c in config.chains] == [31337, 31338]
+    assert config.relayer.keystore == Path("/run/credentials/powerhive-relayer.service/keystore")
+    assert config.service.state_dir == Path("/var/lib/powerhive-relayer")
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"relayer__peers": ["ftp://x"]}, "http:// or https://"),
+        ({"relayer__peers": ["http://x", "http://x"]}, "listed twice"),
+        ({"service__poll_s": 0}, "poll_s"),
+        ({"chains__chain0_chain_id": B}, "both chains have chain_id"),
+        ({"chains__chain0_bridge_address": "0x1234"}, "not an address"),
+        ({"chains__chain0_bridge_address": None}, "deployments_dir or bridge_address"),
+        ({"chains__chain0_confirmations": 300}, "reorg_window must exceed"),
+        ({"chains__chain0_rpc_url": "ws://a"}, "http:// or https://"),
+        ({"chains__chain0_color": "red"}, "Extra inputs"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(tmp_path, changes, needle):
+    data = config_data(tmp_path, **changes)
+    data["chains"][0] = {k: v for k, v in data["chains"][0].items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        parse_relayer_config(data)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_chain_is_not_a_bridge(tmp_path):
+    data = config_data(tmp_path)
+    data["chains"] = data["chains"][:1]
+    with pytest.raises(ConfigError, match="chains"):
+        parse_relayer_config(data)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_relayer_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[service\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_relayer_config(bad)
+    good = tmp_path / "relayer.toml"
+    good.write_text(to_toml(config_data(tmp_path)))
+    assert load_relayer_config(good).chains[1].bridge_address.lower() == BRIDGE_B
+
+
+# -- store ------------------------------------------------------------------------------------
+
+
+def transfer(nonce: int, source=A, dest=B, amount=5) -> Transfer:
+    bridge = BRIDGE_A if source == A else BRIDGE_B
+    who = "0x" + "11" * 20
+    return Transfer(source, bridge, nonce, dest, who, who, "0x" + "22" * 20, amount, 1000 + nonce)
+
+
+def sent_event(t: Transfer, number: int, log_index: int = 0, block_hash: str = "0x01") -> Event:
+    return Event(t.source_chain, number, log_index, block_hash, "0xt", SENT, "0x" + t.id().hex(), t)
+
+
+def other_event(chain: int, kind: str, t: Transfer, number: int, log_index: int = 0) -> Event:
+    return Event(chain, number, log_index, "0x02", "0xt", kind, "0x" + t.id().hex())
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RelayerStore(tmp_path / "relayer.sqlite")
+    yield s
+    s.close()
+
+
+def ids(works) -> list[str]:
+    return [w.id for w in works]
+
+
+def test_work_is_derived_from_the_events(store):
+    t0, t1, back = transfer(0), transfer(1), transfer(0, source=B, dest=A)
+    store.advance(A, [sent_event(t0, 5), sent_event(t1, 6)], 6, "0xa6", 10)
+    store.advance(B, [sent_event(back, 3)], 3, "0xb3", 10)
+    assert ids(store.needs_unlock(A, B, ACTION_UNLOCK)) == [
+        "0x" + t0.id().hex(),
+        "0x" + t1.id().hex(),
+    ]
+    assert ids(store.needs_unlock(B, A, ACTION_UNLOCK)) == ["0x" + back.id().hex()]
+    assert store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED) == []
+    # B unlocks t0: A must mark it; t1 still needs its unlock.
+    store.advance(B, [other_event(B, UNLOCKED, t0, 7)], 7, "0xb7", 10)
+    assert ids(store.needs_unlock(A, B, ACTION_UNLOCK)) == ["0x" + t1.id().hex()]
+    [mark] = store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED)
+    assert (mark.chain_id, mark.action, mark.transfer) == (A, ACTION_DELIVERED, t0)
+    store.advance(A, [other_event(A, COMPLETED, t0, 9)], 9, "0xa9", 10)
+    assert store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED) == []
+    # t1 cancelled on B: refunded on A, never unlocked.
+    store.advance(B, [other_event(B, CANCELLED, t1, 8)], 8, "0xb8", 10)
+    assert store.needs_unlock(A, B, ACTION_UNLOCK) == []
+    [refund] = store.needs_settle(A, B, CANCELLED, "refunded", ACTION_REFUND)
+    assert refund.transfer == t1
+
+
+def test_advance_is_idempotent_and_keeps_a_window(store):
+    t0 = transfer(0)
+    assert store.advance(A, [sent_event(t0, 5)], 5, "0xa5", 3) == 1
+    # The same range scanned again (a crash before the commit of the next one): no double.
+    assert store.advance(A, [sent_event(t0, 5)], 5, "0xa5", 3) == 0
+    for n in range(6, 12):
+        store.advance(A, [], n, f"0xa{n}", 3)
+    assert [n for n, _ in store.checkpoints(A)] == [11, 10, 9]
+    assert store.cursor(A) == (11, "0xa11")
+    assert store.counts(A)[SENT] == 1
+
+
+def test_rewind_brings_back_the_work_a_lost_block_held(store):
+    t0 = transfer(0)
+    store.advance(A, [sent_event(t0, 5)], 5, "0xa5", 10)
+    store.advance(B, [], 6, "0xb6", 10)
+    store.advance(B, [other_event(B, UNLOCKED, t0, 8)], 9, "0xb9", 10)
+    assert store.needs_unlock(A, B, ACTION_UNLOCK) == []
+    # B reorgs below block 8: the unlock is gone, so it is needed again.
+    assert store.rewind(B, 6) == 1
+    assert store.cursor(B) == (6, "0xb6")
+    assert ids(store.needs_unlock(A, B, ACTION_UNLOCK)) == ["0x" + t0.id().hex()]
+    # A reorgs below the lock: nothing to relay any more.
+    store.rewind(A, None)
+    assert store.cursor(A) is None and store.needs_unlock(A, B, ACTION_UNLOCK) == []
+
+
+def test_binding_refuses_another_key_or_bridge(store):
+    store.bind(relayer="0x01", **{"bridge:31337": BRIDGE_A})
+    store.bind(relayer="0x01")
+    with pytest.raises(StateError, match="belongs to relayer 0x01"):
+        store.bind(relayer="0x02")
+    with pytest.raises(StateError, match="bridge:31337"):
+        store.bind(**{"bridge:31337": BRIDGE_B})
+
+
+# -- the cursor against an in-memory chain ---------------------------------------------------
+
+
+class FakeChain:
+    """Blocks with hashes, and Bridge events by block; `reorg` replaces the newest blocks."""
+
+    _hashes = itertools.count(1)
+
+    def __init__(self, chain_id: int, blocks: int):
+        self.chain_id = chain_id
+        self.blocks: list[str] = []
+        self.events: dict[int, list[Event]] = {}
+        self.calls = 0
+        self.extend(blocks)
+
+    def extend(self, n: int) -> None:
+        for _ in range(n):
+            self.blocks.append(f"0x{next(self._hashes):064x}")
+
+    def add(self, t: Transfer | None = None, kind: str = SENT, transfer_for=None) -> None:
+        """A new block holding one event."""
+        self.extend(1)
+        number = len(self.blocks) - 1
+        if kind == SENT:
+            e = sent_event(t, number, block_hash=self.blocks[number])
+        else:
+            e = other_event(self.chain_id, kind, transfer_for, number)
+        self.events[number] = [e]
+
+    def reorg(self, depth: int, new_blocks: int | None = None) -> None:
+        keep = len(self.blocks) - depth
+        del self.blocks[keep:]
+        self.events = {n: e for n, e in self.events.items() if n < keep}
+        self.extend(depth if new_blocks is None else new_blocks)
+
+    # The client interface the scanner uses.
+    def block_number(self) -> int:
+        return len(self.blocks) - 1
+
+    def block_hash(self, number: int) -> str | None:
+        return self.blocks[number] if 0 <= number < len(self.blocks) else None
+
+    def bridge_logs(self, start: int, end: int) -> list[Event]:
+        self.calls += 1
+        return [e for n in range(start, end + 1) for e in self.events.get(n, [])]
+
+
+class ScanOnly(Relayer):
+    """The relayer's scanner over fake chains (their logs are already `Event`s)."""
+
+    def _event(self, side, entry):
+        return entry
+
+
+def scanner(tmp_path, a: FakeChain, b: FakeChain, confirmations=2, window=8) -> ScanOnly:
+    data = config_data(tmp_path)
+    for entry in data["chains"]:
+        entry.update(confirmations=confirmations, reorg_window=window, max_block_range=5)
+    config = parse_relayer_config(data)
+    sides = [
+        Side(cfg, chain, start_block=1, verified=True)
+        for cfg, chain in zip(config.chains, (a, b), strict=True)
+    ]
+    store = RelayerStore(tmp_path / "scan.sqlite")
+    return ScanOnly(config, store, sides, Account.create())
+
+
+def scan_all(relayer: ScanOnly, chain_id: int) -> None:
+    side = relayer.sides[chain_id]
+    for _ in range(100):
+        if not relayer.scan_once(side):
+            return
+    raise AssertionError("scanning did not finish")
+
+
+def test_scanning_waits_for_confirmations_and_resumes_from_the_cursor(tmp_path):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=2)
+    t0 = transfer(0)
+    a.add(t0)  # block 3
+    scan_all(r, A)
+    assert r.store.cursor(A)[0] == 1 and r.store.needs_unlock(A, B, ACTION_UNLOCK) == []
+    a.extend(2)  # block 3 has its two confirmations now
+    scan_all(r, A)
+    assert r.store.cursor(A) == (3, a.blocks[3])
+    assert [w.transfer for w in r.store.needs_unlock(A, B, ACTION_UNLOCK)] == [t0]
+    a.extend(20)
+    scan_all(r, A)
+    assert r.store.cursor(A)[0] == a.block_number() - 2
+    # A restart (a new relayer on the same store) goes on from the cursor.
+    calls = a.calls
+    r2 = ScanOnly(r.config, r.store, list(r.sides.values()), Account.create())
+    assert not r2.scan_once(r2.sides[A]) and a.calls == calls
+
+
+def test_a_reorg_under_the_cursor_rewinds_to_the_fork_point(tmp_path):
+    a, b = FakeChain(A, 10), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=1)
+    t_old = transfer(0)
+    a.add(t_old)  # block 10
+    a.extend(5)
+    scan_all(r, A)
+    assert r.store.cursor(A)[0] == 14
+    # Replace the last 7 blocks (9..15): the lock is gone, a different one is in block 11.
+    a.reorg(7, new_blocks=1)
+    t_new = transfer(0, amount=9)
+    a.add(t_new)  # block 10
+    a.extend(5)
+    scan_all(r, A)
+    assert r.metrics.reorgs.labels("A")._value.get() == 1
+    assert [w.transfer for w in r.store.needs_unlock(A, B, ACTION_UNLOCK)] == [t_new]
+    assert r.store.cursor(A) == (a.block_number() - 1, a.blocks[-2])
+
+
+def test_a_reorg_deeper_than_the_window_rescans_from_the_start(tmp_path):
+    a, b = FakeChain(A, 2), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=0, window=2)
+    a.add(transfer(0))
+    a.extend(30)
+    scan_all(r, A)
+    a.reorg(25)
+    a.add(transfer(0, amount=3))
+    scan_all(r, A)
+    amounts = sorted(w.transfer.amount for w in r.store.needs_unlock(A, B, ACTION_UNLOCK))
+    assert amounts == [3, 5]
+    assert r.metrics.reorgs.labels("A")._value.get() == 1
+    assert r.store.counts(A)[SENT] == 2  # the lock at block 2 survived, the new one added
+
+
+def test_a_chain_restarted_shorter_than_the_cursor_is_a_rewind(tmp_path):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=0)
+    a.extend(10)
+    scan_all(r, A)
+    a.reorg(8, new_blocks=0)  # the node came back from an older state
+    a.add(transfer(4))
+    scan_all(r, A)
+    assert r.store.cursor(A) == (a.block_number(), a.blocks[-1])
+    assert len(r.store.needs_unlock(A, B, ACTION_UNLOCK)) == 1
+
+
+# -- signing policy ---------------------------------------------------------------------------
+
+
+def test_signatures_only_for_what_the_own_scan_confirmed(tmp_path):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=0)
+    for side, bridge in zip(r.sides.values(), (BRIDGE_A, BRIDGE_B), strict=True):
+        side.client.bridge = type("C", (), {"address": bridge})()
+    t0 = transfer(0)
+    tid = "0x" + t0.id().hex()
+    assert r.signature(B, ACTION_UNLOCK, tid) is None  # not seen yet
+    a.add(t0)
+    scan_all(r, A)
+    v, rr, s = r.signature(B, ACTION_UNLOCK, tid)
+    signer = Account._recover_hash(digest(B, BRIDGE_B, t0.id(), ACTION_UNLOCK), vrs=(v, rr, s))
+    assert signer == r.address
+    # The wrong chain for the action, or an action its scan does not support: nothing.
+    assert r.signature(A, ACTION_UNLOCK, tid) is None
+    assert r.signature(A, ACTION_DELIVERED, tid) is None
+    assert r.signature(A, ACTION_REFUND, tid) is None
+    assert r.signature(B, ACTION_CANCEL, tid) is not None  # not unlocked: may be cancelled
+    b.add(kind=UNLOCKED, transfer_for=t0)
+    scan_all(r, B)
+    assert r.signature(A, ACTION_DELIVERED, tid) is not None
+    assert r.signature(B, ACTION_CANCEL, tid) is None  # unlocked: never cancelled
+    assert r.signature(A, ACTION_REFUND, tid) is None
+    status, body = r._attestations_route(
+        "POST",
+        "",
+        json.dumps({"chain_id": A, "action": 3, "ids": [tid, "0x" + "00" * 32]}).encode(),
+    )
+    assert status == 200 and list(body["signatures"]) == [tid] and body["signer"] == r.address
+    status, body = r._attestations_route("GET", f"chain_id={B}&action=1&ids={tid}", b"")
+    assert status == 200 and list(body["signatures"]) == [tid]
+    for bad in (b"{}", b'{"chain_id": 1, "action": 1, "ids": []}', b"not json"):
+        assert r._attestations_route("POST", "", bad)[0] == 400
+    assert (
+        r._attestations_route(
+            "POST", "", json.dumps({"chain_id": A, "action": 9, "ids": []}).encode()
+        )[0]
+        == 400
+    )
+
+
+def test_backoff_grows_to_its_ceiling():
+    assert [backoff(n, 3.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def _signature_of(item: dict) -> tuple:
+    def types(params):
+        return tuple(
+            (p["type"], tuple(c["type"] for c in p.get("components") or ()), p.get("indexed"))
+            for p in params or ()
+        )
+
+    return (
+        item["type"],
+        item.get("name"),
+        types(item.get("inputs")),
+        types(item.get("outputs")),
+        item.get("stateMutability"),
+    )
+
+
+def test_the_shipped_abi_is_the_compiled_bridge(project):
+    """`oracle/abi/Bridge.json` must follow the contract (regenerate it after a change)."""
+    compiled = [
+        item.model_dump(mode="json", by_alias=True) for item in project.Bridge.contract_type.abi
+    ]
+    assert sorted(map(_signature_of, bridge_abi())) == sorted(map(_signature_of, compiled))
