@@ -21,6 +21,8 @@ from powerhive.client import Client, checksum
 from powerhive.errors import AmountError, PowerhiveError
 from powerhive.market import Level, collect_pages, preview
 
+KWH, EUR, PRICE = units.format_kwh, units.format_eur, units.format_price
+
 
 class PowerhiveGroup(click.Group):
     def invoke(self, ctx: click.Context):
@@ -236,11 +238,11 @@ def balance(s: Session, address: str | None):
     }
     escrow = client.call(ledger.functions.escrow_of(who, list(units_seen)[:64]))
     click.echo(f"account  {who}")
-    click.echo(f"ENT      {units.format_kwh(client.call(ledger.functions.balanceOf(who)))} kWh")
-    click.echo(f"escrow   {units.format_kwh(escrow)} kWh in sessions")
-    click.echo(f"eEuro    {units.format_eur(client.call(eeuro.functions.balanceOf(who)))} EUR")
+    click.echo(f"ENT      {KWH(client.call(ledger.functions.balanceOf(who)))} kWh")
+    click.echo(f"escrow   {KWH(escrow)} kWh in sessions")
+    click.echo(f"eEuro    {EUR(client.call(eeuro.functions.balanceOf(who)))} EUR")
     locked = client.call(eeuro.functions.locked(who))
-    click.echo(f"locked   {units.format_eur(locked)} EUR for redemption")
+    click.echo(f"locked   {EUR(locked)} EUR for redemption")
 
 
 def _book(client: Client, book: str | None):
@@ -261,12 +263,12 @@ def book_cmd(s: Session, book: str | None):
     handle = _book(client, book)
     for lv in reversed(_levels(client, handle, False)):
         click.echo(
-            f"ask {units.format_price(lv.price):>12} EUR/kWh {units.format_kwh(lv.amount):>14} kWh  {lv.orders} orders"
+            f"ask {PRICE(lv.price):>12} EUR/kWh {KWH(lv.amount):>14} kWh  {lv.orders} orders"
         )
     click.echo("-" * 40)
     for lv in _levels(client, handle, True):
         click.echo(
-            f"bid {units.format_price(lv.price):>12} EUR/kWh {units.format_kwh(lv.amount):>14} kWh  {lv.orders} orders"
+            f"bid {PRICE(lv.price):>12} EUR/kWh {KWH(lv.amount):>14} kWh  {lv.orders} orders"
         )
 
 
@@ -285,14 +287,10 @@ def _place(s: Session, is_buy: bool, amount_text, price_text, ioc, dry_run, book
         client.call(handle.functions.tick_size()),
         client.call(handle.functions.min_size()),
     )
-    units.check_multiple(amount, lot, what="amount", show=lambda v: f"{units.format_kwh(v)} kWh")
-    units.check_multiple(
-        price, tick, what="price", show=lambda v: f"{units.format_price(v)} EUR/kWh"
-    )
+    units.check_multiple(amount, lot, what="amount", show=lambda v: f"{KWH(v)} kWh")
+    units.check_multiple(price, tick, what="price", show=lambda v: f"{PRICE(v)} EUR/kWh")
     if amount < minimum:
-        raise AmountError(
-            f"amount {units.format_kwh(amount)} kWh is below the minimum order {units.format_kwh(minimum)} kWh"
-        )
+        raise AmountError(f"amount {KWH(amount)} kWh is below the minimum order {KWH(minimum)} kWh")
     p = preview(
         _levels(client, handle, not is_buy),
         is_buy=is_buy,
@@ -302,15 +300,12 @@ def _place(s: Session, is_buy: bool, amount_text, price_text, ioc, dry_run, book
         min_size=minimum,
     )
     side = "buy" if is_buy else "sell"
-    click.echo(
-        f"{side} {units.format_kwh(amount)} kWh at {units.format_price(price)} EUR/kWh{' IOC' if ioc else ''}"
-    )
+    click.echo(f"{side} {KWH(amount)} kWh at {PRICE(price)} EUR/kWh{' IOC' if ioc else ''}")
     for f in p.fills:
-        click.echo(
-            f"  fill {units.format_kwh(f.amount)} kWh at {units.format_price(f.price)} EUR/kWh = {units.format_eur(f.quote)} EUR"
-        )
+        click.echo(f"  fill {KWH(f.amount)} kWh at {PRICE(f.price)} EUR/kWh = {EUR(f.quote)} EUR")
     click.echo(
-        f"  filled {units.format_kwh(p.filled)} kWh for {units.format_eur(p.quote_traded)} EUR; rests {units.format_kwh(p.rest)} kWh; not placed {units.format_kwh(p.dropped)} kWh"
+        f"  filled {KWH(p.filled)} kWh for {EUR(p.quote_traded)} EUR; "
+        f"rests {KWH(p.rest)} kWh; not placed {KWH(p.dropped)} kWh"
     )
     if p.warning:
         click.echo(f"  warning: {p.warning}")
@@ -326,13 +321,11 @@ def _place(s: Session, is_buy: bool, amount_text, price_text, ioc, dry_run, book
     sent = client.send(handle.functions.place(is_buy, price, amount, ioc, 0))
     for log in handle.events.Traded().process_receipt(sent.receipt, errors=DISCARD):
         a = log["args"]
-        click.echo(
-            f"traded {units.format_kwh(a['amount'])} kWh at {units.format_price(a['price'])} EUR/kWh"
-        )
+        click.echo(f"traded {KWH(a['amount'])} kWh at {PRICE(a['price'])} EUR/kWh")
     for log in handle.events.OrderPlaced().process_receipt(sent.receipt, errors=DISCARD):
         a = log["args"]
         click.echo(
-            f"order {a['order_id']:#x} rests: {units.format_kwh(a['amount'])} kWh at {units.format_price(a['price'])} EUR/kWh"
+            f"order {a['order_id']:#x} rests: {KWH(a['amount'])} kWh at {PRICE(a['price'])} EUR/kWh"
         )
     click.echo(f"tx {sent.tx_hash}")
 
@@ -376,7 +369,7 @@ def order_cancel(s: Session, order_id: str, book: str | None):
     oid = _order_id(order_id)
     sent = client.send(handle.functions.cancel(oid))
     for log in handle.events.OrderCancelled().process_receipt(sent.receipt, errors=DISCARD):
-        click.echo(f"cancelled order {oid:#x}: {units.format_kwh(log['args']['amount'])} kWh")
+        click.echo(f"cancelled order {oid:#x}: {KWH(log['args']['amount'])} kWh")
     click.echo(f"tx {sent.tx_hash}")
 
 
@@ -394,9 +387,7 @@ def orders(s: Session, address: str | None, book: str | None):
         click.echo("no open orders")
     for oid, is_buy, price, amount in found:
         side = "bid" if is_buy else "ask"
-        click.echo(
-            f"{oid:#x} {side} {units.format_kwh(amount)} kWh at {units.format_price(price)} EUR/kWh"
-        )
+        click.echo(f"{oid:#x} {side} {KWH(amount)} kWh at {PRICE(price)} EUR/kWh")
 
 
 @main.group()
@@ -416,7 +407,8 @@ def session_start(s: Session, unit: str, amount: str):
     for log in ledger.events.SessionStarted().process_receipt(sent.receipt, errors=DISCARD):
         a = log["args"]
         click.echo(
-            f"session on {a['unit']}: {units.format_kwh(a['escrow'])} kWh escrowed, {units.format_wh(a['reserved_wh'])} kWh reserved, ends {_when(a['expires_at'])}"
+            f"session on {a['unit']}: {KWH(a['escrow'])} kWh escrowed, "
+            f"{units.format_wh(a['reserved_wh'])} kWh reserved, ends {_when(a['expires_at'])}"
         )
     click.echo(f"tx {sent.tx_hash}")
 
@@ -447,7 +439,7 @@ def redeem(s: Session, amount: str):
     eeuro = client.contract("EEuro")
     sent = client.send(eeuro.functions.lock(units.parse_eur(amount)))
     locked = client.call(eeuro.functions.locked(client.account.address))
-    click.echo(f"locked {amount} EUR; {units.format_eur(locked)} EUR await the banker")
+    click.echo(f"locked {amount} EUR; {EUR(locked)} EUR await the banker")
     click.echo(f"tx {sent.tx_hash}")
 
 
@@ -468,8 +460,8 @@ def banker_queue(s: Session):
         locked = client.call(eeuro.functions.locked(holder))
         if locked:
             total += locked
-            click.echo(f"{holder} {units.format_eur(locked)} EUR")
-    click.echo(f"total locked {units.format_eur(total)} EUR")
+            click.echo(f"{holder} {EUR(locked)} EUR")
+    click.echo(f"total locked {EUR(total)} EUR")
 
 
 def _banker_op(s: Session, fn_name: str, account: str, amount: str):
@@ -477,9 +469,7 @@ def _banker_op(s: Session, fn_name: str, account: str, amount: str):
     eeuro = client.contract("EEuro")
     value = units.parse_eur(amount)
     sent = client.send(getattr(eeuro.functions, fn_name)(checksum(account), value))
-    click.echo(
-        f"{fn_name} {units.format_eur(value)} EUR for {checksum(account)}; tx {sent.tx_hash}"
-    )
+    click.echo(f"{fn_name} {EUR(value)} EUR for {checksum(account)}; tx {sent.tx_hash}")
 
 
 @banker.command("burn")

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from eth_account import Account
 
+from powerhive.ballots import action_key
 from powerhive.cli import main
 from scripts._protocol import deploy_protocol, governed, save_protocol
 
@@ -77,6 +78,12 @@ def test_vote_proposed_by_one_voter_passed_by_a_second(env):
     assert p.EEuro.banker() != banker.address
     out = run(env, "propose", "set-banker", banker.address, who="voter1").stdout
     bid = ballot_id(out)
+    data = p.EEuro.set_banker.encode_input(banker)
+    key = p.Council.action_key(p.EEuro, data)
+    assert (
+        action_key(p.EEuro.address, data) == "0x" + bytes(key).hex()
+        and f"key 0x{bytes(key).hex()}" in out
+    )
     listing = run(env, "ballots").stdout
     assert f"EEuro.set_banker(new_banker={banker.address})" in listing
     assert "YES 1 / NO 0 of 2 voters" in listing
@@ -107,7 +114,7 @@ def test_ledger_parameters_in_human_units(env):
 
 def test_order_placed_previewed_and_cancelled(env):
     p, a = env["protocol"], env["accounts"]
-    alice, unit = a[2], a[8]
+    alice = a[2]
     ledger, book = p.EnergyLedger, p.OrderBook
     ent_before = ledger.balanceOf(alice)
     out = run(env, "order", "sell", "2.5", "0.21", who="alice").stdout
