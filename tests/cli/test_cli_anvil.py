@@ -182,3 +182,22 @@ def test_bad_input_is_one_line(env):
         main, [*env["base"][:2], "--deployments", str(env["root"] / "none"), "ballots"]
     )
     assert result.exit_code == 1 and "no deployment for chain" in result.stderr
+
+
+def test_console_script_wrong_chain_is_one_line(env):
+    """The installed `powerhive` command itself (not CliRunner): one line, exit 1."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("powerhive")
+    assert exe, "powerhive is not installed (pip install -e .)"
+    done = subprocess.run(
+        [exe, *env["base"], "--chain-id", "1", "ballots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"Error: the node at {env['base'][1]} is chain 31337, not chain 1 (--chain-id)"
+    ]
