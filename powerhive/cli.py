@@ -426,7 +426,11 @@ def session_close(s: Session, unit: str, consumer: str | None):
     for log in ledger.events.SessionEnded().process_receipt(sent.receipt, errors=DISCARD):
         click.echo(f"session ended; it bills reports until {_when(log['args']['grace_ends_at'])}")
     for log in ledger.events.SessionClosed().process_receipt(sent.receipt, errors=DISCARD):
-        click.echo(f"session settled: {dict(log['args'])}")
+        a = log["args"]
+        click.echo(
+            f"session settled: {KWH(a['refunded'])} kWh refunded, "
+            f"{units.format_wh(a['released_wh'])} kWh back to the unit"
+        )
     click.echo(f"tx {sent.tx_hash}")
 
 
