@@ -134,7 +134,7 @@ def test_order_placed_previewed_and_cancelled(env):
     fails(env, "order", "cancel", oid, who="alice", match="book: unknown order")
 
 
-def test_session_start_and_close(env):
+def test_session_start_and_close(env, chain):
     p, a = env["protocol"], env["accounts"]
     alice, unit = a[2], a[8]
     ledger = p.EnergyLedger
@@ -144,6 +144,13 @@ def test_session_start_and_close(env):
     out = run(env, "session", "close", unit.address, who="alice").stdout
     assert "session ended" in out
     assert ledger.session(alice, unit).expired
+    fails(env, "session", "close", unit.address, who="alice", match="ledger: session in grace")
+    chain.pending_timestamp = ledger.session(alice, unit).grace_ends_at + 1
+    chain.mine()
+    before = ledger.balanceOf(alice)
+    out = run(env, "session", "close", unit.address, who="alice").stdout
+    assert "session settled: 1.000 kWh refunded, 1.000 kWh back to the unit" in out
+    assert ledger.balanceOf(alice) == before + 10**18 and ledger.total_escrow() == 0
 
 
 def test_redemption_lock_and_banker_burn(env):
