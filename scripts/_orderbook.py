@@ -25,6 +25,9 @@ from ape.contracts import ContractInstance
 from rich.console import Console
 from rich.table import Table
 
+from powerhive.market import collect_pages
+from powerhive.units import EEURO_DECIMALS, format_kwh, format_units, parse_price
+
 ENT_TICK = 1_000  # 0.001 eEuro per kWh
 ENT_LOT = 10**15  # 1 Wh
 ENT_MIN_SIZE = 10**16  # 10 Wh
@@ -68,33 +71,23 @@ def placed_id(receipt) -> int:
 
 
 def _ent(amount: int) -> str:
-    return f"{amount / ONE_ENT:,.3f}"
+    return format_kwh(amount)
 
 
 def _eur(amount: int) -> str:
-    return f"{amount / ONE_EEURO:,.3f}"
+    return format_units(amount, EEURO_DECIMALS, min_places=3)
 
 
 def all_levels(book: ContractInstance, is_buy: bool, page: int = 0) -> list:
     """Every price level of one side, best first, through `depth`'s cursor (`page` levels
     per call; 0: the book's largest page)."""
-    levels, cursor = book.depth(is_buy, 0, page)
-    levels = list(levels)
-    while cursor != 0:
-        more, cursor = book.depth(is_buy, cursor, page)
-        levels += more
-    return levels
+    return collect_pages(lambda cursor: book.depth(is_buy, cursor, page))
 
 
 def all_open_orders(book: ContractInstance, account, page: int = 0) -> list:
     """Every open order of `account` (id, side, price, remaining amount) through
     `open_orders`' cursor: bids best first, then asks."""
-    found, cursor = book.open_orders(account, 0, page)
-    found = list(found)
-    while cursor != 0:
-        more, cursor = book.open_orders(account, cursor, page)
-        found += more
-    return found
+    return collect_pages(lambda cursor: book.open_orders(account, cursor, page))
 
 
 def book_table(book: ContractInstance, title: str, levels: int = 10) -> Table:
@@ -148,7 +141,7 @@ def demo_orderbook(
     who = {account.address: name for name, account in people.items()}
 
     def price(eur: str) -> int:
-        return round(float(eur) * ONE_EEURO)
+        return parse_price(eur)
 
     steps = [
         ("producer A", False, "0.210", 10 * ONE_ENT, False, "offers 10 kWh at 0.210"),

@@ -15,6 +15,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from powerhive.units import format_units
 from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
@@ -26,7 +27,7 @@ HVT = 10**18
 
 
 def _fmt(amount: int, decimals: int) -> str:
-    return f"{amount / 10**decimals:,.{min(decimals, 6)}f}"
+    return format_units(amount, decimals, min_places=2)
 
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run the community demo")

@@ -1,0 +1,210 @@
+"""The `powerhive` CLI end to end against Anvil: the protocol deployed by the deploy path
+(`deploy_protocol` + the deployments file), every step through the CLI only."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from eth_account import Account
+
+from powerhive.ballots import action_key
+from powerhive.cli import main
+from scripts._protocol import deploy_protocol, governed, save_protocol
+
+PASS = "correct horse"
+
+
+@pytest.fixture(scope="module")
+def env(accounts, chain, tmp_path_factory):
+    """Deployed protocol, its deployments dir and fast keystores for every role."""
+    root = tmp_path_factory.mktemp("cli")
+    protocol = deploy_protocol(accounts[0], treasury=accounts[5].address)
+    save_protocol(protocol, "ethereum:local:foundry", force=True, directory=root / "deployments")
+    keys = {}
+    for role, i in {"voter1": 0, "voter2": 13, "banker": 1, "alice": 2, "bob": 3}.items():
+        # A cheap scrypt (n=2**10): the CLI reads any v3 keystore; speed is for the tests.
+        data = Account.encrypt(accounts[i].private_key, PASS, kdf="scrypt", iterations=2**10)
+        path = root / f"{role}.json"
+        path.write_text(json.dumps(data))
+        keys[role] = path
+    # Roles every test starts from (Ape reverts the chain after each test): a unit, the
+    # banker and ENT for alice; the governance tests vote on other actions.
+    unit, banker, alice = accounts[8], accounts[1], accounts[2]
+    governed(
+        protocol, [accounts[0]], protocol.EnergyLedger, "register_storage_unit", unit, accounts[10]
+    )
+    governed(protocol, [accounts[0]], protocol.EEuro, "set_banker", banker)
+    protocol.EnergyLedger.energy_produced(alice, 12_500, 1, sender=unit)
+    base = ["--rpc", chain.provider.uri, "--deployments", str(root / "deployments")]
+    return dict(protocol=protocol, keys=keys, base=base, accounts=accounts, root=root)
+
+
+def run(env, *args, who=None, ok=True, passphrase=PASS):
+    runner = CliRunner(mix_stderr=False)
+    extra = ["--keystore", str(env["keys"][who])] if who else []
+    result = runner.invoke(
+        main, [*env["base"], *extra, *args], env={"POWERHIVE_PASSPHRASE": passphrase}
+    )
+    if ok:
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def fails(env, *args, who=None, passphrase=PASS, match=""):
+    result = run(env, *args, who=who, ok=False, passphrase=passphrase)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def ballot_id(text: str) -> str:
+    return re.search(r"ballot (0x[0-9a-f]{8})", text)[1]
+
+
+def test_vote_proposed_by_one_voter_passed_by_a_second(env):
+    p, a = env["protocol"], env["accounts"]
+    voter2, banker = a[13], a[6]
+    out = run(env, "propose", "add-voter", voter2.address, who="voter1").stdout
+    assert "passed" in out  # one voter: the proposal passes at once
+    assert p.Council.is_voter(voter2)
+    # Two voters now: a proposal needs the second one.
+    dry = run(env, "propose", "set-banker", banker.address, "--dry-run", who="voter1").stdout
+    assert f"EEuro.set_banker(new_banker={banker.address})" in dry and "nothing sent" in dry
+    assert p.EEuro.banker() != banker.address
+    out = run(env, "propose", "set-banker", banker.address, who="voter1").stdout
+    bid = ballot_id(out)
+    data = p.EEuro.set_banker.encode_input(banker)
+    key = p.Council.action_key(p.EEuro, data)
+    assert (
+        action_key(p.EEuro.address, data) == "0x" + bytes(key).hex()
+        and f"key 0x{bytes(key).hex()}" in out
+    )
+    listing = run(env, "ballots").stdout
+    assert f"EEuro.set_banker(new_banker={banker.address})" in listing
+    assert "YES 1 / NO 0 of 2 voters" in listing
+    assert f"{voter2.address} -" in listing and f"{a[0].address} YES" in listing
+    fails(env, "vote", bid, who="voter1", match="already voted YES")
+    out = run(env, "vote", bid, who="voter2").stdout
+    assert "passed with 2 of 2 voters" in out
+    assert p.EEuro.banker() == banker.address
+    assert "no open ballots" in run(env, "ballots").stdout
+
+
+def test_ledger_parameters_in_human_units(env):
+    p = env["protocol"]
+    before = p.EnergyLedger.params()
+    out = run(env, "propose", "set-ledger-params", "--recovery-share", "20%", "--dry-run").stdout
+    assert "recovery_share=0.2 (20%)" in out
+    assert f"session_lifetime={before.session_lifetime // 3600}h" in out
+    fails(
+        env,
+        "propose",
+        "set-ledger-params",
+        "--storage-fee",
+        "0.1234567890123456789",
+        "--dry-run",
+        match="too many decimals",
+    )
+
+
+def test_order_placed_previewed_and_cancelled(env):
+    p, a = env["protocol"], env["accounts"]
+    alice = a[2]
+    ledger, book = p.EnergyLedger, p.OrderBook
+    ent_before = ledger.balanceOf(alice)
+    out = run(env, "order", "sell", "2.5", "0.21", who="alice").stdout
+    assert "rests 2.500 kWh" in out
+    (order_line,) = [ln for ln in run(env, "orders", alice.address).stdout.splitlines()]
+    assert "ask 2.500 kWh at 0.210 EUR/kWh" in order_line
+    assert ledger.balanceOf(book) == 25 * 10**17
+    preview = run(env, "order", "buy", "1", "0.25", "--dry-run", who="bob").stdout
+    assert "fill 1.000 kWh at 0.210 EUR/kWh = 0.21 EUR" in preview
+    fails(env, "order", "sell", "1.0001", "0.21", who="alice", match="not a multiple")
+    fails(env, "order", "sell", "1", "0.2105", who="alice", match="not a multiple")
+    fails(env, "order", "sell", "1", "0.2100001", who="alice", match="too many decimals")
+    oid = order_line.split()[0]
+    out = run(env, "order", "cancel", oid, who="alice").stdout
+    assert "cancelled order" in out and "2.500 kWh" in out
+    assert ledger.balanceOf(alice) == ent_before and ledger.balanceOf(book) == 0
+    fails(env, "order", "cancel", oid, who="alice", match="book: unknown order")
+
+
+def test_session_start_and_close(env, chain):
+    p, a = env["protocol"], env["accounts"]
+    alice, unit = a[2], a[8]
+    ledger = p.EnergyLedger
+    out = run(env, "session", "start", unit.address, "1", who="alice").stdout
+    assert "1.000 kWh escrowed" in out
+    assert "escrow   1.000 kWh" in run(env, "balance", alice.address).stdout
+    out = run(env, "session", "close", unit.address, who="alice").stdout
+    assert "session ended" in out
+    assert ledger.session(alice, unit).expired
+    fails(env, "session", "close", unit.address, who="alice", match="ledger: session in grace")
+    chain.pending_timestamp = ledger.session(alice, unit).grace_ends_at + 1
+    chain.mine()
+    before = ledger.balanceOf(alice)
+    out = run(env, "session", "close", unit.address, who="alice").stdout
+    assert "session settled: 1.000 kWh refunded, 1.000 kWh back to the unit" in out
+    assert ledger.balanceOf(alice) == before + 10**18 and ledger.total_escrow() == 0
+
+
+def test_redemption_lock_and_banker_burn(env):
+    p, a = env["protocol"], env["accounts"]
+    bob = a[3]
+    eeuro = p.EEuro
+    run(env, "banker", "mint", bob.address, "10", who="banker")
+    out = run(env, "redeem", "4.5", who="bob").stdout
+    assert "4.50 EUR await the banker" in out
+    queue = run(env, "banker", "queue").stdout
+    assert f"{bob.address} 4.50 EUR" in queue
+    fails(env, "banker", "burn", bob.address, "5", who="banker", match="burn exceeds locked")
+    fails(env, "banker", "burn", bob.address, "1", who="bob", match="not the banker")
+    run(env, "banker", "burn", bob.address, "4.5", who="banker")
+    assert eeuro.locked(bob) == 0 and eeuro.total_locked() == eeuro.balanceOf(eeuro)
+    assert eeuro.balanceOf(bob) == 5_500_000
+    assert "total locked 0.00 EUR" in run(env, "banker", "queue").stdout
+
+
+def test_bad_input_is_one_line(env):
+    a = env["accounts"]
+    fails(env, "vote", "0xdeadbeef00", who="voter1", match="no open ballot")
+    fails(env, "vote", "xyz", who="voter1", match="at least 6 hex digits")
+    fails(env, "redeem", "1.0000001", who="bob", match="too many decimals")
+    fails(env, "redeem", "1e3", who="bob", match="not a non-negative decimal")
+    fails(env, "--chain-id", "4242", "ballots", match="not chain 4242")
+    fails(env, "redeem", "1", who="bob", passphrase="wrong", match="wrong passphrase")
+    fails(env, "propose", "add-voter", "0x1234", "--dry-run", match="not an Ethereum address")
+    fails(env, "propose", "add-voter", a[4].address, who="alice", match="council: not a voter")
+    result = CliRunner(mix_stderr=False).invoke(
+        main, ["--rpc", "http://127.0.0.1:9", "--deployments", str(env["root"]), "ballots"]
+    )
+    assert result.exit_code == 1 and "cannot reach the node" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = CliRunner(mix_stderr=False).invoke(
+        main, [*env["base"][:2], "--deployments", str(env["root"] / "none"), "ballots"]
+    )
+    assert result.exit_code == 1 and "no deployment for chain" in result.stderr
+
+
+def test_console_script_wrong_chain_is_one_line(env):
+    """The installed `powerhive` command itself (not CliRunner): one line, exit 1."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("powerhive")
+    assert exe, "powerhive is not installed (pip install -e .)"
+    done = subprocess.run(
+        [exe, *env["base"], "--chain-id", "1", "ballots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"Error: the node at {env['base'][1]} is chain 31337, not chain 1 (--chain-id)"
+    ]
