@@ -38,9 +38,10 @@
      - seller (`_sellers[id]`): seller (0..159) | reserve (160..255); read only at settle,
        cancel and in views.
      - credit (`_credits[account]`): balance << 1 | 1. The low bit is set the first time an
-       account is credited or pays from its balance and never cleared, so the word never
-       returns to zero: crediting an account that was refunded before costs 2,900 gas, not
-       20,000. Free balance = word >> 1.
+       account is credited or pays from its balance, and a bid that spends the balance keeps
+       it, so the word does not return to zero in a bidding war: crediting an account that was
+       refunded before costs 2,900 gas, not 20,000. Only withdrawing the whole balance clears
+       the word. Free balance = word >> 1.
      Settling and cancelling clear the three auction words (a gas refund of 4,800 each): a
      closed auction's outcome lives in its events; `auction(id)` then says `STATUS_CLOSED`.
 @custom:security Governance (`owner`, the Council) sets only the increment, window and cap of
@@ -365,7 +366,9 @@ def withdraw(amount: uint256):
     assert amount != 0, "auction: zero amount"
     free: uint256 = self._credits[msg.sender] >> 1
     assert amount <= free, "auction: exceeds balance"
-    self._credits[msg.sender] = (free - amount) << 1 | 1
+    # Withdrawing everything clears the word (the account leaves: 4,800 gas back); a bid that
+    # spends the whole balance keeps the flag (its bidder is likely to be refunded again).
+    self._credits[msg.sender] = 0 if amount == free else (free - amount) << 1 | 1
     log IEnergyAuction.Withdrawn(account=msg.sender, amount=amount, balance=free - amount)
     assert extcall IERC20(COIN).transfer(msg.sender, amount, default_return_value=True), (
         "auction: coin transfer failed"
