@@ -14,6 +14,7 @@ from ape.contracts import ContractInstance
 from ape.logging import logger
 
 from oracle.deployments import ContractRecord, Deployment, write_deployment
+from scripts._auction import deploy_auction
 from scripts._beekeeper import declare_orderbook, deploy_beekeeper
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK
 
@@ -95,6 +96,8 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     book = project.OrderBook.at(beekeeper.book_of(eeuro.address))
     protocol.contracts["OrderBook"] = book
     logger.info(f"OrderBook (ENT/eEuro) deployed at {book.address}")
+    # The energy auction house for eEuro (SPEC §10), its parameters governed by the Council.
+    deploy_auction(deploy, ledger, eeuro, beekeeper, council)
     return protocol
 
 

@@ -4,7 +4,8 @@ Starts Anvil through Ape's foundry provider (the default local network), deploys
 sets a banker by governance, mints and locks eEuro, and prints the contracts and balances; then
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
-last, two hive owners on the Beekeeper (hives, meters, a split, a merge, an upgrade vote).
+an energy auction (an outbid, an extension, the settlement); last, two hive owners on the
+Beekeeper (hives, meters, a split, a merge, an upgrade vote).
 """
 
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from powerhive.units import format_units
+from scripts._auction_demo import run_auction_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
@@ -108,6 +110,8 @@ def cli(network):
         eeuro.mint(account, quote_amount, sender=banker)
 
     demo_orderbook(protocol.OrderBook, ledger, eeuro, [t[15], t[16], t[17], t[18]], fund)
+    # The energy auction: one lot, an outbid, an extension, the settlement.
+    run_auction_demo(protocol, [t[26], t[27], t[28]], fund, console)
 
     oracle_people = {
         "unit": t[12],
