@@ -293,15 +293,12 @@ def cancel(slot: uint256, side: uint256) -> uint256:
 
     word: uint256 = self._slot[slot]
     c: curve.Curve = self._curve(self._params[(word >> 96) & M32])
-    prod: uint256 = word & M48
-    cons: uint256 = (word >> 48) & M48
-    escrow: uint256 = (word >> 128) & M64
-    reserved: uint256 = word >> 192
-    imb: int256 = convert(prod, int256) - convert(cons, int256)
+    imb: int256 = convert(word & M48, int256) - convert((word >> 48) & M48, int256)
     seed: uint256 = self.seed
     account: uint256 = self._account[msg.sender]
     unwind: uint256 = 0
-    # The slot's sums hold this commitment's energy and amount: no underflow below.
+    # The slot's sums hold this commitment's energy and amount, so the fields are taken
+    # out of the packed word in place without borrowing from the next field.
     if side == SIDE_PRODUCE:
         unwind = curve.integral(c, imb - convert(wh, int256), imb)
         if unwind > amount:
@@ -310,8 +307,7 @@ def cancel(slot: uint256, side: uint256) -> uint256:
         else:
             account = self._credit(account, amount - unwind)
         seed += unwind
-        prod = unsafe_sub(prod, wh)
-        reserved = unsafe_sub(reserved, amount)
+        word = unsafe_sub(word, wh | (amount << 192))
     else:
         unwind = curve.integral(c, imb, imb + convert(wh, int256))
         if unwind > amount:
@@ -320,14 +316,11 @@ def cancel(slot: uint256, side: uint256) -> uint256:
         else:
             seed += amount - unwind
         account = self._credit(account, unwind)
-        cons = unsafe_sub(cons, wh)
-        escrow = unsafe_sub(escrow, amount)
+        word = unsafe_sub(word, (wh << 48) | (amount << 128))
     self.seed = seed
     self._account[msg.sender] = account
     self._commitment[msg.sender][key] = 0
-    self._slot[slot] = (word & (M32 << 96)) | prod | (cons << 48) | (escrow << 128) | (
-        reserved << 192
-    )
+    self._slot[slot] = word
     log IBalancingMarket.Cancelled(
         account=msg.sender,
         slot=slot,
@@ -335,8 +328,6 @@ def cancel(slot: uint256, side: uint256) -> uint256:
         wh=wh,
         held=amount,
         unwind=unwind,
-        production_wh=prod,
-        consumption_wh=cons,
     )
     return unwind
 
@@ -725,12 +716,12 @@ def _settle(
         # Pay rounds down; the unearned rest returns to the seed.
         credited = amount * delivered // wh
         to_seed = amount - credited
-        new_word = word - (amount << 192)
+        new_word = unsafe_sub(word, amount << 192)
     else:
         # The market keeps the delivered share rounded up; the refund is the exact rest.
         to_seed = (amount * delivered + wh - 1) // wh
         credited = amount - to_seed
-        new_word = word - (amount << 128)
+        new_word = unsafe_sub(word, amount << 128)
     self._commitment[account][key] = 0
     self._slot[slot] = new_word
     if to_seed != 0:

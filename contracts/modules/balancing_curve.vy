@@ -35,23 +35,29 @@ struct Curve:
     step: int256
 
 
+# Every product below is bounded by the market's checks (|k| <= 2**50, prices, tick and
+# step < 2**40: the largest, tick * T, stays under 2**142), so the arithmetic is unchecked.
+
+
 @pure
 @internal
 def _floor_div(a: int256, b: int256) -> int256:
-    # b > 0. Vyper's `//` truncates toward zero; the staircase needs floor.
-    q: int256 = a // b
-    if a % b != 0 and a < 0:
-        q -= 1
+    # b > 0. SDIV truncates toward zero; the staircase needs floor.
+    q: int256 = unsafe_div(a, b)
+    if a < 0 and unsafe_mul(q, b) != a:
+        q = unsafe_sub(q, 1)
     return q
 
 
 @pure
 @internal
 def _tri(n: int256, step: int256) -> int256:
-    # T(n) = sum(floor(k / step) for k in [0, n)), any sign of n.
+    # T(n) = sum(floor(k / step) for k in [0, n)), any sign of n; m * (m - 1) is even.
     m: int256 = self._floor_div(n, step)
-    r: int256 = n - m * step
-    return step * m * (m - 1) // 2 + r * m
+    r: int256 = unsafe_sub(n, unsafe_mul(m, step))
+    return unsafe_add(
+        unsafe_div(unsafe_mul(unsafe_mul(step, m), unsafe_sub(m, 1)), 2), unsafe_mul(r, m)
+    )
 
 
 @pure
@@ -60,7 +66,7 @@ def price_at(c: Curve, k: int256) -> int256:
     """
     @notice The price of the Wh between imbalance `k` and `k + 1`, quote base units per Wh.
     """
-    u: int256 = c.base - c.tick * self._floor_div(k, c.step)
+    u: int256 = unsafe_sub(c.base, unsafe_mul(c.tick, self._floor_div(k, c.step)))
     return min(max(u, c.low), c.high)
 
 
@@ -70,18 +76,29 @@ def integral(c: Curve, lo: int256, hi: int256) -> uint256:
     """
     @notice `sum(price_at(k) for k in [lo, hi))`, exact, in quote base units; `lo <= hi`.
     """
-    k1: int256 = (self._floor_div(c.base - c.high, c.tick) + 1) * c.step
-    k2: int256 = -self._floor_div(c.low - c.base, c.tick) * c.step
+    # K1 = (floor((base - max) / tick) + 1) * step = (1 - ceil((max - base) / tick)) * step,
+    # K2 = ceil((base - min) / tick) * step; both dividends are >= 0 (min <= base <= max).
+    tick_less: int256 = unsafe_sub(c.tick, 1)
+    k1: int256 = unsafe_mul(
+        unsafe_sub(1, unsafe_div(unsafe_add(unsafe_sub(c.high, c.base), tick_less), c.tick)),
+        c.step,
+    )
+    k2: int256 = unsafe_mul(
+        unsafe_div(unsafe_add(unsafe_sub(c.base, c.low), tick_less), c.tick), c.step
+    )
     total: int256 = 0
     a: int256 = lo
     e: int256 = min(hi, k1)
     if e > a:
-        total += (e - a) * c.high
+        total = unsafe_mul(unsafe_sub(e, a), c.high)
         a = e
     e = min(hi, k2)
     if e > a:
-        total += (e - a) * c.base - c.tick * (self._tri(e, c.step) - self._tri(a, c.step))
+        t: int256 = unsafe_sub(self._tri(e, c.step), self._tri(a, c.step))
+        total = unsafe_add(
+            total, unsafe_sub(unsafe_mul(unsafe_sub(e, a), c.base), unsafe_mul(c.tick, t))
+        )
         a = e
     if hi > a:
-        total += (hi - a) * c.low
+        total = unsafe_add(total, unsafe_mul(unsafe_sub(hi, a), c.low))
     return convert(total, uint256)
