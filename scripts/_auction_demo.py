@@ -84,7 +84,7 @@ def run_auction_demo(protocol: Protocol, people: list, fund, console: Console) -
     price = house.min_bid(auction_id)
     show("bob, 2 min before the end: extends", house.bid(auction_id, price, sender=bob))
     end = house.auction(auction_id).ends_at
-    at(end - 60)
+    at(end - start - 60)
     show(
         "carol, 1 min before: extends",
         house.bid(auction_id, house.min_bid(auction_id), sender=carol),
@@ -92,7 +92,7 @@ def run_auction_demo(protocol: Protocol, people: list, fund, console: Console) -
     console.print(table)
 
     end = house.auction(auction_id).ends_at
-    at(end)
+    at(end - start)
     v = house.auction(auction_id)
     tx = house.settle(auction_id, sender=bob)
     ev = tx.events[0]

@@ -113,17 +113,17 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
     rows.append(
         row(
             s,
-            "settle (winner holds no ENT yet, seller holds eEuro)",
+            "settle (the winner's first ENT, seller holds eEuro)",
             tx,
             70_000,
-            note="the three auction words are cleared (gas refund)",
+            note="22,100 of it: the winner's ENT balance goes 0 → >0; the auction's words cleared",
         )
     )
     chain.pending_timestamp = max(end3 + WINDOW, chain.pending_timestamp)
     tx = house.settle(a1, sender=b4)
-    rows.append(row(s, "settle (winner holds no ENT yet)", tx, 70_000))
+    rows.append(row(s, "settle (winner already holds ENT, seller holds eEuro)", tx, 70_000))
     tx = house.settle(a3, sender=b4)
-    rows.append(row(s, "settle (winner already holds ENT)", tx, 70_000))
+    rows.append(row(s, "settle (the winner's first ENT, after an extension)", tx, 70_000))
     a5, end5, _ = create(seller)
     chain.pending_timestamp = end5
     tx = house.settle(a5, sender=b4)

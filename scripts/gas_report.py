@@ -12,6 +12,7 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
+from scripts._auction_gas import measure_auction
 from scripts._beekeeper_gas import measure_beekeeper
 from scripts._bridge_gas import measure_bridge
 from scripts._gas import GasRow, row, to_markdown
@@ -328,6 +329,12 @@ def cli(network, out):
         owners.append(owner)
     rows += measure_beekeeper(deployer, treasury, alice, bob, owners)
     rows += measure_bridge(deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)])
+    rows += measure_auction(
+        deployer,
+        banker,
+        accounts.test_accounts[7],
+        [accounts.test_accounts[i] for i in range(20, 26)],
+    )
 
     header = (
         "# Gas per operation\n\n"
