@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import (
@@ -27,6 +28,8 @@ from pydantic import (
 
 from oracle.drivers import DriverOptions, driver_class
 from oracle.errors import ConfigError, OracleError
+
+T = TypeVar("T")
 
 Kind = Literal["produced", "consumed", "actual"]
 Counter = Literal["import", "export", "stored"]
@@ -265,8 +268,9 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: Path) -> OracleConfig:
-    """Read and validate `path`, raising `ConfigError` with a one-line reason."""
+def load_toml(path: Path, parse: Callable[..., T]) -> T:
+    """Read the TOML file `path` and validate it with `parse(data, base_dir=...)`, raising
+    `ConfigError` with a one-line reason (shared by the meter service and the relayer)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -277,6 +281,11 @@ def load_config(path: Path) -> OracleConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
     try:
-        return parse_config(data, base_dir=path.resolve().parent)
+        return parse(data, base_dir=path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"config {path}: {exc}") from None
+
+
+def load_config(path: Path) -> OracleConfig:
+    """Read and validate `path`, raising `ConfigError` with a one-line reason."""
+    return load_toml(path, parse_config)

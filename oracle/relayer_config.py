@@ -11,14 +11,13 @@ is expanded. Every problem is one `ConfigError` line naming the key.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from oracle.config import _errors, _path
+from oracle.config import _errors, _path, load_toml
 from oracle.errors import ConfigError
 
 
@@ -151,16 +150,4 @@ def parse_relayer_config(data: dict[str, Any], *, base_dir: Path | None = None) 
 
 def load_relayer_config(path: Path) -> RelayerConfig:
     """Read and validate `path`, raising `ConfigError` with a one-line reason."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config {path}: not found") from None
-    except OSError as exc:
-        raise ConfigError(f"config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
-    try:
-        return parse_relayer_config(data, base_dir=path.resolve().parent)
-    except ConfigError as exc:
-        raise ConfigError(f"config {path}: {exc}") from None
+    return load_toml(path, parse_relayer_config)
