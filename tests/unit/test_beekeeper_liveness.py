@@ -3,11 +3,11 @@
 On main only one upgrade ballot could be open: a minority owner could open a ballot just
 before the majority's and open it again at every expiry, and the majority could never pass
 anything. Now any number of ballots may be open, every ballot reads power at its own start,
-each owner votes once per ballot in increasing ballot order (a new ballot is always the
-newest, so everyone can vote on it); a ballot whose implementation vanished closes as
-failed (tests/unit/test_beekeeper_governance.py: titanoboa does not remove code destroyed by
-EIP-6780, Anvil does). Power on a ballot is never more than the owner's power at its start, even after the
-owner restakes across several ballots (the weighted start is merged with the age capped).
+and each owner votes once per ballot in increasing ballot order (a new ballot is always the
+newest, so everyone can vote on it). Power on a ballot is never more than the owner's power
+at its start, even after the owner restakes across several ballots (the weighted start is
+merged with the age capped). A ballot whose implementation vanished closes failed: tested in
+tests/unit/test_beekeeper_governance.py (titanoboa keeps code destroyed under EIP-6780).
 """
 
 import boa
