@@ -209,7 +209,16 @@ def _many_ballots_rows(bk, hvt, eeuro, owners, governance, n) -> list[GasRow]:
     restaker = owners[31]
     meter = "0x" + f"{0xBEEF000:040x}"
     bk.add_meter(meter, restaker, "S", "M", sender=governance)
-    bk.add_meter_to_hive(32, meter, sender=restaker)  # owners[31] created hive 32
+    rows.append(
+        row(
+            SECTION,
+            "add_meter_to_hive, the owner's first stake change since a ballot opened",
+            bk.add_meter_to_hive(32, meter, sender=restaker),  # owners[31] created hive 32
+            75_000,
+            note="also keeps the owner's state at the ballot's start (their snapshot word "
+            "goes 0 -> non-zero: 22,100; 5,000 once it exists)",
+        )
+    )
     rows.append(
         row(
             SECTION,

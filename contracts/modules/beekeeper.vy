@@ -476,13 +476,14 @@ def add_meter_to_hive(hive: uint256, meter: address):
     self._assert_coin_open(convert(w1 & MASK160, address))
     count: uint256 = (w0 >> 168) & MASK8
     assert count < MAX_METERS, "beekeeper: hive full"
-    stake: uint256 = self.meter_cost // 2
+    cost: uint256 = self.meter_cost
+    stake: uint256 = cost // 2
     self._join(hive, meter, count, stake)
     self._hive0[hive] = w0 + (1 << 168)
     self._hive1[hive] = w1 + (stake << 160)
     self._stake(msg.sender, stake)
-    self._collect(self.meter_cost, stake)
-    log MeterAddedToHive(hive=hive, meter=meter, burned=self.meter_cost - stake, staked=stake)
+    self._collect(cost, stake)
+    log MeterAddedToHive(hive=hive, meter=meter, burned=cost - stake, staked=stake)
 
 
 @external
