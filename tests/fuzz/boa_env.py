@@ -22,8 +22,8 @@ from functools import cache
 from pathlib import Path
 
 import boa
-from eth_utils import keccak
 import yaml
+from eth_utils import keccak
 from hypothesis import HealthCheck, Phase, settings
 
 REPO = Path(__file__).resolve().parents[2]
