@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import boa
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests import balancing_model as model
 from tests.fuzz import boa_env
@@ -94,7 +94,9 @@ class BalancingMachine(RuleBasedStateMachine):
     depth: boa_env.Depth
     stats: Counter
 
-    @initialize(seed=st.sampled_from([0, 2 * EUR, 50 * EUR]), offset=st.integers(0, L - 1))
+    @initialize(
+        seed=st.sampled_from([0, 2 * EUR, 50 * EUR, 50 * EUR]), offset=st.integers(0, L - 1)
+    )
     def start(self, seed, offset):
         self.depth.example()
         w = self.world
@@ -113,6 +115,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.units = [w.unit, w.unit2, w.fake]
         self.gov_eur = START_EUR
         self.dirty: set[int] = set()
+        self.dirty_members: set[str] = set()
         self.checks = 0
         if seed:
             self.m.fund(seed, sender=self.gov)
@@ -165,6 +168,7 @@ class BalancingMachine(RuleBasedStateMachine):
     def _deposit(self, who, amount):
         self.m.deposit(amount, sender=who)
         self.balances[who] += amount
+        self.dirty_members.add(who)
 
     def _expire(self, who, slot, side, caller):
         h = self.held.pop((who, slot, side))
@@ -184,10 +188,14 @@ class BalancingMachine(RuleBasedStateMachine):
         self.seed += to_seed
         self.balances[who] += credited
         self.dirty.add(slot)
+        self.dirty_members.add(who)
 
-    def _key(self, data, m, offset, side):
-        """An open commitment (picked from the model) or, one time in four, any key."""
+    def _key(self, data, m, offset, side, before_start=False):
+        """An open commitment (picked from the model; with `before_start`, one whose slot has
+        not opened, if any) or, one time in four, any key."""
         keys = sorted(self.held)
+        if before_start:
+            keys = [k for k in keys if k[1] * L > self.now()] or keys
         if keys and data.draw(st.integers(0, 3)):
             return keys[data.draw(st.integers(0, len(keys) - 1))]
         return self.members[m], self.now_slot() + offset, side
@@ -196,13 +204,26 @@ class BalancingMachine(RuleBasedStateMachine):
 
     @rule(
         m=st.integers(0, MEMBERS - 1),
-        offset=st.integers(-1, 5),
+        offset=st.sampled_from([-1, 0, 1, 1, 1, 2, 2, 3, 4, 5]),
         side=st.sampled_from([PRODUCE, CONSUME]),
         wh=st.one_of(st.integers(1, 3_000), st.sampled_from([1, 99, 100, 101, 40_000])),
         unit=st.sampled_from([0, 0, 0, 1, 2]),
         slip=st.sampled_from([None, None, None, -1, 0, 1]),
     )
     def commit(self, m, offset, side, wh, unit, slip):
+        self._commit(m, offset, side, wh, unit, slip)
+
+    @rule(
+        m=st.integers(0, MEMBERS - 1),
+        offset=st.sampled_from([1, 2]),
+        side=st.sampled_from([PRODUCE, CONSUME]),
+        wh=st.integers(1, 2_000),
+    )
+    def commit_next(self, m, offset, side, wh):
+        """Commitments are what the other rules work on: a second, plain commit rule."""
+        self._commit(m, offset, side, wh, 0, None)
+
+    def _commit(self, m, offset, side, wh, unit, slip):
         self.depth.step()
         who, unit_addr = self.members[m], self.units[unit]
         s = self.now_slot() + offset
@@ -249,6 +270,7 @@ class BalancingMachine(RuleBasedStateMachine):
             sl.cons += wh
             sl.escrow += amount
             self.balances[who] -= amount
+            self.dirty_members.add(who)
         ev = self.m.get_logs()[0]
         assert tuple(ev)[1:] == (who, s, unit_addr, side, wh, amount, sl.prod, sl.cons)
         if held is None:
@@ -259,6 +281,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.dirty.add(s)
         self.stats["committed"] += 1
 
+    @precondition(lambda self: self.held)
     @rule(
         data=st.data(),
         m=st.integers(0, MEMBERS - 1),
@@ -267,7 +290,7 @@ class BalancingMachine(RuleBasedStateMachine):
     )
     def cancel(self, data, m, offset, side):
         self.depth.step()
-        who, s, side = self._key(data, m, offset, side)
+        who, s, side = self._key(data, m, offset, side, before_start=True)
         h = self.held.get((who, s, side))
         reason = None
         unwind = 0
@@ -306,8 +329,10 @@ class BalancingMachine(RuleBasedStateMachine):
             self.seed += h.amount - unwind
             self.balances[who] += unwind
         self.dirty.add(s)
+        self.dirty_members.add(who)
         self.stats["cancelled"] += 1
 
+    @precondition(lambda self: self.held)
     @rule(
         data=st.data(),
         m=st.integers(0, MEMBERS - 1),
@@ -355,6 +380,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self._settled(who, s, side, h, credited, to_seed)
         self.stats["certified"] += 1
 
+    @precondition(lambda self: self.held)
     @rule(
         data=st.data(),
         m=st.integers(0, MEMBERS - 1),
@@ -398,6 +424,7 @@ class BalancingMachine(RuleBasedStateMachine):
             return
         self.m.withdraw(amount, sender=who)
         self.balances[who] -= amount
+        self.dirty_members.add(who)
 
     @rule(fund=st.booleans(), amount=st.sampled_from([1, EUR, 5 * EUR, None]), by=st.booleans())
     def seed_moves(self, fund, amount, by):
@@ -421,7 +448,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.m.withdraw_seed(self.gov, amount, sender=self.gov)
         self.seed -= amount
 
-    @rule(m=st.integers(0, MEMBERS - 1), roles=st.integers(0, 3), by=st.booleans())
+    @rule(m=st.integers(0, MEMBERS - 1), roles=st.sampled_from([3, 3, 0, 1, 2]), by=st.booleans())
     def set_member(self, m, roles, by):
         self.depth.step()
         who = self.members[m]
@@ -496,6 +523,31 @@ class BalancingMachine(RuleBasedStateMachine):
         }[kind]
         boa.env.time_travel(seconds=target - now)
 
+    @precondition(lambda self: self.held)
+    @rule(
+        data=st.data(),
+        edge=st.sampled_from(["start-1", "start", "end-1", "end", "close-1", "close"]),
+    )
+    def warp_to_edge(self, data, edge):
+        """Jump to a time edge of an open commitment's slot: just before and at its start,
+        its end, and the end of its certification window (only forward in time)."""
+        self.depth.step()
+        if not self.held:
+            return
+        keys = sorted(self.held)
+        s = keys[data.draw(st.integers(0, len(keys) - 1))][1]
+        close = (s + 1) * L + self.params_of(s).window
+        target = {
+            "start-1": s * L - 1,
+            "start": s * L,
+            "end-1": (s + 1) * L - 1,
+            "end": (s + 1) * L,
+            "close-1": close - 1,
+            "close": close,
+        }[edge]
+        if target > self.now():
+            boa.env.time_travel(seconds=target - self.now())
+
     # -- invariants -------------------------------------------------------------------------
 
     @invariant()
@@ -513,8 +565,9 @@ class BalancingMachine(RuleBasedStateMachine):
         assert reserved == sum(h.amount for (_, _, side), h in self.held.items() if side == PRODUCE)
         self.checks += 1
         every = self.checks % 8 == 0
-        for who in self.members:
+        for who in self.members if every else self.dirty_members:
             assert m.balance_of(who) == self.balances[who]
+        self.dirty_members.clear()
         for s in self.slots if every else self.dirty:
             self._assert_slot(s)
         self.dirty.clear()
