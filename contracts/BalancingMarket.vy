@@ -428,7 +428,7 @@ def open_slots(first: uint256, count: uint256) -> uint256:
     assert version != 0, "balancing: no parameters"
     now_slot: uint256 = block.timestamp // SLOT_LENGTH
     assert first > now_slot, "balancing: slot not in the future"
-    # Cannot overflow: first - now_slot <= horizon < 2**24 after this check, count <= 96.
+    # The last slot opened must be within the horizon (checked arithmetic: first > now_slot).
     assert first + count - 1 - now_slot <= (self._params[version] >> 200) & M24, (
         "balancing: slot beyond horizon"
     )

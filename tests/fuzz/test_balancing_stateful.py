@@ -433,20 +433,27 @@ class BalancingMachine(RuleBasedStateMachine):
         self.balances[who] -= amount
         self.dirty_members.add(who)
 
-    @rule(fund=st.booleans(), amount=st.sampled_from([1, EUR, 5 * EUR, None]), by=st.booleans())
+    @rule(
+        fund=st.booleans(),
+        amount=st.sampled_from([1, EUR, 5 * EUR, "all", "over"]),
+        by=st.booleans(),
+    )
     def seed_moves(self, fund, amount, by):
         self.depth.step()
-        if amount is None:
-            amount = self.seed + (0 if fund else 1)
-            if amount == 0:
-                return
         if fund:
+            amount = 20 * EUR if isinstance(amount, str) else amount
             self.m.fund(amount, sender=self.gov)
             self.seed += amount
             return
+        # Withdraw a fixed amount, the whole free seed, or one unit more than it.
+        amount = {"all": self.seed, "over": self.seed + 1}.get(amount, amount)
         if by:
             with boa.reverts(GOV_ONLY):
-                self.m.withdraw_seed(self.members[0], amount, sender=self.members[0])
+                self.m.withdraw_seed(self.members[0], max(amount, 1), sender=self.members[0])
+            return
+        if amount == 0:
+            with boa.reverts("balancing: zero amount"):
+                self.m.withdraw_seed(self.gov, 0, sender=self.gov)
             return
         if amount > self.seed:
             with boa.reverts("balancing: seed too low"):
