@@ -433,12 +433,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.balances[who] -= amount
         self.dirty_members.add(who)
 
-    @rule(
-        fund=st.booleans(),
-        amount=st.sampled_from([1, EUR, 5 * EUR, "all", "over"]),
-        by=st.booleans(),
-    )
-    def seed_moves(self, fund, amount, by):
+    def _seed_moves(self, fund, amount, by):
         self.depth.step()
         if fund:
             amount = 20 * EUR if isinstance(amount, str) else amount
@@ -462,8 +457,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.m.withdraw_seed(self.gov, amount, sender=self.gov)
         self.seed -= amount
 
-    @rule(m=st.integers(0, MEMBERS - 1), roles=st.sampled_from([3, 3, 0, 1, 2]), by=st.booleans())
-    def set_member(self, m, roles, by):
+    def _set_member(self, m, roles, by):
         self.depth.step()
         who = self.members[m]
         if by:
@@ -473,15 +467,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.m.set_member(who, roles, sender=self.gov)
         self.roles[who] = roles
 
-    @rule(
-        base=st.integers(100, 400),
-        tick=st.integers(1, 30),
-        step=st.sampled_from([1, 7, 100, 1_000]),
-        horizon=st.integers(1, 5),
-        window=st.sampled_from([900, 1_800]),
-        by=st.booleans(),
-    )
-    def set_parameters(self, base, tick, step, horizon, window, by):
+    def _set_parameters(self, base, tick, step, horizon, window, by):
         self.depth.step()
         p = model.Params(base * 1000, 50_000, 600_000, tick * 1000, step, horizon, window)
         if by:
@@ -493,8 +479,7 @@ class BalancingMachine(RuleBasedStateMachine):
         self.params[self.version] = p
         self.stats["parameters set"] += 1
 
-    @rule(offset=st.integers(0, 6), count=st.integers(1, 4))
-    def open_slots(self, offset, count):
+    def _open_slots(self, offset, count):
         self.depth.step()
         first = self.now_slot() + offset
         if first <= self.now_slot():
@@ -515,8 +500,7 @@ class BalancingMachine(RuleBasedStateMachine):
             self.slot(s).opened = True
         self.dirty.update(range(first, first + count))
 
-    @rule()
-    def remove_unit2(self):
+    def _remove_unit2(self):
         self.depth.step()
         w = self.world
         if self.active[w.unit2]:
@@ -536,6 +520,30 @@ class BalancingMachine(RuleBasedStateMachine):
             "slot": now + L,
         }[kind]
         boa.env.time_travel(seconds=target - now)
+
+    @rule(data=st.data(), kind=st.sampled_from(["seed", "member", "params", "open", "unit"]))
+    def govern(self, data, kind):
+        """Governance and keeper moves, one rule so that commitments stay the common step."""
+        d = data.draw
+        if kind == "seed":
+            amount = d(st.sampled_from([1, EUR, 5 * EUR, "all", "over"]))
+            self._seed_moves(d(st.booleans()), amount, d(st.booleans()))
+        elif kind == "member":
+            roles = d(st.sampled_from([3, 3, 0, 1, 2]))
+            self._set_member(d(st.integers(0, MEMBERS - 1)), roles, d(st.booleans()))
+        elif kind == "params":
+            self._set_parameters(
+                d(st.integers(100, 400)),
+                d(st.integers(1, 30)),
+                d(st.sampled_from([1, 7, 100, 1_000])),
+                d(st.integers(1, 5)),
+                d(st.sampled_from([900, 1_800])),
+                d(st.booleans()),
+            )
+        elif kind == "open":
+            self._open_slots(d(st.integers(0, 6)), d(st.integers(1, 4)))
+        else:
+            self._remove_unit2()
 
     @precondition(lambda self: self.held)
     @rule(
