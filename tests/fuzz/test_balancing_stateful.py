@@ -548,7 +548,10 @@ class BalancingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.held)
     @rule(
         data=st.data(),
-        edge=st.sampled_from(["start-1", "start", "end-1", "end", "close-1", "close"]),
+        # Mostly to a slot's end: certification is the step that needs time to pass.
+        edge=st.sampled_from(
+            ["start-1", "start", "end-1", "end", "end", "end", "close-1", "close"]
+        ),
     )
     def warp_to_edge(self, data, edge):
         """Jump to a time edge of an open commitment's slot: just before and at its start,

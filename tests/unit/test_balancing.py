@@ -247,7 +247,7 @@ def curves(draw):
     return model.Params(base * 1000, low * 1000, high * 1000, tick * 1000, step)
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(
     params=curves(),
     start=st.integers(-20_000, 20_000),
