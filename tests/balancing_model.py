@@ -34,13 +34,33 @@ def price_wh(p: Params, k: int) -> int:
 
 
 def integral(p: Params, lo: int, hi: int) -> int:
-    """sum(price_wh(k) for k in [lo, hi)), one term per block of `step` Wh."""
+    """sum(price_wh(k) for k in [lo, hi)), one term per block of `step` Wh; a run of blocks
+    at the maximum is found by a search on the (monotone) price, and everything from the first
+    block at the minimum on is at the minimum, so huge ranges stay cheap."""
     assert lo <= hi
+    low, high = p.low // GRID, p.high // GRID
     total, k = 0, lo
     while k < hi:
-        block_end = (k // p.step + 1) * p.step
-        e = min(hi, block_end)
-        total += (e - k) * price_wh(p, k)
+        m = k // p.step
+        price = price_wh(p, k)
+        if price == low:
+            return total + (hi - k) * low
+        last = m
+        if price == high:
+            # The last block still at the maximum: exponential, then binary search.
+            span = 1
+            while price_wh(p, (m + span) * p.step) == high and (m + span) * p.step < hi:
+                span *= 2
+            a, b = m + span // 2, m + span  # price(a) == high; b is past the run or past hi
+            while b - a > 1:
+                mid = (a + b) // 2
+                if price_wh(p, mid * p.step) == high:
+                    a = mid
+                else:
+                    b = mid
+            last = a
+        e = min(hi, (last + 1) * p.step)
+        total += (e - k) * price
         k = e
     return total
 

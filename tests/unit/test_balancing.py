@@ -797,3 +797,40 @@ def test_open_slots(w):
     w.m.open_slots(now + P.horizon - 95, 96)  # the last one exactly at the horizon
     with boa.reverts("balancing: slot beyond horizon"):
         w.m.open_slots(now + P.horizon - 94, 96)
+
+
+def test_extreme_parameters_fill_a_slot_without_overflow(w):
+    """The largest price and tick the market accepts, and a slot filled exactly to its bound
+    (2**48 - 1 Wh a side) by producers of the largest commitment: the unchecked curve math
+    stays exact (every amount and quote = the model's sum) and the bound reverts cleanly.
+    Price: 2**40 - 1 base units per Wh for the first 1,024 Wh of surplus (and all of the
+    deficit side), 1 base unit per Wh after that."""
+    top, step, max_wh = 2**40 - 1, 1_024, 2**40 - 1
+    huge = model.Params(top * 1000, 1000, top * 1000, top * 1000, step, 1, 86_400)
+    w.m.set_parameters(*huge.args(), sender=w.gov)
+    s = w.now_slot() + 1
+    w.slots.add(s)
+    assert w.m.quote(s, CONSUME, max_wh) == max_wh * top == model.consume_cost(huge, 0, max_wh)
+    w.eeuro.mint(w.gov, 2**51, sender=w.banker)
+    w.m.fund(2**51, sender=w.gov)
+    producers = boa_env.accounts(257, "bal-big")
+    w.members = [*w.members, *producers]
+    for who in producers:
+        w.m.set_member(who, 1, sender=w.gov)
+    assert w.m.commit(s, PRODUCE, step, w.unit, 0, sender=producers[0]) == step * top
+    imb = step
+    for who in producers[1:256]:
+        assert w.m.commit(s, PRODUCE, max_wh, w.unit, 0, sender=who) == max_wh  # 1 per Wh
+        imb += max_wh
+    assert w.imbalance(s) == imb == 255 * 2**40 + 769
+    room = 2**48 - 1 - imb
+    with boa.reverts("balancing: slot full"):
+        w.m.commit(s, PRODUCE, room + 1, w.unit, 0, sender=producers[256])
+    assert w.m.commit(s, PRODUCE, room, w.unit, 0, sender=producers[256]) == room
+    imb += room
+    assert w.m.slot_info(s).production_wh == 2**48 - 1
+    for wh in (1, step, max_wh):
+        assert w.m.quote(s, PRODUCE, wh) == model.produce_pay(huge, imb, wh)
+        assert w.m.quote(s, CONSUME, wh) == model.consume_cost(huge, imb, wh)
+    with boa.reverts("balancing: slot full"):
+        w.m.commit(s, PRODUCE, 1, w.unit, 0, sender=w.p1)
