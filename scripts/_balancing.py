@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ape import project
-from ape.api import AccountAPI
-
 EEURO = 10**6
 # Deployment parameter: 15-minute slots, aligned to quarter hours of unix time.
 SLOT_LENGTH = 900
@@ -42,7 +39,7 @@ DEFAULT_PARAMETERS = MarketParameters()
 
 
 def deploy_balancing(
-    deployer: AccountAPI,
+    deploy,
     governed,
     council,
     eeuro,
@@ -51,9 +48,10 @@ def deploy_balancing(
     slot_length: int = SLOT_LENGTH,
     parameters: MarketParameters = DEFAULT_PARAMETERS,
 ):
-    """Deploys the market governed by `council` and votes its parameters in; `governed` is
-    `(target, method, *args) -> receipt`, a passed Council vote."""
-    market = deployer.deploy(project.BalancingMarket, eeuro, ledger, council, slot_length)
+    """Deploys the market governed by `council` and votes its parameters in. `deploy(name,
+    *args)` is the protocol's deployer (which records the contract); `governed(target,
+    method, *args)` passes a Council vote and returns its receipt."""
+    market = deploy("BalancingMarket", eeuro.address, ledger.address, council.address, slot_length)
     governed(market, "set_parameters", *parameters.args())
     return market
 

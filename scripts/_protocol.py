@@ -15,6 +15,7 @@ from ape.logging import logger
 
 from oracle.deployments import ContractRecord, Deployment, write_deployment
 from scripts._auction import deploy_auction
+from scripts._balancing import deploy_balancing
 from scripts._beekeeper import declare_orderbook, deploy_beekeeper
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK
 
@@ -98,6 +99,11 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     logger.info(f"OrderBook (ENT/eEuro) deployed at {book.address}")
     # The energy auction house for eEuro (SPEC §10), its parameters governed by the Council.
     deploy_auction(deploy, ledger, eeuro, beekeeper, council)
+    # The balancing market for eEuro (SPEC §9): 15-minute slots, its default parameters voted
+    # in; the Council seeds it from its treasury by vote when it has eEuro (`seed_from_council`).
+    deploy_balancing(
+        deploy, lambda *call: governed(protocol, [deployer], *call), council, eeuro, ledger
+    )
     return protocol
 
 

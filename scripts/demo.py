@@ -4,7 +4,8 @@ Starts Anvil through Ape's foundry provider (the default local network), deploys
 sets a banker by governance, mints and locks eEuro, and prints the contracts and balances; then
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
-an energy auction (an outbid, an extension, the settlement); last, two hive owners on the
+an energy auction (an outbid, an extension, the settlement); a balancing-market slot filling
+with commitments (a price chart in out/), delivery and refunds; last, two hive owners on the
 Beekeeper (hives, meters, a split, a merge, an upgrade vote).
 """
 
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from powerhive.units import format_units
 from scripts._auction_demo import run_auction_demo
+from scripts._balancing_demo import run_balancing_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
@@ -112,6 +114,11 @@ def cli(network):
     demo_orderbook(protocol.OrderBook, ledger, eeuro, [t[15], t[16], t[17], t[18]], fund)
     # The energy auction: one lot, an outbid, an extension, the settlement.
     run_auction_demo(protocol, [t[26], t[27], t[28]], fund, console)
+    # The balancing market: a slot fills (price after each commitment, a PNG chart under
+    # out/), a cancel, delivery certified by a storage unit and the refunds.
+    balancing_people = {"banker": banker, "unit": unit_a, "keeper": t[29]}
+    balancing_people.update(zip(("p1", "p2", "c1", "c2"), t[30:34], strict=True))
+    run_balancing_demo(protocol, [deployer, t[5], t[6]], balancing_people, out.parent, console)
 
     oracle_people = {
         "unit": t[12],

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scripts._auction_gas import measure_auction
+from scripts._balancing_gas import measure_balancing
 from scripts._beekeeper_gas import measure_beekeeper
 from scripts._bridge_gas import measure_bridge
 from scripts._gas import GasRow, row, to_markdown
@@ -335,6 +336,7 @@ def cli(network, out):
         accounts.test_accounts[7],
         [accounts.test_accounts[i] for i in range(20, 26)],
     )
+    rows += measure_balancing(deployer, [accounts.test_accounts[i] for i in range(30, 36)])
 
     header = (
         "# Gas per operation\n\n"

@@ -123,12 +123,14 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert written["network"] == "ethereum:powerhive-poa:node"
     assert written["deployer"] == Account.from_key(KEY).address
     assert written["evm_version"] == "cancun"
-    for name in ("Council", "EnergyLedger", "EEuro", "HiveToken", "OrderBook"):
+    for name in ("Council", "EnergyLedger", "EEuro", "HiveToken", "OrderBook", "BalancingMarket"):
         record = written["contracts"][name]
         assert written["deploy_block"] <= record["block"]
         assert poa_node.eth.get_code(record["address"]) != b""
         names = {item.get("name") for item in record["abi"]}
-        expected = {"Council": "vote", "OrderBook": "place"}.get(name, "transfer")
+        expected = {"Council": "vote", "OrderBook": "place", "BalancingMarket": "commit"}.get(
+            name, "transfer"
+        )
         assert expected in names, name
     # Legacy transactions with the configured fixed gas limit, as the network config asks.
     eeuro = written["contracts"]["EEuro"]
