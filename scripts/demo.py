@@ -4,8 +4,10 @@ Starts Anvil through Ape's foundry provider (the default local network), deploys
 sets a banker by governance, mints and locks eEuro, and prints the contracts and balances; then
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
-an energy auction (an outbid, an extension, the settlement); last, two hive owners on the
-Beekeeper (hives, meters, a split, a merge, an upgrade vote).
+an energy auction (an outbid, an extension, the settlement); two hive owners on the
+Beekeeper (hives, meters, a split, a merge, an upgrade vote); last, a second community on a
+second Anvil chain and the bridge between them: ENT and eEuro moved from A to B and back by
+three `oracle relay` processes (2-of-3), with both sides' balances and supplies.
 """
 
 from pathlib import Path
@@ -19,6 +21,7 @@ from rich.table import Table
 from powerhive.units import format_units
 from scripts._auction_demo import run_auction_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
+from scripts._bridge_demo import run_bridge_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
 from scripts._orderbook import demo_orderbook
@@ -131,3 +134,8 @@ def cli(network):
         "meters": [t[i] for i in range(21, 26)],
     }
     run_beekeeper_demo(protocol, voters, keeper_people, console)
+
+    # Then a second community on a second local chain, and the bridge between them.
+    bridge_people = {"holder": t[32], "relayers": [t[29], t[30], t[31]]}
+    if not run_bridge_demo(protocol, voters, bridge_people, fund, out.parent, console):
+        raise click.ClickException("the bridge demo failed (see above)")
