@@ -18,8 +18,9 @@
         The destination's processed bit makes unlock and cancel exclusive; the source's
         pending bit makes mark_transferred and refund exclusive (docs/bridge.md).
 @dev Layout (why packed: lock, burn and unlock each touch few cold slots; docs/gas.md).
-       _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 255 paused
-       _set:             bits 0..63 epoch | 64..71 threshold M | 72..79 set size N
+       _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 224..247
+                         relayer-set epoch | 248..253 threshold M | 255 paused (one word
+                         for every check an attested call makes before the signatures)
        _member[a]:       the epoch of the set `a` belongs to (valid iff == current epoch,
                          so a new set invalidates the old one without clearing it)
        _token[local]:    bits 0..159 peer-chain token | 160 home flag | 161 listed flag
@@ -28,7 +29,9 @@
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
        _bucket[t][d]:    bits 0..95 level | 96..159 last update | 160..223 next outbound nonce
-                         (d = 0 only)
+                         (d = 0 only) | 254 home flag | 255 listed flag (d = 0 only: the
+                         flags of `_token[t]`, kept equal, so lock and burn read no other
+                         token word)
        _pending[t][w]:   bit i: outbound nonce 256 * w + i is pending
        _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled
      Nonces count per token (the id binds the token, so ids stay unique); the bitmaps keyed
@@ -120,6 +123,15 @@ MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_160: constant(uint256) = 2**160 - 1
 PAUSED_FLAG: constant(uint256) = 1 << 255
+# The relayer set's epoch and M, in the `_peer` word.
+EPOCH_SHIFT: constant(uint256) = 224
+MASK_EPOCH: constant(uint256) = 2**24 - 1
+THRESHOLD_SHIFT: constant(uint256) = 248
+SET_BITS: constant(uint256) = (2**30 - 1) << EPOCH_SHIFT
+# A token's flags in its outbound bucket word.
+BUCKET_HOME: constant(uint256) = 1 << 254
+BUCKET_LISTED: constant(uint256) = 1 << 255
+BUCKET_FLAGS: constant(uint256) = BUCKET_HOME | BUCKET_LISTED
 FLAGS: constant(uint256) = HOME_FLAG | LISTED_FLAG
 HOME_FLAG: constant(uint256) = 1 << 160
 LISTED_FLAG: constant(uint256) = 1 << 161
@@ -131,12 +143,12 @@ governance: public(immutable(address))
 # @dev This chain's identity in transfer ids (the deploy script passes `chain.id`).
 local_chain: public(immutable(uint256))
 
-# @dev The other chain and its Bridge, and the pause (stops lock, burn, unlock and refund;
-#      never the Council's calls): one word, read once per transfer.
+# @dev The other chain and its Bridge, the relayer set's epoch and M, and the pause (stops
+#      lock, burn, unlock and refund; never the Council's calls): one word, read once per
+#      transfer (see the layout drawing).
 _peer: uint256
 
-# @dev Relayer set: epoch | threshold | size (see the layout drawing).
-_set: uint256
+# @dev Relayer set: each member's epoch (current iff equal to the epoch in `_peer`).
 _member: HashMap[address, uint256]
 _relayers: DynArray[address, MAX_RELAYERS]
 
@@ -248,9 +260,9 @@ def lock(token: address, amount: uint256, dest_chain: uint256, recipient: addres
     @param recipient The receiver on the peer chain.
     @return The transfer id.
     """
-    cfg: uint256 = self._listed(token)
-    assert cfg & HOME_FLAG != 0, "bridge: not a home token"
-    id: bytes32 = self._send(token, cfg, amount, dest_chain, recipient)
+    bucket: uint256 = self._listed_bucket(token)
+    assert bucket & BUCKET_HOME != 0, "bridge: not a home token"
+    id: bytes32 = self._send(token, bucket, amount, dest_chain, recipient)
     assert extcall IERC20(token).transferFrom(
         msg.sender, self, amount, default_return_value=True
     ), "bridge: transfer failed"
@@ -268,9 +280,9 @@ def burn(token: address, amount: uint256, dest_chain: uint256, recipient: addres
     @param recipient The receiver on the home chain.
     @return The transfer id.
     """
-    cfg: uint256 = self._listed(token)
-    assert cfg & HOME_FLAG == 0, "bridge: not a wrapped token"
-    id: bytes32 = self._send(token, cfg, amount, dest_chain, recipient)
+    bucket: uint256 = self._listed_bucket(token)
+    assert bucket & BUCKET_HOME == 0, "bridge: not a wrapped token"
+    id: bytes32 = self._send(token, bucket, amount, dest_chain, recipient)
     extcall IWrapped(token).bridge_burn(msg.sender, amount)
     return id
 
@@ -283,16 +295,18 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
     """
-    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
+    peer: uint256 = self._peer
+    assert peer & PAUSED_FLAG == 0, "bridge: paused"
     local: address = empty(address)
     cfg: uint256 = 0
-    local, cfg = self._check_inbound(transfer)
+    word: uint256 = 0
+    local, cfg, word = self._check_inbound(transfer, peer)
     assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
     assert transfer.recipient != empty(address), "bridge: zero recipient"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_UNLOCK, signatures)
-    self._mark_processed(local, transfer.nonce)
-    self._draw(local, INBOUND, transfer.amount)
+    self._check_signatures(id, ACTION_UNLOCK, signatures, peer)
+    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
+    self._draw(local, INBOUND, transfer.amount, self._bucket[local][INBOUND])
     self._deliver(local, cfg, transfer.recipient, transfer.amount)
     log TransferUnlocked(
         id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
@@ -311,16 +325,18 @@ def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer.
     @param signatures At least M CANCEL attestations, signers ascending.
     """
+    peer: uint256 = self._peer
     local: address = empty(address)
     cfg: uint256 = 0
-    local, cfg = self._check_inbound(transfer)
+    word: uint256 = 0
+    local, cfg, word = self._check_inbound(transfer, peer)
     assert (
         msg.sender == transfer.recipient
         or block.timestamp >= transfer.timestamp + REFUND_DELAY
     ), "bridge: too early to cancel"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_CANCEL, signatures)
-    self._mark_processed(local, transfer.nonce)
+    self._check_signatures(id, ACTION_CANCEL, signatures, peer)
+    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
     log TransferCancelled(id=id, token=local, nonce=transfer.nonce)
 
 
@@ -332,7 +348,7 @@ def mark_transferred(transfer: Transfer, signatures: DynArray[Signature, MAX_REL
     @param transfer The transfer.
     @param signatures At least M DELIVERED attestations, signers ascending.
     """
-    id: bytes32 = self._settle(transfer, ACTION_DELIVERED, signatures)
+    id: bytes32 = self._settle(transfer, ACTION_DELIVERED, signatures, self._peer)
     log TransferCompleted(id=id, token=transfer.token, nonce=transfer.nonce)
 
 
@@ -344,10 +360,11 @@ def refund(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer.
     @param signatures At least M REFUND attestations, signers ascending.
     """
-    assert self._peer & PAUSED_FLAG == 0, "bridge: paused"
-    id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures)
+    peer: uint256 = self._peer
+    assert peer & PAUSED_FLAG == 0, "bridge: paused"
+    id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures, peer)
     token: address = transfer.token
-    self._draw(token, INBOUND, transfer.amount)
+    self._draw(token, INBOUND, transfer.amount, self._bucket[token][INBOUND])
     self._deliver(token, self._token[token], transfer.sender, transfer.amount)
     log TransferRefunded(
         id=id, token=token, sender=transfer.sender, nonce=transfer.nonce, amount=transfer.amount
@@ -366,12 +383,15 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
     self._only_governance()
     n: uint256 = len(relayers)
     assert threshold >= 1 and threshold <= n, "bridge: threshold out of range"
-    epoch: uint256 = (self._set & MASK_64) + 1
+    peer: uint256 = self._peer
+    epoch: uint256 = ((peer >> EPOCH_SHIFT) & MASK_EPOCH) + 1
+    assert epoch <= MASK_EPOCH, "bridge: too many relayer sets"
     for r: address in relayers:
         assert r != empty(address), "bridge: zero relayer"
         assert self._member[r] != epoch, "bridge: duplicate relayer"
         self._member[r] = epoch
-    self._set = epoch | (threshold << 64) | (n << 72)
+    # threshold <= n <= MAX_RELAYERS = 32 < 2**6.
+    self._peer = (peer & ~SET_BITS) | (epoch << EPOCH_SHIFT) | (threshold << THRESHOLD_SHIFT)
     self._relayers = relayers
     log RelayersSet(epoch=epoch, relayers=relayers, threshold=threshold)
 
@@ -387,7 +407,9 @@ def set_peer(chain_id: uint256, bridge: address):
     assert chain_id != 0 and chain_id != local_chain, "bridge: bad peer chain"
     assert bridge != empty(address), "bridge: zero peer"
     assert chain_id <= MASK_64, "bridge: bad peer chain"
-    self._peer = (self._peer & PAUSED_FLAG) | (chain_id << 160) | convert(bridge, uint256)
+    self._peer = (
+        (self._peer & (PAUSED_FLAG | SET_BITS)) | (chain_id << 160) | convert(bridge, uint256)
+    )
     log PeerSet(chain_id=chain_id, bridge=bridge)
 
 
@@ -418,6 +440,11 @@ def list_token(token: address, peer_token: address, home: bool):
         flags |= HOME_FLAG
     self._inbound[peer_token] = convert(token, uint256) | flags
     self._token[token] = convert(peer_token, uint256) | flags
+    bucket_flags: uint256 = BUCKET_LISTED
+    if home:
+        bucket_flags |= BUCKET_HOME
+    bucket: uint256 = self._bucket[token][OUTBOUND]
+    self._bucket[token][OUTBOUND] = (bucket & ~BUCKET_FLAGS) | bucket_flags
     log TokenListed(token=token, peer_token=peer_token, home=home)
 
 
@@ -434,6 +461,7 @@ def delist_token(token: address):
     self._token[token] = cfg ^ LISTED_FLAG
     peer_token: address = convert(convert(cfg & MASK_160, uint160), address)
     self._inbound[peer_token] ^= LISTED_FLAG
+    self._bucket[token][OUTBOUND] &= ~BUCKET_LISTED
     log TokenDelisted(token=token)
 
 
@@ -558,7 +586,7 @@ def threshold() -> uint256:
     @notice M, the signatures an attestation needs (0: no set yet).
     @return M.
     """
-    return (self._set >> 64) & 255
+    return (self._peer >> THRESHOLD_SHIFT) & 63
 
 
 @view
@@ -569,7 +597,7 @@ def is_relayer(account: address) -> bool:
     @param account The account.
     @return True for a current relayer.
     """
-    epoch: uint256 = self._set & MASK_64
+    epoch: uint256 = (self._peer >> EPOCH_SHIFT) & MASK_EPOCH
     return epoch != 0 and self._member[account] == epoch
 
 
@@ -684,22 +712,23 @@ def _only_governance():
 
 @view
 @internal
-def _listed(token: address) -> uint256:
-    cfg: uint256 = self._token[token]
-    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
-    return cfg
+def _listed_bucket(token: address) -> uint256:
+    # The outbound bucket word, which carries the token's flags.
+    bucket: uint256 = self._bucket[token][OUTBOUND]
+    assert bucket & BUCKET_LISTED != 0, "bridge: token not listed"
+    return bucket
 
 
 @internal
 def _send(
-    token: address, cfg: uint256, amount: uint256, dest_chain: uint256, recipient: address
+    token: address, bucket: uint256, amount: uint256, dest_chain: uint256, recipient: address
 ) -> bytes32:
     peer: uint256 = self._peer
     assert peer & PAUSED_FLAG == 0, "bridge: paused"
     assert amount != 0, "bridge: zero amount"
     assert recipient != empty(address), "bridge: zero recipient"
     assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
-    nonce: uint256 = self._draw(token, OUTBOUND, amount)
+    nonce: uint256 = self._draw(token, OUTBOUND, amount, bucket)
     word: uint256 = nonce >> 8
     self._pending[token][word] |= 1 << (nonce & 255)
     transfer: Transfer = Transfer(
@@ -723,10 +752,10 @@ def _send(
 
 @view
 @internal
-def _check_inbound(transfer: Transfer) -> (address, uint256):
-    # The checks every inbound action shares; returns the local token and its flags.
+def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint256):
+    # The checks every inbound action shares; returns the local token, its flags and the
+    # processed-bitmap word of the transfer's nonce.
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
-    peer: uint256 = self._peer
     assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
         "bridge: wrong source chain"
     )
@@ -737,20 +766,14 @@ def _check_inbound(transfer: Transfer) -> (address, uint256):
     entry: uint256 = self._inbound[transfer.token]
     assert entry != 0, "bridge: token not listed"
     local: address = convert(convert(entry & MASK_160, uint160), address)
-    assert (self._processed[local][transfer.nonce >> 8] >> (transfer.nonce & 255)) & 1 == 0, (
-        "bridge: already processed"
-    )
-    return local, entry & FLAGS
-
-
-@internal
-def _mark_processed(token: address, nonce: uint256):
-    self._processed[token][nonce >> 8] |= 1 << (nonce & 255)
+    word: uint256 = self._processed[local][transfer.nonce >> 8]
+    assert (word >> (transfer.nonce & 255)) & 1 == 0, "bridge: already processed"
+    return local, entry & FLAGS, word
 
 
 @internal
 def _settle(
-    transfer: Transfer, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS]
+    transfer: Transfer, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS], peer: uint256
 ) -> bytes32:
     # Source side: the transfer must be one of ours and pending; clears the pending bit.
     assert transfer.source_chain == local_chain, "bridge: wrong source chain"
@@ -761,18 +784,18 @@ def _settle(
     bit: uint256 = 1 << (nonce & 255)
     assert word & bit != 0, "bridge: not pending"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, action, signatures)
+    self._check_signatures(id, action, signatures, peer)
     self._pending[token][nonce >> 8] = word ^ bit
     return id
 
 
 @internal
-def _draw(token: address, direction: uint256, amount: uint256) -> uint256:
-    # Takes `amount` from the bucket; returns the outbound nonce (and advances it when
-    # outbound). Reverts with the seconds to wait when the bucket is short.
+def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) -> uint256:
+    # Takes `amount` from the bucket (`bucket`: its word, read by the caller); returns the
+    # outbound nonce (and advances it when outbound). Reverts with the seconds to wait when
+    # the bucket is short.
     lim: uint256 = self._limit[token][direction]
     assert amount <= lim >> 160, "bridge: over per-transfer max"
-    bucket: uint256 = self._bucket[token][direction]
     level: uint256 = self._level(lim, bucket)
     if amount > level:
         rate: uint256 = (lim >> 96) & MASK_64
@@ -783,9 +806,13 @@ def _draw(token: address, direction: uint256, amount: uint256) -> uint256:
     next_nonce: uint256 = nonce
     if direction == OUTBOUND:
         next_nonce = nonce + 1
-    # level - amount < 2**96, block.timestamp < 2**64, nonce < 2**64 in any real chain.
+    # level - amount < 2**96, block.timestamp < 2**64, nonce < 2**64 in any real chain;
+    # the token's flags (outbound word) are kept.
     self._bucket[token][direction] = (
-        unsafe_sub(level, amount) | (block.timestamp << 96) | (next_nonce << 160)
+        unsafe_sub(level, amount)
+        | (block.timestamp << 96)
+        | (next_nonce << 160)
+        | (bucket & BUCKET_FLAGS)
     )
     return nonce
 
@@ -837,12 +864,14 @@ def _digest(id: bytes32, action: uint8) -> bytes32:
 
 @view
 @internal
-def _check_signatures(id: bytes32, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS]):
-    info: uint256 = self._set
-    threshold: uint256 = (info >> 64) & 255
+def _check_signatures(
+    id: bytes32, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS], peer: uint256
+):
+    # `peer`: the `_peer` word (the set's epoch and M), read by the caller.
+    threshold: uint256 = (peer >> THRESHOLD_SHIFT) & 63
     assert threshold != 0, "bridge: no relayer set"
     assert len(signatures) >= threshold, "bridge: fewer than M signatures"
-    epoch: uint256 = info & MASK_64
+    epoch: uint256 = (peer >> EPOCH_SHIFT) & MASK_EPOCH
     digest: bytes32 = self._digest(id, action)
     last: uint256 = 0
     for sig: Signature in signatures:

@@ -5,8 +5,10 @@ sets a banker by governance, mints and locks eEuro, and prints the contracts and
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
 an energy auction (an outbid, an extension, the settlement); a balancing-market slot filling
-with commitments (a price chart in out/), delivery and refunds; last, two hive owners on the
-Beekeeper (hives, meters, a split, a merge, an upgrade vote).
+with commitments (a price chart in out/), delivery and refunds; two hive owners on the
+Beekeeper (hives, meters, a split, a merge, an upgrade vote); last, a second community on a
+second Anvil chain and the bridge between them: ENT and eEuro moved from A to B and back by
+three `oracle relay` processes (2-of-3), with both sides' balances and supplies.
 """
 
 from pathlib import Path
@@ -21,6 +23,7 @@ from powerhive.units import format_units
 from scripts._auction_demo import run_auction_demo
 from scripts._balancing_demo import run_balancing_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
+from scripts._bridge_demo import run_bridge_demo
 from scripts._community import run_community
 from scripts._oracle_part import run_oracle_part
 from scripts._orderbook import demo_orderbook
@@ -138,3 +141,8 @@ def cli(network):
         "meters": [t[i] for i in range(21, 26)],
     }
     run_beekeeper_demo(protocol, voters, keeper_people, console)
+
+    # Then a second community on a second local chain, and the bridge between them.
+    bridge_people = {"holder": t[34], "relayers": [t[35], t[36], t[37]]}
+    if not run_bridge_demo(protocol, voters, bridge_people, fund, out.parent, console):
+        raise click.ClickException("the bridge demo failed (see above)")

@@ -151,6 +151,15 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     book = written["contracts"]["OrderBook"]
     book_c = poa_node.eth.contract(address=book["address"], abi=book["abi"])
     assert book_c.functions.owner().call() == council
+    # The single-chain deploy also deploys the chain's Bridge, governed by the Council and
+    # unpeered (no peer, no relayer set, no token: it refuses every transfer until wired).
+    bridge = written["contracts"]["Bridge"]
+    bridge_c = poa_node.eth.contract(address=bridge["address"], abi=bridge["abi"])
+    assert bridge_c.functions.governance().call() == council
+    assert bridge_c.functions.local_chain().call() == CHAIN_ID
+    assert bridge_c.functions.peer_chain().call() == 0
+    assert bridge_c.functions.threshold().call() == 0
+    assert written["bridge"] == {"peer": None, "relayers": [], "threshold": 0, "tokens": []}
 
     # A second run refuses to overwrite the file, before sending anything.
     nonce = poa_node.eth.get_transaction_count(written["deployer"])
