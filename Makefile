@@ -15,14 +15,15 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 ANVIL := $(BIN)/anvil
 
-.PHONY: help install lint test fuzz demo gas deploy-local lock clean
+.PHONY: help install lint test fuzz demo gas lock clean
 
-help:
-	@echo "make demo   - start a local chain, deploy PowerHive and run the community demo"
-	@echo "make test   - lint and run the whole test suite (two workers, ~10 min on 2 cores)"
-	@echo "make fuzz   - the stateful property tests only, 10x deeper than in make test"
-	@echo "make gas    - measure gas per operation into docs/gas.md and docs/gas-orderbook.md"
-	@echo "make clean  - remove build output (keeps .venv and node_modules)"
+# `make help` lists every target that has a `## description` on its rule line
+# (tests/test_repository.py checks that each .PHONY target has one).
+help: ## this list
+	@echo "PowerHive make targets (each bootstraps .venv and Anvil on first use):"
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z][a-z-]*:[^#]*## / { printf "  make %-13s %s\n", $$1, $$2 }' \
+	  $(MAKEFILE_LIST)
+	@echo "Variables: WORKERS=2 (test workers), FUZZ_EXAMPLES=5000 (make fuzz depth)."
 
 $(STAMP_PY): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,9 +43,9 @@ $(ANVIL): $(STAMP_NODE) $(STAMP_PY)
 	  ln -sf "$(CURDIR)/$$bin" $@
 	@$@ --version | head -n 1
 
-install: $(STAMP_PY) $(ANVIL)
+install: $(STAMP_PY) $(ANVIL) ## create .venv from requirements.lock and install Anvil from npm
 
-lint: install
+lint: install ## ruff check, ruff format --check and ape compile
 	ruff check .
 	ruff format --check .
 	ape compile
@@ -60,7 +61,7 @@ XDIST := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 # The whole suite, then one file again under `ape test --gas` (users run it: it must pass).
 GAS_CHECKED := tests/unit/test_ledger_hardening.py
 
-test: lint
+test: lint ## lint and run the whole test suite (two workers, ~10 min on 2 cores)
 	@start=$$(date +%s); status=0; \
 	  ape test tests $(XDIST) || status=$$?; \
 	  if [ $$status -eq 0 ]; then ape test $(GAS_CHECKED) --gas -q || status=$$?; fi; \
@@ -69,24 +70,24 @@ test: lint
 
 # 10x the depth of `make test`: 5,000 examples x 50 steps per machine.
 FUZZ_EXAMPLES ?= 5000
-fuzz: install
+fuzz: install ## the stateful property tests only, 10x deeper than in make test
 	@start=$$(date +%s); status=0; \
 	  POWERHIVE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ape test tests/fuzz $(XDIST) --timeout 0 \
 	    || status=$$?; \
 	  echo "make fuzz: took $$(( $$(date +%s) - start )) s (exit $$status)"; \
 	  exit $$status
 
-demo: install
+demo: install ## start a local chain, deploy PowerHive and run the community demo
 	ape run demo
 
-gas: install
+gas: install ## measure gas per operation into docs/gas.md and docs/gas-orderbook.md
 	ape run gas_report
 	ape run orderbook_gas
 
-lock: $(STAMP_PY)
+lock: $(STAMP_PY) ## re-freeze the Python environment into requirements.lock
 	{ echo "# Full, exact lock of the Python environment (pip freeze of a working .venv)."; \
 	  echo "# Direct dependencies and their reasons are in pyproject.toml; regenerate with \`make lock\`."; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock
 
-clean:
+clean: ## remove build output (keeps .venv, node_modules and deployments)
 	rm -rf .build .pytest_cache .ruff_cache
