@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,14 +72,39 @@ def deployment_path(directory: Path, chain_id: int) -> Path:
     return Path(directory) / f"{chain_id}.json"
 
 
-def write_deployment(deployment: Deployment, directory: Path, *, force: bool = False) -> Path:
-    """Write atomically; refuse to replace an existing file unless `force`."""
+# The file holds addresses and ABIs, no secret: readable by every service user (the hardened
+# oracle unit runs as its own user), writable by its owner.
+FILE_MODE = 0o644
+
+
+def backup_path(path: Path) -> Path:
+    """Where `write_deployment(..., backup=True)` keeps the file it replaces:
+    `<chain_id>.json.<UTC time>.bak` next to it, never overwritten."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = path.with_name(f"{path.name}.{stamp}.bak")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{stamp}-{n}.bak")
+    return candidate
+
+
+def write_deployment(
+    deployment: Deployment, directory: Path, *, force: bool = False, backup: bool = False
+) -> Path:
+    """Write atomically, mode 0644; refuse to replace an existing file unless `force`. With
+    `backup`, a replaced file is first copied to `backup_path` (what `ape run deploy --force`
+    does)."""
     path = deployment_path(directory, deployment.chain_id)
     if path.exists() and not force:
         raise DeploymentError(f"{path} already exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if backup and path.exists():
+        shutil.copy2(path, backup_path(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
+        # mkstemp creates 0600, which a service running as another user cannot read.
+        os.fchmod(fh.fileno(), FILE_MODE)
         json.dump(deployment.to_json(), fh, indent=2)
         fh.write("\n")
     os.replace(tmp, path)

@@ -235,9 +235,13 @@ class BridgedDeployment(Deployment):
         return data
 
 
-def write_bridged(deployment: Deployment, section: dict, directory: Path, *, force: bool) -> Path:
+def write_bridged(
+    deployment: Deployment, section: dict, directory: Path, *, force: bool, backup: bool = False
+) -> Path:
     fields = {name: getattr(deployment, name) for name in Deployment.__dataclass_fields__}
-    return write_deployment(BridgedDeployment(**fields, bridge=section), directory, force=force)
+    return write_deployment(
+        BridgedDeployment(**fields, bridge=section), directory, force=force, backup=backup
+    )
 
 
 def read_peer_file(path: Path) -> tuple[Deployment, dict]:

@@ -36,11 +36,44 @@ from scripts._bridge_deploy import (
 )
 from scripts._protocol import DEPLOYMENTS_DIR, deploy_protocol
 
+HELP = """Deploy PowerHive (Council, ledger, eEuro, HVT, Beekeeper, order book, auction,
+balancing market, Bridge) and write deployments/<chain_id>.json (mode 0644) for the
+oracles, the powerhive CLI and the relayers.
 
-@click.command(cls=ConnectedProviderCommand, short_help="Deploy PowerHive")
+\b
+  ape run deploy --network ethereum:powerhive-poa:node --account operator
+
+The deploying account becomes the Council's only voter. A keystore account is
+unlocked without a prompt when APE_ACCOUNTS_<alias>_PASSPHRASE is set (for
+`--account operator`: APE_ACCOUNTS_operator_PASSPHRASE); otherwise Ape prompts.
+An existing file is never replaced without --force, and with --force the old one
+is kept as <chain_id>.json.<UTC time>.bak. The next steps (add voters, register
+storage units, set the banker, install the oracles) are printed at the end."""
+
+
+def next_steps(path: Path, chain_id: int, rpc: str) -> list[str]:
+    """What an operator does after a deploy, as commands (printed by `cli`)."""
+    return [
+        'Next steps (README, "Deploy to your PoA network"):',
+        f"  export POWERHIVE_RPC={rpc} POWERHIVE_CHAIN_ID={chain_id} "
+        f"POWERHIVE_DEPLOYMENTS={path.parent}",
+        "  export POWERHIVE_KEYSTORE=~/.ape/accounts/<deployer>.json  # the first voter",
+        "  powerhive propose add-voter 0x...                # more voters (each then votes)",
+        "  powerhive propose register-unit 0xUnit 0xOwner   # each storage unit's key",
+        "  powerhive propose set-banker 0x...               # who mints and redeems eEuro",
+        f"  copy {path} to each Pi, then there: oracle check --config oracle.toml",
+        "  (docs/oracle-pi.md), and: systemctl enable --now powerhive-oracle",
+    ]
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Deploy PowerHive", help=HELP)
 @account_option()
 @click.option("--treasury", default=None, help="Receiver of the HVT supply (default: deployer).")
-@click.option("--force", is_flag=True, help="Overwrite an existing deployments file.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing deployments file (kept as <chain_id>.json.<UTC time>.bak).",
+)
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -93,19 +126,24 @@ def cli(
             deploy_bridge(protocol)
             written = write_bridged(
                 protocol.to_deployment(choice), bridge_section(None, None, None, None), out_dir,
-                force=force,
+                force=force, backup=True,
             )  # fmt: skip
             count = len(protocol.contracts)
             logger.success(f"Deployed {count} contracts on chain {chain.chain_id}")
             logger.success(f"Wrote {written} (Bridge unpeered: deploy a peer with --peer)")
-            return
-        _deploy_peer(account, treasury, force, out_dir, choice, peer, peer_network, relayers,
-                     threshold, limits)  # fmt: skip
+        else:
+            written = _deploy_peer(account, treasury, force, out_dir, choice, peer, peer_network,
+                                   relayers, threshold, limits)  # fmt: skip
     except (WiringError, DeploymentError) as exc:
         raise click.ClickException(str(exc)) from None
     except ApeException as exc:
         # An unreachable peer network, a refused transaction: one line, no traceback.
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo("\n".join(next_steps(written, chain.chain_id, _rpc_uri(provider))))
+
+
+def _rpc_uri(provider) -> str:
+    return getattr(provider, "uri", None) or "http://127.0.0.1:8545"
 
 
 def _deploy_peer(account, treasury, force, out_dir, choice, peer, peer_network, relayers,
@@ -132,10 +170,13 @@ def _deploy_peer(account, treasury, force, out_dir, choice, peer, peer_network, 
         bridge_section(remote, home, home_file.network, config),
         out_dir,
         force=force,
+        backup=True,
     )
     logger.success(f"Deployed {len(protocol.contracts)} contracts on chain {chain.chain_id}")
     logger.success(f"Wrote {written}")
     updated = write_bridged(
-        home_file, bridge_section(home, remote, choice, config), peer.parent, force=True
-    )
-    logger.success(f"Wrote the bridge section of {updated}")
+        home_file, bridge_section(home, remote, choice, config), peer.parent, force=True,
+        backup=True,
+    )  # fmt: skip
+    logger.success(f"Wrote the bridge section of {updated} (the previous file kept as .bak)")
+    return written

@@ -160,6 +160,13 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert bridge_c.functions.peer_chain().call() == 0
     assert bridge_c.functions.threshold().call() == 0
     assert written["bridge"] == {"peer": None, "relayers": [], "threshold": 0, "tokens": []}
+    # No secret in it: readable by the oracle's own service user (issue 15, item 4).
+    assert (tmp_path / f"{CHAIN_ID}.json").stat().st_mode & 0o777 == 0o644
+    # The next steps, as commands, with this deployment's values.
+    assert "Next steps" in result.stdout, result.stdout
+    assert f"POWERHIVE_CHAIN_ID={CHAIN_ID}" in result.stdout
+    assert "powerhive propose register-unit" in result.stdout
+    assert "oracle check --config" in result.stdout
 
     # A second run refuses to overwrite the file, before sending anything.
     nonce = poa_node.eth.get_transaction_count(written["deployer"])
@@ -173,6 +180,22 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert forced.returncode == 0, forced.stdout + forced.stderr
     rewritten = json.loads((tmp_path / f"{CHAIN_ID}.json").read_text())
     assert rewritten["contracts"]["EEuro"]["address"] != eeuro["address"]
+    assert (tmp_path / f"{CHAIN_ID}.json").stat().st_mode & 0o777 == 0o644
+    # The replaced file is kept, byte for byte, as <chain_id>.json.<UTC time>.bak.
+    (backup,) = tmp_path.glob(f"{CHAIN_ID}.json.*.bak")
+    assert json.loads(backup.read_text()) == written
+
+
+def test_deploy_help_names_the_passphrase_variable_and_the_next_steps():
+    result = subprocess.run(
+        [APE, "run", "deploy", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Deploy PowerHive" in text and "deployments/<chain_id>.json" in text
+    assert "APE_ACCOUNTS_<alias>_PASSPHRASE" in text
+    assert "<chain_id>.json.<UTC time>.bak" in text
+    assert "next steps" in text
 
 
 def test_wrong_passphrase_fails_without_prompting(poa_node, operator_env, tmp_path):
