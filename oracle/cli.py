@@ -178,6 +178,26 @@ def accept_chain(config_path: Path) -> None:
 
 @main.command()
 @CONFIG
+def check(config_path: Path) -> None:
+    """Check a new install: config, keystore, chain id, deployments, registration, meters.
+
+    One line per check (ok, FAIL, or skip when a check it needs failed); exit status 1 when
+    any did not pass. Nothing is written."""
+    from oracle.check import run_checks
+
+    results = []
+    for result in run_checks(config_path):
+        click.echo(result.line())
+        results.append(result)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        click.echo(f"{len(failed)} of {len(results)} checks did not pass", err=True)
+        sys.exit(1)
+    click.echo(f"all {len(results)} checks passed: `oracle run --config {config_path}`")
+
+
+@main.command()
+@CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def read(config_path: Path, as_json: bool) -> None:
     """Take one reading from each meter (nothing is recorded)."""
@@ -350,7 +370,8 @@ def export(config_path: Path, fmt: str, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         for name in ("readings", "reports", "anomalies", "txs"):
-            frame = pd.DataFrame(outbox.table(name))
+            # The columns from the schema: an empty table is a file with its header line.
+            frame = pd.DataFrame(outbox.table(name), columns=outbox.columns(name))
             for col in ("ts", "recorded_at", "created_at", "confirmed_at", "signed_at"):
                 if col in frame:
                     frame[f"{col}_utc"] = pd.to_datetime(frame[col], unit="s", utc=True)

@@ -743,6 +743,12 @@ class Outbox:
             raise ValueError(name)
         return [dict(r) for r in self._query(f"SELECT * FROM {name} ORDER BY id")]
 
+    def columns(self, name: str) -> list[str]:
+        """The table's column names, in order (an export of an empty table still has them)."""
+        if name not in {"readings", "reports", "anomalies", "txs"}:
+            raise ValueError(name)
+        return [row[1] for row in self._query(f"PRAGMA table_info({name})")]
+
     def count(self, name: str) -> int:
         if name not in {"readings", "reports", "anomalies", "txs"}:
             raise ValueError(name)
