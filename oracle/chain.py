@@ -115,10 +115,24 @@ class SignedReport:
 
 
 @dataclass(frozen=True)
+class OverConsumption:
+    """An `OverConsumed` event of the ledger for this unit: `wh` drawn by `consumer` without a
+    session (or beyond its reserve or escrow), recorded by report `seq`, never rejected."""
+
+    consumer: str
+    seq: int
+    wh: int
+    tx_hash: str
+    block_number: int
+
+
+@dataclass(frozen=True)
 class Mined:
     tx_hash: str
     block_number: int
     gas_used: int
+    # The over-consumption the ledger recorded in this transaction (issue 15, item 4).
+    over_consumed: tuple[OverConsumption, ...] = ()
 
 
 class ChainClient:
@@ -467,7 +481,60 @@ class ChainClient:
             self._sleep(self.poll_s)
         if receipt["status"] != 1:
             raise ReportReverted("reverted on chain", mined=True, tx_hash=signed.tx_hash)
-        return Mined(signed.tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+        return Mined(
+            signed.tx_hash,
+            int(receipt["blockNumber"]),
+            int(receipt["gasUsed"]),
+            self._over_consumed(receipt),
+        )
+
+    def _over_consumed_event(self):
+        try:
+            return self.ledger.events.OverConsumed
+        except Exception:  # a ledger ABI without the event (a test double): nothing to see
+            return None
+
+    def _over_consumed(self, receipt) -> tuple[OverConsumption, ...]:
+        event = self._over_consumed_event()
+        if event is None:
+            return ()
+        ledger = self.ledger.address.lower()
+        found = []
+        for entry in receipt["logs"]:
+            if entry["address"].lower() != ledger:
+                continue
+            try:
+                decoded = event().process_log(entry)
+            except Exception:  # another event of the ledger
+                continue
+            if to_checksum_address(decoded["args"]["unit"]) == self.unit:
+                found.append(self._over(decoded))
+        return tuple(found)
+
+    @staticmethod
+    def _over(entry) -> OverConsumption:
+        args = entry["args"]
+        return OverConsumption(
+            consumer=to_checksum_address(args["consumer"]),
+            seq=int(args["seq"]),
+            wh=int(args["wh"]),
+            tx_hash=entry["transactionHash"].to_0x_hex().lower(),
+            block_number=int(entry["blockNumber"]),
+        )
+
+    def over_consumption_since(self, from_block: int) -> list[OverConsumption]:
+        """Every `OverConsumed` event for this unit from `from_block` to the head."""
+        event = self._over_consumed_event()
+        if event is None:
+            return []
+        self._ensure_poa()
+        try:
+            logs = self.rpc(
+                event.get_logs, from_block=from_block, argument_filters={"unit": self.unit}
+            )
+        except ContractLogicError as exc:
+            raise ChainError(f"reading the ledger's events failed: {exc}") from None
+        return [self._over(entry) for entry in logs]
 
     def dry_run_reason(self, reports: list[Report]) -> str | None:
         """Why the ledger would refuse `reports` now, or None if it would accept them."""

@@ -273,8 +273,19 @@ def _chain_status(config: OracleConfig) -> dict:
             locked_wh=info.locked_wh,
             last_seq=info.last_seq,
             balance_eth=client.balance_wei() / 10**18,
-            reachable=True,
         )
+        from dataclasses import asdict
+
+        from oracle.wiring import contract
+
+        since = contract(config.chain.deployments_dir, chain_id, config.chain.ledger).block
+        over = client.over_consumption_since(since)
+        status["over_consumed"] = {
+            "count": len(over),
+            "wh": sum(o.wh for o in over),
+            "last": asdict(over[-1]) if over else None,
+        }
+        status["reachable"] = True
     except (ChainError, KeystoreError) as exc:
         status.update(reachable=False, error=str(exc))
     return status
@@ -342,6 +353,17 @@ def status(config_path: Path, as_json: bool) -> None:
             f"{chain['last_seq']}, available {chain['available_wh']:,} Wh, "
             f"balance {chain['balance_eth']:.6f}"
         )
+        over = chain["over_consumed"]
+        if over["count"]:
+            last = over["last"]
+            console.print(
+                f"[red]Over-consumption[/red] recorded by the ledger for this unit: "
+                f"{over['count']} reports, {over['wh']:,} Wh in all; last seq {last['seq']}, "
+                f"{last['wh']:,} Wh by {last['consumer']} (energy drawn without a session or "
+                "beyond its reserve)"
+            )
+        else:
+            console.print("Over-consumption: none recorded by the ledger for this unit")
     else:
         console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
 

@@ -65,6 +65,19 @@ class Metrics:
         self.on_chain_seq = Gauge(
             "oracle_last_seq", "The unit's last sequence number known on chain", registry=r
         )
+        # The ledger's OverConsumed events for this unit, seen in the service's own receipts.
+        self.over_consumed = Counter(
+            "oracle_over_consumed_wh",
+            "Wh the ledger recorded as over-consumption (no session, or beyond its reserve)",
+            ["consumer"],
+            registry=r,
+        )
+        self.over_consumptions = Counter(
+            "oracle_over_consumptions",
+            "Reports the ledger recorded with over-consumption",
+            ["consumer"],
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

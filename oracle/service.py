@@ -115,6 +115,9 @@ class Service:
         self._unit_error: str | None = None
         self._refusal: str | None = None
         self.fatal: str | None = None
+        # Over-consumption the ledger recorded in this process's transactions.
+        self._over_wh = 0
+        self._last_over: dict[str, Any] | None = None
         # Set on stop: the sender may deliver until then, and gives up waiting for receipts.
         self._drain_until: float | None = None
         self.http: HttpEndpoint | None = None
@@ -162,6 +165,8 @@ class Service:
             "next_seq": self._next_seq,
             "last_readings": {m: self._last_read.get(m) for m in self.drivers},
             "unit": self.chain.unit,
+            "over_consumed_wh": self._over_wh,
+            "last_over_consumption": self._last_over,
         }
         return not problems, detail
 
@@ -496,6 +501,8 @@ class Service:
         self.outbox.confirm(batch, tx_id, mined.block_number, mined.gas_used)
         self.outbox.finalize(mined.block_number - self.config.chain.confirmations)
         self._next_seq = batch[-1].seq + 1
+        self.metrics.on_chain_seq.set(batch[-1].seq)
+        self._over_consumed(mined)
         self._chain_up()
         self._after_confirm()
         self.metrics.transactions.labels(signed.method, "mined").inc()
@@ -513,6 +520,32 @@ class Service:
                 "gas": mined.gas_used,
             },
         )
+
+    def _over_consumed(self, mined) -> None:
+        """The ledger recorded energy drawn without a session (or beyond its reserve): not
+        an error of the oracle, but the operator and the consumer must know."""
+        for over in getattr(mined, "over_consumed", ()):
+            self.metrics.over_consumed.labels(over.consumer).inc(over.wh)
+            self.metrics.over_consumptions.labels(over.consumer).inc()
+            self._over_wh += over.wh
+            self._last_over = {
+                "consumer": over.consumer,
+                "seq": over.seq,
+                "wh": over.wh,
+                "tx": over.tx_hash,
+                "at": time.time(),
+            }
+            log.warning(
+                "over-consumption: the ledger recorded energy drawn without a session (or "
+                "beyond its reserve)",
+                extra={
+                    "consumer": over.consumer,
+                    "seq": over.seq,
+                    "over_wh": over.wh,
+                    "tx": over.tx_hash,
+                    "block": over.block_number,
+                },
+            )
 
     def _give_up_waiting(self) -> bool:
         return self._drain_until is not None and time.monotonic() >= self._drain_until

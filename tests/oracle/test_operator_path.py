@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from oracle.cli import main
-from tests.oracle.rig import PASSPHRASE, REPO, Counters, free_port, make_unit
+from tests.oracle.rig import PASSPHRASE, REAL_LEDGER, REPO, Counters, free_port, make_unit
 from tests.oracle.test_cli import meter_site
 
 
@@ -128,3 +128,53 @@ def test_export_of_an_empty_outbox_has_headers(setup, tmp_path, producer, passph
         main, ["export", "--config", str(path), "--json", "--out", str(out)]
     )
     assert json.loads((out / "reports.json").read_text()) == []
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
+def test_over_consumption_in_logs_metrics_and_status(
+    setup, tmp_path, producer, w3, passphrase_env, caplog
+):
+    """A consumer without a session draws energy: the ledger records it (`OverConsumed`),
+    never rejects it, and the operator sees it in the log, /metrics, /health and status."""
+    from oracle.config import load_config
+    from oracle.service import open_service
+
+    consumer = w3.eth.accounts[6]  # holds no session with this unit
+    counters = Counters(tmp_path, "meter")
+    setup.meters = [counters.meter("inverter", stored=False)]
+    setup.channels = [
+        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
+        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
+    ]
+    path = setup.write()
+    service = open_service(load_config(path), passphrase=PASSPHRASE)
+    try:
+        service.read_once()
+        counters.add(exp=500)
+        service.read_once()
+        while service.deliver_once():
+            pass
+        metrics = service.metrics.exposition().decode()
+        assert "oracle_last_seq 1.0" in metrics  # current after the send, not at the next idle
+        counters.add(imp=120)
+        service.read_once()
+        caplog.set_level("WARNING", logger="oracle.service")
+        while service.deliver_once():
+            pass
+        metrics = service.metrics.exposition().decode()
+        assert "oracle_last_seq 2.0" in metrics
+        assert f'oracle_over_consumed_wh_total{{consumer="{consumer}"}} 120.0' in metrics
+        assert f'oracle_over_consumptions_total{{consumer="{consumer}"}} 1.0' in metrics
+        (record,) = [r for r in caplog.records if "over-consumption" in r.getMessage()]
+        assert (record.consumer, record.seq, record.over_wh) == (consumer, 2, 120)
+        _, health = service.health()
+        assert health["over_consumed_wh"] == 120
+        assert health["last_over_consumption"]["consumer"] == consumer
+    finally:
+        service.close()
+    status = CliRunner().invoke(main, ["status", "--config", str(path), "--json"])
+    assert status.exit_code == 0, status.output
+    over = json.loads(status.output)["chain"]["over_consumed"]
+    assert (over["count"], over["wh"], over["last"]["seq"]) == (1, 120, 2)
+    text = CliRunner().invoke(main, ["status", "--config", str(path)])
+    assert "Over-consumption" in text.output and "120 Wh" in text.output
