@@ -15,7 +15,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 ANVIL := $(BIN)/anvil
 
-.PHONY: help install lint test fuzz demo gas lock clean
+.PHONY: help install lint test fuzz demo deploy-local stop-local gas lock clean
 
 # `make help` lists every target that has a `## description` on its rule line
 # (tests/test_repository.py checks that each .PHONY target has one).
@@ -79,6 +79,47 @@ fuzz: install ## the stateful property tests only, 10x deeper than in make test
 
 demo: install ## start a local chain, deploy PowerHive and run the community demo
 	ape run demo
+
+# A persistent local chain for trying the operator's path: Anvil in the background, its state
+# in $(LOCAL_DIR)/anvil-state.json (dumped every 5 s and on exit, loaded at the next start),
+# its pid in $(LOCAL_DIR)/anvil.pid, its log in $(LOCAL_DIR)/anvil.log.
+# (tests/e2e/test_deploy_local.py runs both targets with its own LOCAL_DIR, port and
+# LOCAL_DEPLOYMENTS.)
+LOCAL_DIR ?= .local
+LOCAL_PORT ?= 8545
+LOCAL_DEPLOYMENTS ?= deployments
+LOCAL_PID := $(LOCAL_DIR)/anvil.pid
+
+deploy-local: install ## persistent local chain (Anvil, state in .local/), deploy, register a unit, write .local/oracle/oracle.toml
+	@mkdir -p $(LOCAL_DIR)
+	@if [ -f $(LOCAL_PID) ] && kill -0 "$$(cat $(LOCAL_PID))" 2>/dev/null; then \
+	  echo "local chain running (pid $$(cat $(LOCAL_PID)), port $(LOCAL_PORT))"; \
+	else \
+	  if (exec 3<>/dev/tcp/127.0.0.1/$(LOCAL_PORT)) 2>/dev/null; then \
+	    echo "port $(LOCAL_PORT) is taken by another program: make deploy-local LOCAL_PORT=..."; \
+	    exit 1; \
+	  fi; \
+	  setsid $(ANVIL) --port $(LOCAL_PORT) --chain-id 31337 --hardfork cancun \
+	    --state $(LOCAL_DIR)/anvil-state.json --state-interval 5 \
+	    </dev/null >$(LOCAL_DIR)/anvil.log 2>&1 & echo $$! > $(LOCAL_PID); \
+	  for i in $$(seq 100); do \
+	    (exec 3<>/dev/tcp/127.0.0.1/$(LOCAL_PORT)) 2>/dev/null && break; \
+	    kill -0 "$$(cat $(LOCAL_PID))" 2>/dev/null || { tail -n 5 $(LOCAL_DIR)/anvil.log; rm -f $(LOCAL_PID); exit 1; }; \
+	    sleep 0.1; \
+	  done; \
+	  echo "local chain started (pid $$(cat $(LOCAL_PID)), port $(LOCAL_PORT), state $(LOCAL_DIR)/anvil-state.json)"; \
+	fi
+	ape run deploy_local --network ethereum:powerhive-local:http://127.0.0.1:$(LOCAL_PORT) \
+	  --local-dir $(LOCAL_DIR) --out-dir $(LOCAL_DEPLOYMENTS)
+
+stop-local: ## stop the chain of make deploy-local (its state stays in .local/ for the next start)
+	@if [ -f $(LOCAL_PID) ] && kill -0 "$$(cat $(LOCAL_PID))" 2>/dev/null; then \
+	  pid=$$(cat $(LOCAL_PID)); kill "$$pid"; \
+	  for i in $$(seq 100); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; \
+	  rm -f $(LOCAL_PID); echo "local chain stopped (pid $$pid; state kept in $(LOCAL_DIR)/)"; \
+	else \
+	  rm -f $(LOCAL_PID); echo "no local chain running"; \
+	fi
 
 gas: install ## measure gas per operation into docs/gas.md and docs/gas-orderbook.md
 	ape run gas_report

@@ -41,7 +41,7 @@ def test_make_help_lists_every_target():
     ).stdout
     listed = set(re.findall(r"^  make (\S+) +\S", out, flags=re.M))
     assert listed == _phony_targets()
-    for name in ("test", "demo"):
+    for name in ("test", "demo", "deploy-local", "stop-local"):
         assert name in listed
 
 
