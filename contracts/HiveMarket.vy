@@ -12,7 +12,7 @@
         inside the hive at hive prices, pro rata; the rest goes to or comes from the grid at
         grid tariffs through the owner, whose deposit takes the residual. A worker short of
         funds pays what it has; the rest is its debt (a negative balance), fronted by the
-        owner and repaid to the owner from the worker's next deposit.
+        owner and repaid to the owner first from the worker's next prepayment or earnings.
 @dev Packed words (bit 0 = least significant):
 
      worker word | balance + 2**95 0..95 | hive 96..127 | settled period + 1 128..159 |
@@ -689,6 +689,9 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
             got: uint256 = (share * hive_sell) // 10**7 + ((net - share) * grid_sell) // 10**7
             paid_out += got
             amount = convert(got, int256)
+            if balance < 0:
+                # A producer in debt repays the owner, who fronted it, from its earnings first.
+                received += min(got, convert(-balance, uint256))
         balance += amount
         assert balance > -OFFSET96 and balance < OFFSET96, "market: balance overflow"
         word = (word & ~MASK96 & ~(MASK32 << 128)) | convert(balance + OFFSET96, uint256) | (mark << 128)
@@ -708,8 +711,9 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
         submitted += 1
     assert cum_p <= total_p and cum_c <= total_c, "market: totals exceeded"
     fee: uint256 = paid_in * self.fee_bps // 10000
-    # The owner's deposit: + what consumers actually paid - producers - fee. Debts are
-    # fronted by the owner and repaid to it by `prepay`.
+    # The owner's deposit: + what consumers actually paid and producers in debt repaid -
+    # producers - fee. Debts are fronted by the owner and repaid to it by `prepay` or by the
+    # worker's next earnings.
     owner_delta: int256 = convert(received, int256) - convert(paid_out + fee, int256)
     dep: int256 = convert(self.deposit_of[hive], int256) + owner_delta
     assert dep >= 0, "market: owner deposit short"
