@@ -98,6 +98,9 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     logger.info(f"OrderBook (ENT/eEuro) deployed at {book.address}")
     # The energy auction house for eEuro (SPEC §10), its parameters governed by the Council.
     deploy_auction(deploy, ledger, eeuro, beekeeper, council)
+    # The hive market (SPEC §8) for every hive of the Beekeeper; the Council sets its fee
+    # and tariff bounds, each hive's owner opens its own market.
+    deploy("HiveMarket", beekeeper.address, council.address)
     return protocol
 
 
