@@ -5,7 +5,8 @@ sets a banker by governance, mints and locks eEuro, and prints the contracts and
 runs a community (voters, storage units, sessions, a loss and its recovery) and the oracle
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
 an energy auction (an outbid, an extension, the settlement); last, two hive owners on the
-Beekeeper (hives, meters, a split, a merge, an upgrade vote).
+Beekeeper (hives, meters, a split, a merge, an upgrade vote); then a hive market settling
+three virtual days of a PV producer, two households and a battery (chart in out/hive.png).
 """
 
 from pathlib import Path
@@ -20,6 +21,7 @@ from powerhive.units import format_units
 from scripts._auction_demo import run_auction_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._community import run_community
+from scripts._hive_demo import run_hive_demo
 from scripts._oracle_part import run_oracle_part
 from scripts._orderbook import demo_orderbook
 from scripts._protocol import deploy_protocol, governed
@@ -131,3 +133,12 @@ def cli(network):
         "meters": [t[i] for i in range(21, 26)],
     }
     run_beekeeper_demo(protocol, voters, keeper_people, console)
+    # The hive market: a hive of four workers settles three virtual days.
+    hive_people = {
+        "treasury": treasury,
+        "banker": banker,
+        "owner": t[29],
+        "queen": t[30],
+        "meters": [t[i] for i in range(31, 35)],
+    }
+    run_hive_demo(protocol, voters, hive_people, console, out.parent)
