@@ -51,8 +51,11 @@ lint: install
 
 # Two workers (pytest-xdist), each with its own Anvil; a file's tests stay on one worker
 # (module-scoped deployments and the PoA node's fixed port). docs/testing.md has the times.
+# --no-loadscope-reorder: xdist otherwise hands out the files with the most tests first, which
+# put the one-test stateful files (the longest) at the end of the run, as its tail; the order
+# of tests/conftest.py (longest first) is kept instead.
 WORKERS ?= 2
-XDIST := -n $(WORKERS) --dist loadfile
+XDIST := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The whole suite, then one file again under `ape test --gas` (users run it: it must pass).
 GAS_CHECKED := tests/unit/test_ledger_hardening.py

@@ -70,6 +70,12 @@ def run_beekeeper_demo(protocol: Protocol, voters, people: dict, console: Consol
     chain.mine()
     step("180 days later: every stake at full weight")
     v2 = people["treasury"].deploy(project.BeekeeperV2)
+    junk = bk.propose_upgrade(eeuro, sender=alice).return_value
+    info = bk.ballot_info(junk)
+    step(
+        f"alice opens ballot {junk} for a useless implementation (the eEuro contract): "
+        f"YES {_hvt(info.yes)} of {_hvt(info.total_stake)}, open; it blocks nothing"
+    )
     ballot = bk.propose_upgrade(v2, sender=alice).return_value
     info = bk.ballot_info(ballot)
     step(
@@ -79,6 +85,7 @@ def run_beekeeper_demo(protocol: Protocol, voters, people: dict, console: Consol
         bk.vote(ballot, True, sender=bob)
         step("bob votes YES: more than half the stake, the proxy upgrades")
     assert bk.implementation() == v2.address
+    assert bk.ballot_info(junk).status == 1  # still open, powerless, until it expires
     console.print(table)
 
     hives = Table(title=f"Hives after the upgrade (implementation {bk.implementation()})")

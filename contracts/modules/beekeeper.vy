@@ -10,7 +10,7 @@
           one ENT / coin order book per listed coin, deployed from a blueprint.
         - Hives: `hive_cost + n * meter_cost` HVT, half burned (rounded up), half staked.
         - Hive owners vote on upgrades with power = stake x min(age, 180 days) / 180 days,
-          read at the ballot's start.
+          read at the ballot's start. Any number of ballots may be open at once.
 @dev Packed words (bit 0 = least significant); every field is written only through the
      `_pack_*` helpers, which assert that each value fits.
 
@@ -18,7 +18,7 @@
      hive word 0   | owner 0..159 | status 160..167 | count 168..175 | start 176..215 | end 216..255 |
      hive word 1   | stablecoin 0..159 | stake 160..255 |
      hive slot i   | meter 0..159 | meter's stake 160..255 |
-     owner word    | stake 0..95 | start 96..135 | snap ballot 136..195 | voted ballot 196..255 |
+     owner word    | stake 0..95 | start 96..135 | snap ballot 136..195 | last voted 196..255 |
      owner snap    | stake 0..95 | start 96..135 |
      globals       | hive count 0..63 | total staked 64..159 | ballot count 160..223 |
      ballot word   | implementation 0..159 | start 160..199 | end 200..239 | status 240..247 |
@@ -28,6 +28,20 @@
      the year 36812; 80-bit hive ids and 60-bit ballot ids cannot run out. Why packed: one
      cold slot costs 22,100 gas to create and 2,100 to read, and a hive's owner, status and
      meter count are read together by every hive operation.
+
+     Ballots (issue 11: a minority must not be able to freeze the majority). Any number may
+     be open; each keeps its start, end and the total stake at its start. An owner's power on
+     a ballot is their (stake, start) evaluated at the ballot's start: the owner word if it has
+     not changed since (snap ballot < ballot), else the snapshot, which holds the owner's
+     state at the start of ballot `snap ballot` (kept on their first change after that ballot
+     opened). For an older ballot than the snapshot's that is the state at a later time,
+     which can only weigh less at the ballot's start than the true state: a deposit merges
+     the start with the age capped at FULL_WEIGHT_AGE first (see `_stake`), so it never adds
+     power at an earlier time, and a withdrawal only lowers the stake. Hence counted power is
+     never more than the power at the start, exact unless the owner changed their own stake
+     both before and after a newer ballot opened. An owner votes at most once per ballot and
+     in increasing ballot order (`last voted`): a newly opened ballot always has the highest
+     id, so every owner can vote on it whatever they voted before.
 @custom:security Governance (the Council) certifies meters, lists and freezes coins, sets
         prices and creates books. Only a passed hive-owner ballot changes the implementation.
 """
@@ -49,7 +63,7 @@ interface IHVT:
 MAX_METERS: public(constant(uint256)) = 128
 # @dev Stake reaches full voting weight after this long; fresh stake weighs zero.
 FULL_WEIGHT_AGE: public(constant(uint256)) = 180 * 86400
-# @dev An upgrade ballot is open this long; undecided by then, it has failed.
+# @dev An upgrade ballot is open this long; undecided by then, it has failed (expired).
 VOTING_PERIOD: public(constant(uint256)) = 7 * 86400
 
 METER_ACTIVE: public(constant(uint8)) = 1
@@ -61,6 +75,8 @@ COIN_FROZEN: public(constant(uint8)) = 2
 BALLOT_OPEN: public(constant(uint8)) = 1
 BALLOT_PASSED: public(constant(uint8)) = 2
 BALLOT_REJECTED: public(constant(uint8)) = 3
+# @dev Reached a YES majority but its implementation had no code any more: closed, no upgrade.
+BALLOT_FAILED: public(constant(uint8)) = 4
 
 MASK160: constant(uint256) = 2**160 - 1
 MASK96: constant(uint256) = 2**96 - 1
@@ -230,6 +246,11 @@ event BallotPassed:
 
 event BallotRejected:
     ballot: indexed(uint256)
+
+
+event BallotFailed:
+    ballot: indexed(uint256)
+    implementation: indexed(address)
 
 
 # ---------------------------------------------------------------- setup and governance
@@ -455,13 +476,14 @@ def add_meter_to_hive(hive: uint256, meter: address):
     self._assert_coin_open(convert(w1 & MASK160, address))
     count: uint256 = (w0 >> 168) & MASK8
     assert count < MAX_METERS, "beekeeper: hive full"
-    stake: uint256 = self.meter_cost // 2
+    cost: uint256 = self.meter_cost
+    stake: uint256 = cost // 2
     self._join(hive, meter, count, stake)
     self._hive0[hive] = w0 + (1 << 168)
     self._hive1[hive] = w1 + (stake << 160)
     self._stake(msg.sender, stake)
-    self._collect(self.meter_cost, stake)
-    log MeterAddedToHive(hive=hive, meter=meter, burned=self.meter_cost - stake, staked=stake)
+    self._collect(cost, stake)
+    log MeterAddedToHive(hive=hive, meter=meter, burned=cost - stake, staked=stake)
 
 
 @external
@@ -586,24 +608,21 @@ def merge_hives(into: uint256, merged: uint256):
 @external
 def propose_upgrade(implementation: address) -> uint256:
     """
-    @notice Opens the upgrade ballot for `implementation` with the caller's YES. One ballot
-            is open at a time; it ends when decided or after VOTING_PERIOD.
+    @notice Opens an upgrade ballot for `implementation` with the caller's YES. Any number
+            of ballots may be open; each ends when decided or after VOTING_PERIOD.
     @dev The denominator is the total stake at the start: a ballot passes when the YES power
          (stake weighted by age, at most the stake) is more than half of all HVT staked. A
          strict majority of aged stake therefore always decides, fresh stake never does.
+         Liveness: owners whose power now is more than half the stake pass any contract in
+         their next transactions (this call, then one vote each), whatever others opened.
     @param implementation The contract the proxy should run.
     @return The ballot id.
     """
     assert implementation.is_contract, "beekeeper: implementation not a contract"
     g: uint256 = self._globals
-    current: uint256 = (g >> 160) & MASK60
-    if current != 0:
-        b: uint256 = self._ballots[current]
-        open: bool = (b >> 240) & MASK8 == convert(BALLOT_OPEN, uint256)
-        assert not open or block.timestamp >= (b >> 200) & MASK40, "beekeeper: ballot open"
     power: uint256 = self._power(msg.sender, 0, block.timestamp)
     assert power != 0, "beekeeper: no voting power"
-    ballot: uint256 = current + 1
+    ballot: uint256 = ((g >> 160) & MASK60) + 1
     end: uint256 = block.timestamp + VOTING_PERIOD
     total: uint256 = (g >> 64) & MASK96
     self._globals = (g & ~(MASK60 << 160)) | (ballot << 160)
@@ -628,12 +647,14 @@ def propose_upgrade(implementation: address) -> uint256:
 @external
 def vote(ballot: uint256, support: bool) -> bool:
     """
-    @notice Votes once on the open ballot with the caller's power at its start. The vote
-            that makes YES more than half the staked total executes the upgrade; the one
+    @notice Votes once on an open ballot with the caller's power at its start; an owner
+            votes on ballots in increasing id order (never on one older than their last).
+            The vote that makes YES more than half the staked total executes the upgrade,
+            or closes the ballot failed if the implementation has no code any more; the one
             that makes NO at least half rejects it.
-    @param ballot The open ballot.
+    @param ballot An open ballot, newer than the caller's last vote.
     @param support YES (True) or NO.
-    @return True when this vote passed the ballot.
+    @return True when this vote passed the ballot and upgraded the proxy.
     """
     return self._vote(ballot, support)
 
@@ -784,10 +805,11 @@ def voting_power(owner: address) -> uint256:
 @external
 def power_at(owner: address, ballot: uint256) -> uint256:
     """
-    @notice The owner's power on `ballot`: as it was at the ballot's start.
+    @notice The owner's power on `ballot` at its start (never more; less only if the owner
+            changed their stake both before and after a newer ballot opened).
     @param owner The hive owner.
     @param ballot The ballot id.
-    @return The power counted for a vote.
+    @return The power a vote would count now.
     """
     b: uint256 = self._ballots[ballot]
     if b == 0:
@@ -820,8 +842,8 @@ def ballot_info(ballot: uint256) -> BallotView:
 @external
 def ballot_count() -> uint256:
     """
-    @notice How many upgrade ballots were ever opened (the latest is the only one that can
-            be open).
+    @notice How many upgrade ballots were ever opened (ids 1 .. ballot_count; any number of
+            them may be open).
     @return The count.
     """
     return (self._globals >> 160) & MASK60
@@ -829,14 +851,13 @@ def ballot_count() -> uint256:
 
 @view
 @external
-def has_voted(owner: address, ballot: uint256) -> bool:
+def last_vote(owner: address) -> uint256:
     """
-    @notice Whether `owner` voted on `ballot` (only the latest ballot's votes are kept).
+    @notice The ballot `owner` voted on last (0: never); they may vote only on newer ones.
     @param owner The hive owner.
-    @param ballot The ballot id.
-    @return True when voted.
+    @return The ballot id.
     """
-    return ballot != 0 and (self._owners[owner] >> 196) & MASK60 == ballot
+    return (self._owners[owner] >> 196) & MASK60
 
 
 # ---------------------------------------------------------------- internal
@@ -964,11 +985,15 @@ def _checkpoint(owner: address, w: uint256, g: uint256) -> uint256:
 @internal
 def _stake(owner: address, amount: uint256):
     """Adds `amount` to the owner's stake; the start becomes the amount-weighted mean of the
-    old start and now, rounded up (later start: less power)."""
+    old start and now, rounded up (later start: less power). The old start is first capped
+    to at most FULL_WEIGHT_AGE ago (same power now): otherwise stake aged far beyond the cap
+    would lend its excess age to the fresh amount, which must weigh zero."""
     g: uint256 = self._globals
     w: uint256 = self._checkpoint(owner, self._owners[owner], g)
     stake: uint256 = w & MASK96
     start: uint256 = (w >> 96) & MASK40
+    if start + FULL_WEIGHT_AGE < block.timestamp:
+        start = block.timestamp - FULL_WEIGHT_AGE
     new_stake: uint256 = stake + amount
     assert new_stake <= MASK96, "beekeeper: stake overflow"
     new_start: uint256 = block.timestamp
@@ -1000,9 +1025,9 @@ def _collect(paid: uint256, stake: uint256):
 @view
 @internal
 def _power(owner: address, ballot: uint256, at: uint256) -> uint256:
-    """Power at time `at`; for `ballot` != 0, from the stake as it was at its start."""
+    """Power at time `at`; for `ballot` != 0, at its start (see Ballots in the docstring)."""
     w: uint256 = self._owners[owner]
-    if ballot != 0 and (w >> 136) & MASK60 == ballot:
+    if ballot != 0 and (w >> 136) & MASK60 >= ballot:
         w = self._owner_snaps[owner]
     stake: uint256 = w & MASK96
     start: uint256 = (w >> 96) & MASK40
@@ -1018,7 +1043,9 @@ def _vote(ballot: uint256, support: bool) -> bool:
     assert (b >> 240) & MASK8 == convert(BALLOT_OPEN, uint256), "beekeeper: ballot closed"
     assert block.timestamp < (b >> 200) & MASK40, "beekeeper: ballot expired"
     w: uint256 = self._owners[msg.sender]
-    assert (w >> 196) & MASK60 != ballot, "beekeeper: already voted"
+    last: uint256 = (w >> 196) & MASK60
+    assert last != ballot, "beekeeper: already voted"
+    assert last < ballot, "beekeeper: voted on a newer ballot"
     power: uint256 = self._power(msg.sender, ballot, (b >> 160) & MASK40)
     assert power != 0, "beekeeper: no voting power"
     self._owners[msg.sender] = (w & (2**196 - 1)) | (ballot << 196)
@@ -1033,8 +1060,14 @@ def _vote(ballot: uint256, support: bool) -> bool:
     log Voted(ballot=ballot, voter=msg.sender, support=support, power=power)
     total: uint256 = self._ballot_totals[ballot]
     if 2 * yes > total:
-        self._ballots[ballot] = (b & ~(MASK8 << 240)) | (convert(BALLOT_PASSED, uint256) << 240)
         implementation: address = convert(b & MASK160, address)
+        if not implementation.is_contract:
+            # Its code is gone (created and destroyed in one transaction, EIP-6780): close
+            # the ballot failed rather than revert the vote that decided it.
+            self._ballots[ballot] = (b & ~(MASK8 << 240)) | (convert(BALLOT_FAILED, uint256) << 240)
+            log BallotFailed(ballot=ballot, implementation=implementation)
+            return False
+        self._ballots[ballot] = (b & ~(MASK8 << 240)) | (convert(BALLOT_PASSED, uint256) << 240)
         log BallotPassed(ballot=ballot, implementation=implementation)
         erc1967._upgrade_to(implementation)
         return True

@@ -1,7 +1,7 @@
 """Stateful property test of the Beekeeper behind its proxy (SPEC §7), on titanoboa (see
 `tests/fuzz/boa_env.py`): two owners create hives on two coins, add, drop, split, merge and
-freeze, switch meters off, governance freezes a coin, time passes, and hive owners vote
-upgrades back and forth between version 1 and version 2.
+freeze, switch meters off, governance freezes a coin, time passes, and hive owners open
+upgrade ballots (to version 1 or 2) and vote on any of them, at any time.
 
 A reference model (hives, their meters and stakes, burned HVT) predicts every outcome,
 reverts included. Invariants after every step: HVT supply = 100,000,000 - burned = the sum
@@ -9,7 +9,15 @@ of balances; the Beekeeper holds exactly the sum of hive stakes; each owner's st
 sum of their hives' stakes and their power never exceeds it. A frozen hive or coin accepting
 anything new would break the model (each rule predicts that revert). `check_records` compares every
 hive and meter with the model (no meter in two hives), and every upgrade does so across the
-upgrade. 100 examples x 50 steps by default (a fifth of `POWERHIVE_FUZZ_EXAMPLES`, see
+upgrade.
+
+Governance (issue 11): the model keeps every owner's (stake, weighted start) history, so each
+vote's power is checked against the true power at its ballot's start: equal when the owner has
+not changed their stake since, never more. Liveness rule `majority_passes`: whatever ballots
+and votes came before, the owners whose power now is more than half the stake open a ballot
+and pass it within their next transactions (one each).
+
+100 examples x 50 steps by default (a fifth of `POWERHIVE_FUZZ_EXAMPLES`, see
 `EXAMPLES`; `POWERHIVE_FUZZ_STEPS`).
 """
 
@@ -20,18 +28,43 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.beekeeper_helpers import (
+    BALLOT_OPEN,
+    BALLOT_PASSED,
+    BALLOT_REJECTED,
     FULL_WEIGHT_AGE,
     HIVE_COST,
     HVT,
     METER_ACTIVE,
     METER_COST,
     METER_INACTIVE,
+    VOTING_PERIOD,
 )
 from tests.fuzz import boa_env
 
 SUPPLY = 100_000_000 * HVT
 ZERO = "0x" + "00" * 20
 N_METERS = 6
+
+
+def now():
+    return boa.env.evm.patch.timestamp
+
+
+def power(stake, start, at):
+    if stake == 0 or at <= start:
+        return 0
+    return stake * min(at - start, FULL_WEIGHT_AGE) // FULL_WEIGHT_AGE
+
+
+@dataclass
+class Ballot:
+    seq: int
+    start: int
+    total: int
+    target: int
+    status: int = BALLOT_OPEN
+    yes: int = 0
+    no: int = 0
 
 
 @dataclass
@@ -93,6 +126,12 @@ class BeekeeperMachine(RuleBasedStateMachine):
         self.coin_open = [True, True]
         self.burned = 0
         self.version = 1
+        # Governance model: (stake, start) per owner and its history [(seq, stake, start)].
+        self.seq = 0
+        self.stake = [(0, 0), (0, 0)]
+        self.history = [[], []]
+        self.ballots: dict[int, Ballot] = {}
+        self.last_vote = [0, 0]
 
     def teardown(self):
         if hasattr(self, "_anchor"):
@@ -128,6 +167,75 @@ class BeekeeperMachine(RuleBasedStateMachine):
             return "beekeeper: meter in a hive"
         return None
 
+    def deposit(self, o, amount):
+        """The contract's merge: the old start capped to FULL_WEIGHT_AGE ago, then the
+        amount-weighted mean with now, rounded up."""
+        stake, start = self.stake[o]
+        t = now()
+        start = max(start, t - FULL_WEIGHT_AGE)
+        new = stake + amount
+        self.stake[o] = (new, (stake * start + amount * t + new - 1) // new)
+        self.changed(o)
+
+    def withdraw(self, o, amount):
+        stake, start = self.stake[o]
+        self.stake[o] = (stake - amount, start)
+        self.changed(o)
+
+    def changed(self, o):
+        self.seq += 1
+        self.history[o].append((self.seq, *self.stake[o]))
+
+    def power_at_start(self, o, b):
+        """(true power of owner `o` at ballot `b`'s start, whether the owner changed since)."""
+        stake, start = 0, 0
+        changed_since = False
+        for seq, s, t in self.history[o]:
+            if seq < b.seq:
+                stake, start = s, t
+            else:
+                changed_since = True
+        return power(stake, start, b.start), changed_since
+
+    def check_power(self, o, ballot_id):
+        """The contract's power of `o` on a ballot: the true power at its start, or less
+        (only) if the owner changed their stake since."""
+        got = self.bk.power_at(self.owners[o], ballot_id)
+        want, changed = self.power_at_start(o, self.ballots[ballot_id])
+        assert got <= want
+        if not changed:
+            assert got == want
+        return got
+
+    def tally(self, ballot_id, o, support, counted):
+        """Applies a counted vote to the model; returns True when it passed the ballot."""
+        b = self.ballots[ballot_id]
+        self.last_vote[o] = ballot_id
+        if support:
+            b.yes += counted
+        else:
+            b.no += counted
+        passed = False
+        if 2 * b.yes > b.total:
+            b.status = BALLOT_PASSED
+            passed = True
+        elif 2 * b.no >= b.total:
+            b.status = BALLOT_REJECTED
+        info = self.bk.ballot_info(ballot_id)
+        assert (info.status, info.yes, info.no, info.total_stake) == (
+            b.status,
+            b.yes,
+            b.no,
+            b.total,
+        )
+        assert self.bk.last_vote(self.owners[o]) == ballot_id
+        return passed
+
+    def upgraded(self, target, records):
+        assert self.bk.implementation() == (self.v1, self.v2)[target - 1].address
+        self.version = target
+        assert self.records() == records
+
     # ------------------------------------------------------------ rules
 
     @rule(o=st.integers(0, 1), c=st.integers(0, 1), picks=st.lists(st.integers(0, 5), max_size=3))
@@ -153,6 +261,7 @@ class BeekeeperMachine(RuleBasedStateMachine):
         assert hive_id == len(self.hives) + 1
         stake = HIVE_COST // 2 + len(meters) * (METER_COST // 2)
         self.hives[hive_id] = Hive(o, c, list(meters), stake)
+        self.deposit(o, stake)
         self.burned += HIVE_COST + len(meters) * METER_COST - stake
         for m in meters:
             self.meter_hive[m] = hive_id
@@ -175,6 +284,7 @@ class BeekeeperMachine(RuleBasedStateMachine):
         h.meters.append(m)
         h.stake += METER_COST // 2
         self.burned += METER_COST - METER_COST // 2
+        self.deposit(o, METER_COST // 2)
         self.meter_hive[m] = hive_id
 
     @rule(o=st.integers(0, 1), k=st.integers(0, 20), p=st.integers(0, 5))
@@ -197,6 +307,7 @@ class BeekeeperMachine(RuleBasedStateMachine):
         h.meters.remove(m)
         h.stake -= METER_COST // 2
         self.meter_hive[m] = 0
+        self.withdraw(o, METER_COST // 2)
         assert self.hvt.balanceOf(self.owners[o]) == before + METER_COST // 2
 
     @rule(o=st.integers(0, 1), k=st.integers(0, 20))
@@ -212,6 +323,7 @@ class BeekeeperMachine(RuleBasedStateMachine):
         self.bk.freeze_hive(hive_id, sender=self.owners[o])
         h = self.hives[hive_id]
         assert self.hvt.balanceOf(self.owners[o]) == before + h.stake
+        self.withdraw(o, h.stake)
         h.stake, h.active = 0, False
         for m in h.meters:
             self.meter_hive[m] = 0
@@ -298,26 +410,94 @@ class BeekeeperMachine(RuleBasedStateMachine):
         self.depth.step()
         boa.env.time_travel(seconds=days * 86400)
 
-    @rule(o=st.integers(0, 1))
-    def upgrade(self, o):
-        """Everyone's stake ages fully, one owner proposes the other version, owners vote
-        YES until it passes; every record is the same before and after."""
+    @rule(o=st.integers(0, 1), version=st.integers(1, 2))
+    def propose(self, o, version):
+        """Any owner opens a ballot at any time (a minority front-running the majority
+        included); the proposer's YES counts their power now."""
         self.depth.step()
-        boa.env.time_travel(seconds=FULL_WEIGHT_AGE)
-        target = self.v2 if self.version == 1 else self.v1
-        proposer = self.owners[o]
-        if self.bk.voting_power(proposer) == 0:
+        owner = self.owners[o]
+        impl = (self.v1, self.v2)[version - 1].address
+        p = self.bk.voting_power(owner)
+        assert p == power(*self.stake[o], now())
+        if p == 0:
             with boa.reverts("beekeeper: no voting power"):
-                self.bk.propose_upgrade(target.address, sender=proposer)
+                self.bk.propose_upgrade(impl, sender=owner)
             return
         records = self.records()
-        ballot = self.bk.propose_upgrade(target.address, sender=proposer)
-        other = self.owners[1 - o]
-        if self.bk.implementation() != target.address:
-            assert self.bk.vote(ballot, True, sender=other)
-        assert self.bk.implementation() == target.address
-        self.version = 3 - self.version
-        assert self.records() == records
+        total = self.bk.total_staked()
+        ballot_id = self.bk.propose_upgrade(impl, sender=owner)
+        assert ballot_id == len(self.ballots) + 1
+        self.seq += 1
+        self.ballots[ballot_id] = Ballot(self.seq, now(), total, version)
+        if self.tally(ballot_id, o, True, p):
+            self.upgraded(version, records)
+
+    @rule(o=st.integers(0, 1), k=st.integers(0, 20), support=st.booleans())
+    def vote(self, o, k, support):
+        self.depth.step()
+        owner = self.owners[o]
+        ballot_id = k % len(self.ballots) + 1 if self.ballots else 1
+        b = self.ballots.get(ballot_id)
+        error = None
+        if b is None:
+            error = "beekeeper: unknown ballot"
+        elif b.status != BALLOT_OPEN:
+            error = "beekeeper: ballot closed"
+        elif now() >= b.start + VOTING_PERIOD:
+            error = "beekeeper: ballot expired"
+        elif self.last_vote[o] == ballot_id:
+            error = "beekeeper: already voted"
+        elif self.last_vote[o] > ballot_id:
+            error = "beekeeper: voted on a newer ballot"
+        counted = 0
+        if error is None:
+            counted = self.check_power(o, ballot_id)
+            if counted == 0:
+                error = "beekeeper: no voting power"
+        if error:
+            with boa.reverts(error):
+                self.bk.vote(ballot_id, support, sender=owner)
+            return
+        records = self.records()
+        passed = self.bk.vote(ballot_id, support, sender=owner)
+        assert passed == self.tally(ballot_id, o, support, counted)
+        if passed:
+            self.upgraded(b.target, records)
+
+    @rule(version=st.integers(1, 2), wait=st.booleans())
+    def majority_passes(self, version, wait):
+        """Liveness: whatever was opened or voted before, the owners whose power now is more
+        than half of all stake pass any version in their next transactions: the first
+        proposes, each other votes once; the last of them passes it at the latest."""
+        self.depth.step()
+        if wait:
+            boa.env.time_travel(seconds=FULL_WEIGHT_AGE)  # everyone's stake ages in full
+        total = self.bk.total_staked()
+        powers = sorted(
+            ((self.bk.voting_power(w), i) for i, w in enumerate(self.owners)), reverse=True
+        )
+        coalition, held = [], 0
+        for p, i in powers:
+            if p == 0 or 2 * held > total:
+                break
+            coalition.append(i)
+            held += p
+        if 2 * held <= total:
+            return  # no majority exists right now (power is still ramping up)
+        records = self.records()
+        impl = (self.v1, self.v2)[version - 1].address
+        ballot_id = self.bk.propose_upgrade(impl, sender=self.owners[coalition[0]])
+        self.seq += 1
+        self.ballots[ballot_id] = Ballot(self.seq, now(), total, version)
+        passed = self.tally(ballot_id, coalition[0], True, powers[0][0])
+        for i in coalition[1:]:
+            if passed:
+                break
+            counted = self.check_power(i, ballot_id)
+            passed = self.bk.vote(ballot_id, True, sender=self.owners[i])
+            assert passed == self.tally(ballot_id, i, True, counted)
+        assert passed
+        self.upgraded(version, records)
 
     @rule()
     def check_records(self):
@@ -361,8 +541,9 @@ class BeekeeperMachine(RuleBasedStateMachine):
 
     def owners_match(self, owners):
         for o in owners:
-            stake, _ = self.bk.owner_stake(self.owners[o])
+            stake, start = self.bk.owner_stake(self.owners[o])
             assert stake == sum(h.stake for h in self.hives.values() if h.owner == o)
+            assert (stake, start) == self.stake[o] or stake == 0 == self.stake[o][0]
             assert self.bk.voting_power(self.owners[o]) <= stake
 
     @invariant()

@@ -52,6 +52,10 @@ def last_event(contract, name):
     return found[0]
 
 
+M64 = 2**64 - 1
+M128 = 2**128 - 1  # the packed words of EnergyLedger.vy: see its _unit and _session
+
+
 class World:
     """A Council of three voters (added by passed votes) governing a ledger with two storage
     units voted in: built once per test, every example runs inside a boa anchor of it."""
@@ -87,9 +91,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self._anchor = boa.env.anchor()
         self._anchor.__enter__()
         self.sessions = set()
+        self.slots = boa_env.Slots(self.ledger)
 
     def teardown(self):
         if hasattr(self, "_anchor"):
+            self._views_match_words()
             self._anchor.__exit__(None, None, None)
 
     def d_r(self):
@@ -264,17 +270,30 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def conserved(self):
-        ledger = self.ledger
+        # The sums read storage words (boa_env.Slots: no EVM run per holder), the totals
+        # come from the views; teardown checks the per-record views against the words.
+        ledger, slots = self.ledger, self.slots
         supply = ledger.totalSupply()
-        assert supply == sum(ledger.balanceOf(h) for h in self.holders)
-        owed = sum(ledger.session(c, u).escrow for c, u in self.sessions)
+        assert supply == sum(slots.word("erc20.balanceOf", h) for h in self.holders)
+        owed = sum(slots.word("_session", c, u) & M128 for c, u in self.sessions)
         assert ledger.total_escrow() == owed
         book = 0
         for u in self.units:
-            info = ledger.unit_info(u)
-            book += info.available_wh + info.locked_wh
+            word = slots.word("_unit", u)
+            book += ((word >> 64) & M64) + ((word >> 128) & M64)
         assert ledger.network_energy_wh() == book
         assert ledger.imbalance() == supply + owed - book * WH
+
+    def _views_match_words(self):
+        ledger, slots = self.ledger, self.slots
+        for h in self.holders:
+            assert ledger.balanceOf(h) == slots.word("erc20.balanceOf", h)
+        for c, u in self.sessions:
+            assert ledger.session(c, u).escrow == slots.word("_session", c, u) & M128
+        for u in self.units:
+            info, word = ledger.unit_info(u), slots.word("_unit", u)
+            assert info.available_wh == (word >> 64) & M64
+            assert info.locked_wh == (word >> 128) & M64
 
 
 def test_ledger_state_machine(record_property):

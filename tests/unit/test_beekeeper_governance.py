@@ -1,7 +1,8 @@
 """Hive-owner governance of the Beekeeper (SPEC §7): power = stake weighted by staking age
 (full after 180 days, fresh stake zero), read at the ballot's start; a passed ballot is the
-only way to upgrade the proxy, and the upgrade keeps every record. Also: each version's
-storage layout is a prefix of the next."""
+only way to upgrade the proxy, and the upgrade keeps every record; a ballot whose
+implementation vanished closes failed. Also: each version's storage layout is a prefix of
+the next. Liveness with many open ballots: tests/unit/test_beekeeper_liveness.py (boa)."""
 
 import json
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from scripts._beekeeper import deploy_beekeeper
 from tests.beekeeper_helpers import (
+    BALLOT_FAILED,
     BALLOT_OPEN,
     BALLOT_PASSED,
     BALLOT_REJECTED,
@@ -88,12 +90,15 @@ def test_power_grows_with_age_and_caps_at_the_stake(world, owners):
 def test_new_stake_moves_the_weighted_start(world, owners):
     d, _, _, meters, _ = world
     bk = d.beekeeper
-    warp(FULL_WEIGHT_AGE)
+    warp(FULL_WEIGHT_AGE + 86400)
     stake, start = bk.owner_stake(owners[1])
     bk.add_meter_to_hive(2, meters[4], sender=owners[1])
     now = ape.chain.blocks.head.timestamp
     add = METER_COST // 2
-    want = -(-(stake * start + add * now) // (stake + add))
+    # The old start counts at most FULL_WEIGHT_AGE ago (the fresh amount weighs zero).
+    capped = max(start, now - FULL_WEIGHT_AGE)
+    assert capped > start
+    want = -(-(stake * capped + add * now) // (stake + add))
     assert bk.owner_stake(owners[1]) == (stake + add, want)
     # Dropping a meter returns stake but keeps the age of the rest.
     bk.drop_meter_from_hive(2, meters[4], sender=owners[1])
@@ -130,8 +135,6 @@ def test_upgrade_vote_passes_and_keeps_every_record(project, world, owners, depl
         p0,
         0,
     )
-    with ape.reverts("beekeeper: ballot open"):
-        bk.propose_upgrade(v2, sender=owners[1])
     with ape.reverts("beekeeper: already voted"):
         bk.vote(1, True, sender=owners[0])
     for who in (attacker, deployer):
@@ -203,6 +206,42 @@ def test_upgrade_only_to_a_contract(world, owners, attacker):
     bk = world[0].beekeeper
     with ape.reverts("beekeeper: implementation not a contract"):
         bk.propose_upgrade(attacker, sender=owners[0])
+
+
+def test_a_ballot_whose_implementation_vanished_closes_failed(
+    project, world, owners, deployer, treasury, accounts
+):
+    """An implementation created and destroyed in the proposal's transaction (EIP-6780):
+    the deciding YES closes the ballot failed instead of reverting, nothing upgrades, and a
+    valid ballot passes right after."""
+    d, hvt, eeuro, _, v2 = world
+    bk = d.beekeeper
+    proposer = deployer.deploy(project.VanishingProposer)
+    meter = accounts[60]
+    bk.add_meter(meter, proposer, "SN-V", "Acme", sender=deployer)
+    hvt.transfer(proposer, 10_000 * HVT, sender=treasury)
+    proposer.create_hive(bk, hvt, eeuro, meter, sender=deployer)
+    warp(FULL_WEIGHT_AGE)
+    tx = proposer.propose_vanishing(bk, sender=deployer)
+    ballot, gone = tx.return_value
+    assert ape.chain.provider.get_code(gone) == b""
+    # Stakes 550 (proposer), 600, 550, 550: the proposer and owners[0] hold more than half.
+    tx = bk.vote(ballot, True, sender=owners[0])  # on main: this vote reverted
+    assert tx.return_value is False
+    assert tx.events == [
+        bk.Voted(
+            ballot=ballot, voter=owners[0], support=True, power=bk.power_at(owners[0], ballot)
+        ),
+        bk.BallotFailed(ballot=ballot, implementation=gone),
+    ]
+    assert bk.ballot_info(ballot).status == BALLOT_FAILED
+    assert bk.implementation() == d.implementation.address
+    with ape.reverts("beekeeper: ballot closed"):
+        bk.vote(ballot, True, sender=owners[1])
+    nxt = bk.propose_upgrade(v2, sender=owners[1]).return_value
+    assert bk.vote(nxt, True, sender=owners[2]).return_value is False  # 1,100 of 2,250
+    assert bk.vote(nxt, True, sender=owners[0]).return_value is True
+    assert bk.implementation() == v2.address
 
 
 LAYOUT = """
