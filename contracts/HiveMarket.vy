@@ -12,7 +12,7 @@
         inside the hive at hive prices, pro rata; the rest goes to or comes from the grid at
         grid tariffs through the owner, whose deposit takes the residual. A worker short of
         funds pays what it has; the rest is its debt (a negative balance), fronted by the
-        owner and repaid to the owner from the worker's next deposit.
+        owner and repaid to the owner first from the worker's next prepayment or earnings.
 @dev Packed words (bit 0 = least significant):
 
      worker word | balance + 2**95 0..95 | hive 96..127 | settled period + 1 128..159 |
@@ -223,16 +223,6 @@ event ForecastPosted:
     net_wh: int256
 
 
-event WorkerSettled:
-    hive: indexed(uint256)
-    period: indexed(uint256)
-    worker: indexed(address)
-    produced: uint256
-    consumed: uint256
-    amount: int256
-    balance: int256
-
-
 event WorkerShort:
     hive: indexed(uint256)
     period: indexed(uint256)
@@ -256,6 +246,9 @@ event BatchSettled:
     paid_out: uint256
     fee: uint256
     owner_delta: int256
+    # The batch as submitted: with the tariffs and totals in force, each worker's amount
+    # follows from the settlement rule (docs/protocol.md), so no event per worker (~2,900 gas).
+    entries: DynArray[uint256, MAX_BATCH]
 
 
 event PeriodOpened:
@@ -647,7 +640,10 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
     received: uint256 = 0
     paid_out: uint256 = 0
     mark: uint256 = period + 1
+    off: uint256 = convert(OFFSET96, uint256)
     for entry: uint256 in batch:
+        # Bounds that make the unsafe arithmetic below exact: Wh < 2**32, totals < 2**64,
+        # prices < 2**32 * 10**36 < 2**152, the biased balance `ub` (balance + 2**95) < 2**96.
         w: address = convert(entry & MASK160, address)
         produced: uint256 = (entry >> 192) & MASK32
         consumed: uint256 = (entry >> 160) & MASK32
@@ -657,59 +653,63 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
         assert cap != 0 and (word >> 96) & MASK32 == hive, "market: not a worker of the hive"
         assert (word >> 128) & MASK32 < mark, "market: worker already settled"
         assert produced <= cap and consumed <= cap, "market: above rated maximum"
-        balance: int256 = self._balance(word)
-        amount: int256 = 0
+        ub: uint256 = word & MASK96
         if consumed > produced:
-            net: uint256 = consumed - produced
-            assert cum_c + net <= total_c, "market: totals exceeded"
-            share: uint256 = (cum_c + net) * matched // total_c - cum_c * matched // total_c
-            cum_c += net
+            net: uint256 = unsafe_sub(consumed, produced)
+            nc: uint256 = unsafe_add(cum_c, net)
+            assert nc <= total_c, "market: totals exceeded"
+            share: uint256 = unsafe_sub(unsafe_div(unsafe_mul(nc, matched), total_c), unsafe_div(unsafe_mul(cum_c, matched), total_c))
+            cum_c = nc
             # Consumers round up: ceil(x / 10**7).
-            bill: uint256 = (share * hive_buy + 9_999_999) // 10**7 + ((net - share) * grid_buy + 9_999_999) // 10**7
-            paid_in += bill
+            bill: uint256 = unsafe_add(
+                unsafe_div(unsafe_add(unsafe_mul(share, hive_buy), 9_999_999), 10**7),
+                unsafe_div(unsafe_add(unsafe_mul(unsafe_sub(net, share), grid_buy), 9_999_999), 10**7),
+            )
+            paid_in = unsafe_add(paid_in, bill)
             have: uint256 = 0
-            if balance > 0:
-                have = convert(balance, uint256)
-            received += min(have, bill)
-            amount = -convert(bill, int256)
+            if ub > off:
+                have = unsafe_sub(ub, off)
+            assert bill < ub, "market: balance overflow"
             if bill > have:
+                received = unsafe_add(received, have)
                 log WorkerShort(
                     hive=hive,
                     period=period,
                     worker=w,
-                    shortfall=bill - have,
-                    debt=convert(convert(bill, int256) - balance, uint256),
+                    shortfall=unsafe_sub(bill, have),
+                    debt=unsafe_sub(off, unsafe_sub(ub, bill)),
                 )
+            else:
+                received = unsafe_add(received, bill)
+            ub = unsafe_sub(ub, bill)
         elif produced > consumed:
-            net: uint256 = produced - consumed
-            assert cum_p + net <= total_p, "market: totals exceeded"
-            share: uint256 = (cum_p + net) * matched // total_p - cum_p * matched // total_p
-            cum_p += net
+            net: uint256 = unsafe_sub(produced, consumed)
+            np: uint256 = unsafe_add(cum_p, net)
+            assert np <= total_p, "market: totals exceeded"
+            share: uint256 = unsafe_sub(unsafe_div(unsafe_mul(np, matched), total_p), unsafe_div(unsafe_mul(cum_p, matched), total_p))
+            cum_p = np
             # Producers round down.
-            got: uint256 = (share * hive_sell) // 10**7 + ((net - share) * grid_sell) // 10**7
-            paid_out += got
-            amount = convert(got, int256)
-        balance += amount
-        assert balance > -OFFSET96 and balance < OFFSET96, "market: balance overflow"
-        word = (word & ~MASK96 & ~(MASK32 << 128)) | convert(balance + OFFSET96, uint256) | (mark << 128)
+            got: uint256 = unsafe_add(
+                unsafe_div(unsafe_mul(share, hive_sell), 10**7),
+                unsafe_div(unsafe_mul(unsafe_sub(net, share), grid_sell), 10**7),
+            )
+            paid_out = unsafe_add(paid_out, got)
+            if ub < off:
+                # A producer in debt repays the owner, who fronted it, from its earnings first.
+                received = unsafe_add(received, min(got, unsafe_sub(off, ub)))
+            ub = unsafe_add(ub, got)
+            assert ub <= MASK96, "market: balance overflow"
+        word = (word & ~MASK96 & ~(MASK32 << 128)) | ub | (mark << 128)
         fp: uint256 = (word >> 192) & MASK32
         if fp != 0 and fp <= mark:
             word = self._score(w, word, fp, period, convert(produced, int256) - convert(consumed, int256), cap)
         self._workers[w] = word
-        log WorkerSettled(
-            hive=hive,
-            period=period,
-            worker=w,
-            produced=produced,
-            consumed=consumed,
-            amount=amount,
-            balance=balance,
-        )
-        submitted += 1
+        submitted = unsafe_add(submitted, 1)
     assert cum_p <= total_p and cum_c <= total_c, "market: totals exceeded"
     fee: uint256 = paid_in * self.fee_bps // 10000
-    # The owner's deposit: + what consumers actually paid - producers - fee. Debts are
-    # fronted by the owner and repaid to it by `prepay`.
+    # The owner's deposit: + what consumers actually paid and producers in debt repaid -
+    # producers - fee. Debts are fronted by the owner and repaid to it by `prepay` or by the
+    # worker's next earnings.
     owner_delta: int256 = convert(received, int256) - convert(paid_out + fee, int256)
     dep: int256 = convert(self.deposit_of[hive], int256) + owner_delta
     assert dep >= 0, "market: owner deposit short"
@@ -724,6 +724,7 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
         paid_out=paid_out,
         fee=fee,
         owner_delta=owner_delta,
+        entries=batch,
     )
     workers: uint256 = (hw >> 112) & MASK16
     assert submitted <= workers, "market: too many entries"

@@ -40,3 +40,13 @@ def to_markdown(rows: list[GasRow], header: str) -> str:
         target = f"≤ {r.target:,}" if r.target is not None else "—"
         out.append(f"| {r.operation} | {r.gas:,} | {target} | {r.status} | {r.note} |")
     return "\n".join(out) + "\n"
+
+
+def replace_sections(markdown: str, rows: list[GasRow]) -> str:
+    """`markdown` (a generated docs/gas.md) with the sections of `rows` replaced by them (or
+    appended when absent), every other section as it was: `gas_report --only`."""
+    names = {r.section for r in rows}
+    head, *blocks = markdown.split("\n## ")
+    kept = [b for b in blocks if b.split("\n", 1)[0] not in names]
+    new = to_markdown(rows, "").strip("\n").removeprefix("## ").split("\n## ")
+    return "\n## ".join([head, *(b.rstrip("\n") + "\n" for b in kept + new)])

@@ -104,6 +104,9 @@ def deploy_protocol(deployer: AccountAPI, *, treasury: str | None = None) -> Pro
     deploy_balancing(
         deploy, lambda *call: governed(protocol, [deployer], *call), council, eeuro, ledger
     )
+    # The hive market (SPEC §8) for every hive of the Beekeeper; the Council sets its fee
+    # and tariff bounds, each hive's owner opens its own market.
+    deploy("HiveMarket", beekeeper.address, council.address)
     return protocol
 
 

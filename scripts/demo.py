@@ -6,9 +6,11 @@ runs a community (voters, storage units, sessions, a loss and its recovery) and 
 service with simulated meters for a compressed day, comparing on-chain energy to the meters;
 an energy auction (an outbid, an extension, the settlement); a balancing-market slot filling
 with commitments (a price chart in out/), delivery and refunds; two hive owners on the
-Beekeeper (hives, meters, a split, a merge, an upgrade vote); last, a second community on a
-second Anvil chain and the bridge between them: ENT and eEuro moved from A to B and back by
-three `oracle relay` processes (2-of-3), with both sides' balances and supplies.
+Beekeeper (hives, meters, a split, a merge, an upgrade vote); a hive market settling three
+virtual days of a PV producer, two households and a battery (chart in out/hive.png); last, a
+second community on a second Anvil chain and the bridge between them: ENT and eEuro moved
+from A to B and back by three `oracle relay` processes (2-of-3), with both sides' balances and
+supplies.
 """
 
 from pathlib import Path
@@ -25,6 +27,7 @@ from scripts._balancing_demo import run_balancing_demo
 from scripts._beekeeper_demo import run_beekeeper_demo
 from scripts._bridge_demo import run_bridge_demo
 from scripts._community import run_community
+from scripts._hive_demo import run_hive_demo
 from scripts._oracle_part import run_oracle_part
 from scripts._orderbook import demo_orderbook
 from scripts._protocol import deploy_protocol, governed
@@ -141,6 +144,15 @@ def cli(network):
         "meters": [t[i] for i in range(21, 26)],
     }
     run_beekeeper_demo(protocol, voters, keeper_people, console)
+    # The hive market: a hive of four workers settles three virtual days.
+    hive_people = {
+        "treasury": treasury,
+        "banker": banker,
+        "owner": t[38],
+        "queen": t[39],
+        "meters": [t[i] for i in range(40, 44)],
+    }
+    run_hive_demo(protocol, voters, hive_people, console, out.parent)
 
     # Then a second community on a second local chain, and the bridge between them.
     bridge_people = {"holder": t[34], "relayers": [t[35], t[36], t[37]]}

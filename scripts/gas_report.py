@@ -16,7 +16,8 @@ from scripts._auction_gas import measure_auction
 from scripts._balancing_gas import measure_balancing
 from scripts._beekeeper_gas import measure_beekeeper
 from scripts._bridge_gas import measure_bridge
-from scripts._gas import GasRow, row, to_markdown
+from scripts._gas import GasRow, replace_sections, row, to_markdown
+from scripts._hive_market_gas import measure_hive_market
 from scripts._protocol import deploy_protocol, governed, pass_vote
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "gas.md"
@@ -315,10 +316,22 @@ def _removal_with_full_list(section, council, voters, opened):
 
 @click.command(cls=ConnectedProviderCommand, short_help="Measure gas into docs/gas.md")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
-def cli(network, out):
+@click.option(
+    "--only",
+    type=click.Choice(["hive"]),
+    default=None,
+    help="Measure one section and replace only it in --out (the others stay as they were).",
+)
+def cli(network, out, only):
     deployer, banker, alice, bob, carol, dave, treasury = (
         accounts.test_accounts[i] for i in range(7)
     )
+    hive = (deployer, treasury, accounts.test_accounts[26], accounts.test_accounts[27])
+    if only == "hive":
+        rows = measure_hive_market(*hive)
+        out.write_text(replace_sections(out.read_text(), rows))
+        _print(rows, out)
+        return
     rows = measure_tokens(deployer, banker, alice, bob, carol, dave, treasury)
     rows += measure_ledger(deployer, list(accounts.test_accounts)[7:])
     rows += measure_council_scaling(deployer, [accounts.test_accounts[i] for i in range(20, 80)])
@@ -337,6 +350,7 @@ def cli(network, out):
         [accounts.test_accounts[i] for i in range(20, 26)],
     )
     rows += measure_balancing(deployer, [accounts.test_accounts[i] for i in range(30, 36)])
+    rows += measure_hive_market(*hive)
 
     header = (
         "# Gas per operation\n\n"
@@ -348,7 +362,10 @@ def cli(network, out):
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_markdown(rows, header))
+    _print(rows, out)
 
+
+def _print(rows: list[GasRow], out: Path):
     table = Table(title="Gas per operation")
     for col in ("operation", "gas used", "target", "status"):
         table.add_column(col, justify="right" if col in ("gas used", "target") else "left")

@@ -168,6 +168,13 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     assert "powerhive propose register-unit" in result.stdout
     assert "oracle check --config" in result.stdout
 
+    # The hive market: on the Beekeeper's proxy, governed by the Council.
+    hive = written["contracts"]["HiveMarket"]
+    assert written["deploy_block"] <= hive["block"]
+    hive_c = poa_node.eth.contract(address=hive["address"], abi=hive["abi"])
+    assert hive_c.functions.BEEKEEPER().call() == written["contracts"]["Beekeeper"]["address"]
+    assert hive_c.functions.governance().call() == council
+
     # A second run refuses to overwrite the file, before sending anything.
     nonce = poa_node.eth.get_transaction_count(written["deployer"])
     again = _deploy(operator_env, tmp_path)

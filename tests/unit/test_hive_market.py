@@ -384,3 +384,37 @@ def test_forecasts_reputation_and_ranking(world):
     assert [(r.worker, r.score) for r in ranked] == [(p1, 10000), (p2, 9000)]
     assert len(m.ranking(world.hive, 1)) == 1
     world.assert_conserved()
+
+
+def test_producer_in_debt_repays_the_owner_from_its_earnings(world):
+    """A worker in debt that then produces: its earnings pay its debt back to the owner, who
+    fronted it, before anything is credited. c1 owes 100,000 (it paid 300,000 of a 400,000
+    bill); next period it produces 1.5 kWh, all matched in the hive at 10 c = 150,000: 100,000
+    repays the owner, 50,000 is its balance. The owner pays the 150,000 and gets 100,000 back
+    (c2 buys the 1.5 kWh at 10 c = 150,000, so the owner's deposit moves by +100,000)."""
+    p1, p2, c1, c2 = world.workers
+    m = world.market
+    world.fund([0, 0, 300_000, 10 * EUR])
+    world.end_period()
+    batch = [
+        pack(p1, produced=10 * KWH),
+        pack(p2, produced=6 * KWH),
+        pack(c1, consumed=4 * KWH),
+        pack(c2, consumed=8 * KWH),
+    ]
+    settle(world, batch, 16 * KWH, 12 * KWH)
+    assert m.debt_of(c1) == 100_000
+    world.assert_conserved()
+    world.end_period()
+    dep0 = m.deposit_of(world.hive)
+    batch = [pack(p1), pack(p2), pack(c1, produced=1500), pack(c2, consumed=1500)]
+    settle(world, batch, 1500, 1500)
+    assert world.balance(c1) == 50_000
+    assert m.debt_of(c1) == 0
+    assert m.deposit_of(world.hive) == dep0 + 100_000
+    world.assert_conserved()
+    # Its 50,000 is held for it: the coin the market holds is exactly what it owes.
+    world.end_period()
+    settle(world, [pack(p1), pack(p2), pack(c1), pack(c2)], 0, 0)
+    assert m.withdraw_reserve(c1) <= 4 * EUR
+    world.assert_conserved()
