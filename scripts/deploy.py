@@ -37,8 +37,8 @@ from scripts._bridge_deploy import (
 from scripts._protocol import DEPLOYMENTS_DIR, deploy_protocol
 
 HELP = """Deploy PowerHive (Council, ledger, eEuro, HVT, Beekeeper, order book, auction,
-balancing market, Bridge) and write deployments/<chain_id>.json (mode 0644) for the
-oracles, the powerhive CLI and the relayers.
+balancing market, hive market, Bridge) and write deployments/<chain_id>.json (mode 0644)
+for the oracles, the powerhive CLI and the relayers.
 
 \b
   ape run deploy --network ethereum:powerhive-poa:node --account operator

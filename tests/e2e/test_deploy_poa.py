@@ -188,7 +188,7 @@ def test_deploy_to_poa_network(poa_node, operator_env, tmp_path):
     rewritten = json.loads((tmp_path / f"{CHAIN_ID}.json").read_text())
     assert rewritten["contracts"]["EEuro"]["address"] != eeuro["address"]
     assert (tmp_path / f"{CHAIN_ID}.json").stat().st_mode & 0o777 == 0o644
-    # The replaced file is kept, byte for byte, as <chain_id>.json.<UTC time>.bak.
+    # The replaced file is kept as <chain_id>.json.<UTC time>.bak.
     (backup,) = tmp_path.glob(f"{CHAIN_ID}.json.*.bak")
     assert json.loads(backup.read_text()) == written
 
