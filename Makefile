@@ -52,11 +52,12 @@ lint: install ## ruff check, ruff format --check and ape compile
 
 # Two workers (pytest-xdist), each with its own Anvil; a file's tests stay on one worker
 # (module-scoped deployments and the PoA node's fixed port). docs/testing.md has the times.
-# --no-loadscope-reorder: xdist otherwise hands out the files with the most tests first, which
-# put the one-test stateful files (the longest) at the end of the run, as its tail; the order
-# of tests/conftest.py (longest first) is kept instead.
+# Note: xdist's loadscope reorder (on by default) hands out the files with the most tests
+# first, so the one-test stateful files run last; `--no-loadscope-reorder` would keep the
+# conftest order, but then tests/unit/test_eeuro_banker.py failed after the oracle and e2e
+# files on the same worker (ContractNotFoundError, issue 8 notes): not used until that is found.
 WORKERS ?= 2
-XDIST := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+XDIST := -n $(WORKERS) --dist loadfile
 
 # The whole suite, then one file again under `ape test --gas` (users run it: it must pass).
 GAS_CHECKED := tests/unit/test_ledger_hardening.py

@@ -187,43 +187,16 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
-# The longest files first (`--dist loadfile --no-loadscope-reorder` hands files out in this
-# order): a long file that starts last is the run's tail. The stateful machines by their
-# measured time on one core (docs/testing.md), then the oracle's process tests (real Anvil and
-# `oracle run` processes, seconds of waiting each), then end-to-end flows, then the rest.
-LONGEST_FIRST = (
-    "tests/fuzz/test_beekeeper_stateful.py",
-    "tests/fuzz/test_council_stateful.py",
-    "tests/fuzz/test_ledger_stateful.py",
-    "tests/fuzz/test_orderbook_stateful.py",
-    "tests/fuzz/test_eeuro_stateful.py",
-    "tests/fuzz/test_bridge_stateful.py",
-    "tests/fuzz/test_auction_stateful.py",
-    "tests/fuzz/",
-    "tests/oracle/test_operator_faults.py",
-    "tests/oracle/test_faults.py",
-    "tests/oracle/test_relayer_e2e.py",
-    "tests/oracle/",
-    "tests/e2e/",
-)
-
-
-def _schedule_rank(nodeid: str) -> int:
-    for rank, prefix in enumerate(LONGEST_FIRST):
-        if nodeid.startswith(prefix):
-            return rank
-    return len(LONGEST_FIRST)
-
-
 def pytest_collection_modifyitems(items):
-    """The longest files first (`LONGEST_FIRST`). Stable: within a rank the order is kept.
+    """The stateful tests first: they are the longest files, and with `--dist loadfile` a
+    long file that starts last is the run's tail. Stable: the rest keeps its order.
 
     A stateful test is bounded by its examples x steps, not by time: the suite-wide hang
     guard (`timeout` in pyproject.toml, 600 s) would fail a healthy machine run on a loaded
     host (seen: the ledger machine past 600 s with four other processes on both cores). It
     gets `FUZZ_TIMEOUT` instead, still a guard against a real hang, unless the test sets
     its own `timeout` mark or `--timeout` is given (`make fuzz` gives 0)."""
-    items.sort(key=lambda item: _schedule_rank(item.nodeid))
+    items.sort(key=lambda item: "tests/fuzz/" not in item.nodeid)
     if items and items[0].config.getoption("timeout", None) is not None:
         return  # `--timeout` given: it applies to every test
     for item in items:
