@@ -9,10 +9,8 @@ web3 from the files alone (what an off-chain relayer has), with the invariant af
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +28,7 @@ from scripts._bridge import (
     sign,
 )
 from scripts._bridge_deploy import WiringError, parse_limit, relayer_config
+from tests.oracle.rig import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).with_name("ape"))
@@ -42,22 +41,6 @@ RELAYERS = sorted(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
 @pytest.fixture(scope="module")
 def nodes():
     """Two Anvil nodes (automine: `test_deploy_poa.py` covers a sealing node)."""
@@ -65,7 +48,7 @@ def nodes():
     started = {}
     try:
         for name, chain_id in (("powerhive-poa", CHAIN_A), ("powerhive-poa-b", CHAIN_B)):
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen(
                 [anvil, "--port", str(port), "--chain-id", str(chain_id)]
                 + ["--hardfork", "cancun", "--silent"],
@@ -74,7 +57,7 @@ def nodes():
             )
             started[chain_id] = (proc, port, f"ethereum:{name}:http://127.0.0.1:{port}")
         for _, port, _ in started.values():
-            _wait_port(port)
+            wait_port(port)
         yield {
             chain_id: (choice, Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}")))
             for chain_id, (_, port, choice) in started.items()

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,9 @@ from click.testing import CliRunner
 
 from oracle.cli import main
 from oracle.config import load_config
+from tests.oracle.rig import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make(target, local, port, deployments):
@@ -40,7 +34,7 @@ def _make(target, local, port, deployments):
 
 
 def test_deploy_local_then_stop_and_resume(tmp_path):
-    local, deployments, port = tmp_path / "local", tmp_path / "deployments", _free_port()
+    local, deployments, port = tmp_path / "local", tmp_path / "deployments", free_port()
     pid_file = local / "anvil.pid"
     try:
         first = _make("deploy-local", local, port, deployments)

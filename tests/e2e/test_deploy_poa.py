@@ -9,46 +9,30 @@ passphrase comes from the environment, as on a headless server.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 from web3 import Web3
 
+from tests.oracle.rig import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).with_name("ape"))
 CHAIN_ID = 4242
 
 
-def _free_port() -> int:
-    """A port nobody listens on: the configured 8546 may be taken (another suite on this
-    host deploying to it would change this test's nonces)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = _free_port()
+# A port nobody listens on: the configured 8546 may be taken (another suite on this host
+# deploying to it would change this test's nonces).
+PORT = free_port()
 # The configured network, reached at this node's address (Ape's `ecosystem:network:URI`
 # choice keeps the network's config: legacy transactions, fixed gas limit).
 NETWORK = f"ethereum:powerhive-poa:http://127.0.0.1:{PORT}"
 ALIAS, PASSPHRASE = "operator", "correct horse battery staple"
 # Anvil's first development key: funded on the node below.
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-
-
-def _wait_port(port: int, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +55,7 @@ def poa_node():
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(PORT)
+        wait_port(PORT)
         yield Web3(Web3.HTTPProvider(f"http://127.0.0.1:{PORT}"))
     finally:
         proc.terminate()

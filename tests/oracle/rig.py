@@ -48,6 +48,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Until something listens on 127.0.0.1:`port` (a node started in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
