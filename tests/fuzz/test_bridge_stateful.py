@@ -371,9 +371,15 @@ class BridgeMachine(RuleBasedStateMachine):
             assert not source.is_pending(t.token, t.nonce)
 
 
+# A fifth of the shared example count (100 x 50 in `make test`, 1,000 x 50 in `make fuzz`), as
+# for the Beekeeper: the bridge is not one of issue 8's four machines at 10x depth, and at the
+# full 500 x 50 it was ~120 s of one core, the longest tail of `make test` after the order book.
+EXAMPLES = max(1, boa_env.EXAMPLES // 5)
+
+
 def test_bridge_state_machine(record_property):
     BridgeMachine.world = World()
     BridgeMachine.depth = boa_env.Depth()
-    BridgeMachine.TestCase.settings = boa_env.settings_for()
+    BridgeMachine.TestCase.settings = boa_env.settings_for(examples=EXAMPLES)
     BridgeMachine.TestCase().runTest()
-    BridgeMachine.depth.check_and_record(record_property, "bridge", boa_env.EXAMPLES)
+    BridgeMachine.depth.check_and_record(record_property, "bridge", EXAMPLES)
