@@ -62,7 +62,7 @@ XDIST := -n $(WORKERS) --dist loadfile
 # The whole suite, then one file again under `ape test --gas` (users run it: it must pass).
 GAS_CHECKED := tests/unit/test_ledger_hardening.py
 
-test: lint ## lint and run the whole test suite (two workers; ~20 min on 2 cores today, see docs/testing.md)
+test: lint ## lint and run the whole test suite (two workers; ~8 min installed on 2 idle cores, see docs/testing.md)
 	@start=$$(date +%s); status=0; \
 	  ape test tests $(XDIST) || status=$$?; \
 	  if [ $$status -eq 0 ]; then ape test $(GAS_CHECKED) --gas -q || status=$$?; fi; \

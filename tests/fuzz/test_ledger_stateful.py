@@ -270,22 +270,33 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def conserved(self):
-        # The sums read storage words (boa_env.Slots: no EVM run per holder), the totals
-        # come from the views; teardown checks the per-record views against the words.
+        # Storage words (boa_env.Slots: no EVM run) for the sums and the totals: a view call
+        # costs more than the step. D comes from the `imbalance` view as well, every step;
+        # teardown checks `totalSupply`, `total_escrow`, `network_energy_wh` and the
+        # per-record views against these words at the end of every example.
         ledger, slots = self.ledger, self.slots
-        supply = ledger.totalSupply()
+        supply = slots.word("erc20.totalSupply")
         assert supply == sum(slots.word("erc20.balanceOf", h) for h in self.holders)
         owed = sum(slots.word("_session", c, u) & M128 for c, u in self.sessions)
-        assert ledger.total_escrow() == owed
         book = 0
         for u in self.units:
             word = slots.word("_unit", u)
             book += ((word >> 64) & M64) + ((word >> 128) & M64)
-        assert ledger.network_energy_wh() == book
-        assert ledger.imbalance() == supply + owed - book * WH
+        state = slots.word("_state")  # KWH in bits 0-63, D (int128) in bits 128-255
+        assert state & M64 == book, "KWH = sum over units"
+        d = _signed128(state >> 128)
+        assert d == supply + owed - book * WH, "D = supply + escrow - KWH"
+        assert ledger.imbalance() == d
 
     def _views_match_words(self):
         ledger, slots = self.ledger, self.slots
+        supply = slots.word("erc20.totalSupply")
+        assert ledger.totalSupply() == supply
+        state = slots.word("_state")
+        assert ledger.network_energy_wh() == state & M64
+        assert ledger.imbalance() == _signed128(state >> 128)
+        owed = sum(slots.word("_session", c, u) & M128 for c, u in self.sessions)
+        assert ledger.total_escrow() == owed
         for h in self.holders:
             assert ledger.balanceOf(h) == slots.word("erc20.balanceOf", h)
         for c, u in self.sessions:
@@ -294,6 +305,10 @@ class LedgerMachine(RuleBasedStateMachine):
             info, word = ledger.unit_info(u), slots.word("_unit", u)
             assert info.available_wh == (word >> 64) & M64
             assert info.locked_wh == (word >> 128) & M64
+
+
+def _signed128(word: int) -> int:
+    return word - 2**128 if word >= 2**127 else word
 
 
 def test_ledger_state_machine(record_property):

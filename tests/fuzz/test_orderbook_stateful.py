@@ -43,7 +43,7 @@ storage reads against `balanceOf()` and the views against the model.
 from __future__ import annotations
 
 import contextlib
-import gc
+import copy
 import sys
 
 import boa
@@ -220,6 +220,12 @@ class Market:
         ]
         self.orders_slot = _slot("OrderBook", "orders")
         self.rules = self.book_words()[0] >> RULES_SHIFT
+
+    def fork(self) -> Market:
+        """This market for one example: the same contracts, its own record of holders."""
+        market = copy.copy(self)
+        market.holders = {address: set(seen) for address, seen in self.holders.items()}
+        return market
 
     # --- the EVM ----------------------------------------------------------------------
 
@@ -438,19 +444,21 @@ class BookMachine(RuleBasedStateMachine):
 
     traders: list
     admins: list
+    base: Market | None = None  # the deployed, funded contracts every example starts from
     depth: boa_env.Depth
 
     def __init__(self):
         super().__init__()
         self.depth.example()
         self.model = Model()
+        if BookMachine.base is None:
+            # The tokens and the book are deployed and funded once, outside every example's
+            # anchor; each example starts from that state (boa reverts it at the anchor's end)
+            # with its own copy of the Python side.
+            BookMachine.base = Market(self.traders, self.admins)
         self.anchor = contextlib.ExitStack()
         self.anchor.enter_context(boa.env.anchor())
-        try:
-            self.market = Market(self.traders, self.admins)
-        except BaseException:
-            self.anchor.close()
-            raise
+        self.market = BookMachine.base.fork()
 
     @initialize(sizes=st.lists(amounts(1, 3), min_size=12, max_size=12))
     def ladder(self, sizes):
@@ -680,17 +688,9 @@ def test_order_book_stateful(record_property):
     BookMachine.traders = boa_env.accounts(TRADERS, "trader")
     BookMachine.admins = boa_env.accounts(3, "book-admin")  # deployer, banker, treasury
     BookMachine.depth = depth
-    # py-evm and hypothesis allocate millions of short-lived objects: at the default gen-0
-    # threshold (700) the cyclic collector alone costs ~12% of the run.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 1_000)
+    BookMachine.base = None  # deployed by the first example (tests/fuzz/conftest.py: gc)
     # Without the explain phase: once a failure is found it traces every line executed while
     # shrinking, which makes py-evm ~5x slower and shrinking hit hypothesis' time limit.
     phases = [p for p in boa_env.settings_for().phases if p != Phase.explain]
-    try:
-        run_state_machine_as_test(
-            BookMachine, settings=settings(boa_env.settings_for(), phases=phases)
-        )
-    finally:
-        gc.set_threshold(*thresholds)
+    run_state_machine_as_test(BookMachine, settings=settings(boa_env.settings_for(), phases=phases))
     depth.check_and_record(record_property, "order book", boa_env.EXAMPLES)
