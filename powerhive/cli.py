@@ -945,3 +945,67 @@ def close_expired(s: Session, ballot_id: str, dry_run: bool):
 def withdraw_ballot(s: Session, ballot_id: str, dry_run: bool):
     """Withdraw a ballot you opened."""
     _ballot_call(s, ballot_id, "withdraw", dry_run, by_key=True)
+
+
+# -- the hand-over to the Council -----------------------------------------------------------
+
+# Every admin role of the protocol: (deployments-file record, getter). Each must hold the
+# Council's address once the deployment has been handed over (docs/deploy-poa.md).
+ADMIN_ROLES = (
+    ("EnergyLedger", "owner"),
+    ("EEuro", "owner"),
+    ("OrderBook", "owner"),
+    ("EnergyAuction", "owner"),
+    ("BalancingMarket", "GOVERNANCE"),
+    ("HiveMarket", "governance"),
+    ("Beekeeper", "governance"),
+    ("Bridge", "governance"),
+)
+
+
+@main.command()
+@click.pass_obj
+def roles(s: Session):
+    """Who holds every admin role: each must be the Council (exit 1 if one is not), and the
+    roles the Council hands out (voters, banker, relayers, fee receiver, minters)."""
+    client = s.client()
+    council = client.contract("Council").address
+    wrong = []
+    for name, getter in ADMIN_ROLES:
+        if not client.has(name):
+            click.echo(f"{name + '.' + getter:<28} (not in this deployment)")
+            continue
+        holder = checksum(client.call(getattr(client.contract(name).functions, getter)()))
+        ok = holder == council
+        wrong += [] if ok else [f"{name}.{getter}"]
+        click.echo(f"{name + '.' + getter:<28} {holder} {'Council' if ok else 'NOT the Council'}")
+    click.echo(f"{'HiveToken':<28} no admin role (minter and owner renounced at deployment)")
+    for name in ("WrappedENT", "WrappedEEuro"):
+        if client.has(name):
+            minter = checksum(client.call(client.contract(name).functions.bridge()))
+            bridge_ok = client.has("Bridge") and minter == client.contract("Bridge").address
+            wrong += [] if bridge_ok else [f"{name}.bridge"]
+            click.echo(
+                f"{name + '.bridge':<28} {minter} {'Bridge' if bridge_ok else 'NOT the Bridge'}"
+            )
+    deployer = checksum(client.deployment.deployer)
+    voters = client.call(client.contract("Council").functions.voters())
+    click.echo(f"Council voters ({len(voters)}): " + ", ".join(voters))
+    if deployer in voters:
+        click.echo(f"note: the deployer {deployer} is still a voter")
+    click.echo(
+        f"EEuro.banker                 {client.call(client.contract('EEuro').functions.banker())}"
+    )
+    if client.has("HiveMarket"):
+        fee_to = client.call(client.contract("HiveMarket").functions.fee_to())
+        click.echo(f"HiveMarket.fee_to            {fee_to}")
+    if client.has("Bridge"):
+        b = client.contract("Bridge")
+        relayers = client.call(b.functions.relayers())
+        threshold = client.call(b.functions.threshold())
+        click.echo(
+            f"Bridge relayers              {threshold} of {len(relayers)}: {', '.join(relayers)}"
+        )
+    if wrong:
+        raise PowerhiveError(f"not handed over to the Council: {', '.join(wrong)}")
+    click.echo("every admin role is the Council's")

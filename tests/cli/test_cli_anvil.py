@@ -363,3 +363,22 @@ def test_execute_close_expired_and_withdraw_a_ballot(env, chain):
     assert "event    BallotExpired(" in out
     assert "no open ballots" in run(env, "ballots").stdout
     assert council.ballot_lifetime() == 7 * 86400
+
+
+def test_roles_every_admin_role_is_the_councils(env, project, tmp_path):
+    from powerhive.cli import ADMIN_ROLES
+
+    p, a = env["protocol"], env["accounts"]
+    out = run(env, "roles").stdout
+    for name, getter in ADMIN_ROLES:
+        assert f"{name}.{getter}" in out
+    assert out.count(f"{p.Council.address} Council") == len(ADMIN_ROLES)
+    assert "NOT" not in out and "every admin role is the Council's" in out
+    assert f"note: the deployer {a[0].address} is still a voter" in out
+    # The same file with a ledger its deployer still owns: refused, one line.
+    rogue = a[3].deploy(project.EnergyLedger, a[3])
+    data = json.loads((env["root"] / "deployments" / "31337.json").read_text())
+    data["contracts"]["EnergyLedger"]["address"] = rogue.address
+    (tmp_path / "31337.json").write_text(json.dumps(data))
+    other = dict(env, base=[*env["base"][:2], "--deployments", str(tmp_path)])
+    fails(other, "roles", match="not handed over to the Council: EnergyLedger.owner")
