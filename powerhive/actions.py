@@ -434,6 +434,18 @@ def encode(client, action: Action, texts: dict[str, str], *, target: str | None 
     return contract.address, fn, args
 
 
+def calldata(abi: list[dict], function: str, *args) -> bytes:
+    """The ABI-encoded call of `function(*args)` by `abi`, offline (web3's codec): the one
+    encoder of the CLI's proposals and of the `ape run` scripts' Council votes."""
+    from web3 import Web3
+
+    contract = Web3().eth.contract(abi=abi)
+    try:
+        return bytes.fromhex(contract.encode_abi(function, args=list(args))[2:])
+    except Exception as exc:  # unknown function, wrong arguments: say which
+        raise ActionError(f"cannot encode {function}{tuple(args)}: {exc}") from None
+
+
 def chain_lookup(client):
     """`Decimals.lookup` reading the chain: a token's decimals, a book's quote decimals."""
     erc20 = [

@@ -382,3 +382,21 @@ def test_roles_every_admin_role_is_the_councils(env, project, tmp_path):
     (tmp_path / "31337.json").write_text(json.dumps(data))
     other = dict(env, base=[*env["base"][:2], "--deployments", str(tmp_path)])
     fails(other, "roles", match="not handed over to the Council: EnergyLedger.owner")
+
+
+def test_scripts_encode_calls_like_ape(env):
+    """`scripts._calls.encode_call` (the client library's encoder, used by every script's
+    Council vote) gives Ape's own calldata, with accounts, contracts, strings and lists."""
+    from scripts._calls import encode_call
+
+    p, a = env["protocol"], env["accounts"]
+    cases = [
+        (p.EnergyLedger, "register_storage_unit", (a[8], a[10].address)),
+        (p.Beekeeper, "add_meter", (a[40], a[20], "SN-1", "Acme")),
+        (p.Bridge, "set_relayers", ([a[7].address, a[9]], 2)),
+        (p.Beekeeper, "create_book", (p.EEuro, 1_000, 10**15, 10**16)),
+    ]
+    for target, method, args in cases:
+        assert encode_call(target, method, *args) == bytes(
+            getattr(target, method).encode_input(*args)
+        ), method
