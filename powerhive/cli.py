@@ -589,7 +589,9 @@ def hive_show(s: Session, hive_id: str):
     start, period, next_period, _dec, workers, submitted, is_open, queen, deposit = v
     owner = client.call(client.contract("Beekeeper").functions.hive_info(hive_no))[0]
     click.echo(f"hive     {hive_no} of {owner}")
-    click.echo(f"periods  {units.format_duration(period)} from {_when(start)}; next {next_period}")
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start))
+    click.echo(f"periods  {units.format_duration(period)} each since {started}")
+    click.echo(f"settle   period {next_period} next")
     click.echo(f"queen    {queen}")
     state = f"open, {submitted} submitted" if is_open else "none open"
     click.echo(f"workers  {workers} enrolled; period {state}")
@@ -1003,9 +1005,8 @@ def roles(s: Session):
         b = client.contract("Bridge")
         relayers = client.call(b.functions.relayers())
         threshold = client.call(b.functions.threshold())
-        click.echo(
-            f"Bridge relayers              {threshold} of {len(relayers)}: {', '.join(relayers)}"
-        )
+        shown = f"{threshold} of {len(relayers)}: {', '.join(relayers)}" if relayers else "none"
+        click.echo(f"Bridge relayers              {shown}")
     if wrong:
         raise PowerhiveError(f"not handed over to the Council: {', '.join(wrong)}")
     click.echo("every admin role is the Council's")
