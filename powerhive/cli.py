@@ -575,7 +575,8 @@ def _hive_market(client: Client, hive_text: str):
 
 @main.group()
 def hive():
-    """A hive owner's market (HiveMarket): open it, its queen, tariffs, workers, deposit."""
+    """A hive owner's hive (Beekeeper: create, meters, freeze) and market (HiveMarket: open
+    it, its queen, tariffs, workers, deposit)."""
 
 
 @hive.command("show")
@@ -610,6 +611,73 @@ def hive_show(s: Session, hive_id: str):
 
 def _dry(f):
     return click.option("--dry-run", is_flag=True, help="Print the decoded call only.")(f)
+
+
+@hive.command("create")
+@click.argument("coin")
+@click.argument("meters", nargs=-1, required=True)
+@_dry
+@click.pass_obj
+def hive_create(s: Session, coin: str, meters: tuple[str, ...], dry_run: bool):
+    """Create a hive (Beekeeper) of your METERS on stablecoin COIN (eEuro, or an address),
+    paying hive_cost + meter_cost per meter in HVT (half burned, half staked)."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    token = _token(client, coin)
+    chosen = [checksum(m, what="meter") for m in meters]
+    cost = client.call(keeper.functions.hive_cost()) + len(chosen) * client.call(
+        keeper.functions.meter_cost()
+    )
+    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
+    fn = keeper.functions.create_hive(token, chosen)
+    hvt = client.contract("HiveToken")
+    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(hvt, cost))
+    _done(client, sent, "Beekeeper", "HiveCreated")
+
+
+@hive.command("add-meter")
+@click.argument("hive_id")
+@click.argument("meter")
+@_dry
+@click.pass_obj
+def hive_add_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+    """Add your METER to your hive HIVE for meter_cost HVT (half burned, half staked)."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    cost = client.call(keeper.functions.meter_cost())
+    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
+    fn = keeper.functions.add_meter_to_hive(
+        _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+    )
+    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(client.contract("HiveToken"), cost))
+    _done(client, sent, "Beekeeper", "MeterAddedToHive")
+
+
+@hive.command("drop-meter")
+@click.argument("hive_id")
+@click.argument("meter")
+@_dry
+@click.pass_obj
+def hive_drop_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+    """Take METER out of your hive HIVE; the HVT it staked comes back."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    fn = keeper.functions.drop_meter_from_hive(
+        _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+    )
+    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "MeterDroppedFromHive")
+
+
+@hive.command("freeze")
+@click.argument("hive_id")
+@_dry
+@click.pass_obj
+def hive_freeze(s: Session, hive_id: str, dry_run: bool):
+    """End your hive HIVE: its meters are free again and its whole stake comes back."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    fn = keeper.functions.freeze_hive(_whole(hive_id, "hive", minimum=1))
+    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "HiveFrozen")
 
 
 @hive.command("open-market")

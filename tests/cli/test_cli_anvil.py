@@ -400,3 +400,43 @@ def test_scripts_encode_calls_like_ape(env):
         assert encode_call(target, method, *args) == bytes(
             getattr(target, method).encode_input(*args)
         ), method
+
+
+def test_hive_created_grown_shrunk_and_frozen(env):
+    """A hive owner's Beekeeper side through the CLI, its meters certified by `propose`: HVT
+    paid, half burned and half staked, the stake back on drop and freeze."""
+    from tests.beekeeper_helpers import HVT, split_cost
+
+    p, a = env["protocol"], env["accounts"]
+    keeper, hvt = p.Beekeeper, p.HiveToken
+    owner, m1, m2 = a[20], a[41], a[42]
+    for meter, serial in ((m1, "SN-41"), (m2, "SN-42")):
+        run(env, "propose", "add-meter", meter.address, owner.address, serial, "Acme",
+            who="voter1")  # fmt: skip
+    hvt.transfer(owner, 2_000 * HVT, sender=a[5])
+    before, staked = hvt.balanceOf(owner), keeper.total_staked()
+    paid = keeper.hive_cost() + keeper.meter_cost()
+    out = run(env, "hive", "create", "eEuro", m1.address, "--dry-run", who="owner").stdout
+    assert f"cost     {paid // HVT:,} HVT" in out
+    assert (
+        f"Beekeeper.create_hive(stablecoin={p.EEuro.address} (EEuro), meters={m1.address})" in out
+    )
+    out = run(env, "hive", "create", "eEuro", m1.address, who="owner").stdout
+    assert "event    HiveCreated(hive=2" in out and keeper.hive_info(2).owner == owner
+    fails(env, "hive", "add-meter", "2", m2.address, who="worker", match="beekeeper:")
+    run(env, "hive", "add-meter", "2", m2.address, who="owner")
+    assert list(keeper.hive_meters(2)) == [m1.address, m2.address]
+    run(env, "hive", "drop-meter", "2", m2.address, who="owner")
+    fails(env, "hive", "drop-meter", "2", m1.address, who="owner", match="beekeeper: last meter")
+    fails(env, "hive", "freeze", "2", who="worker", match="beekeeper:")
+    out = run(env, "hive", "freeze", "2", who="owner").stdout
+    assert "event    HiveFrozen(" in out
+    burned = split_cost(paid)[0] + split_cost(keeper.meter_cost())[0]
+    assert hvt.balanceOf(owner) == before - burned and keeper.total_staked() == staked
+
+    # The hive market's governed settings through `propose`.
+    out = run(env, "propose", "set-hive-fee", "0.5%", a[6].address, "--dry-run").stdout
+    assert f"HiveMarket.set_fee(fee_bps=0.5% (50 bps), fee_to={a[6].address})" in out
+    fails(env, "propose", "set-hive-fee", "50", a[6].address, "--dry-run", match="percentage")
+    run(env, "propose", "set-tariff-bounds", "0.01", "1.5", who="voter1")
+    assert (p.HiveMarket.tariff_min(), p.HiveMarket.tariff_max()) == (100, 15_000)
