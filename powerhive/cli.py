@@ -30,6 +30,9 @@ class PowerhiveGroup(click.Group):
             return super().invoke(ctx)
         except (PowerhiveError, OracleError) as exc:
             raise click.ClickException(" ".join(str(exc).split())) from None
+        except click.UsageError as exc:  # a missing or malformed argument: one line, exit 1
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            raise click.ClickException(" ".join(exc.format_message().split()) + where) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as exc:  # the promise: one line, never a traceback

@@ -195,6 +195,9 @@ def test_bad_input_is_one_line(env):
     a = env["accounts"]
     fails(env, "vote", "0xdeadbeef00", who="voter1", match="no open ballot")
     fails(env, "vote", "xyz", who="voter1", match="at least 6 hex digits")
+    fails(env, "hive", "enrol", "1", match="Missing argument 'WORKERS...'")
+    fails(env, "bridge", "lock", "ENT", "1", match="Missing argument 'RECIPIENT'")
+    fails(env, "worker", "prepay", "1", "--bogus", match="No such option: --bogus")
     fails(env, "redeem", "1.0000001", who="bob", match="too many decimals")
     fails(env, "redeem", "1e3", who="bob", match="not a non-negative decimal")
     fails(env, "--chain-id", "4242", "ballots", match="not chain 4242")
