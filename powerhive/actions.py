@@ -8,7 +8,8 @@ The table follows the governed functions of `contracts/Council.vy`, `EnergyLedge
 
 Kinds of argument: `address`, `addresses` (comma separated), `banker` (an address, or `none`
 to revoke), `kwh` (ENT), `wh` (ledger energy, given in kWh), `fraction` (wad: `0.2` or
-`20%`), `seconds` (`900`, `15m`, `7d`), `hvt`, `price` (a book's price in EUR/kWh, decimals
+`20%`), `seconds` (`900`, `15m`, `7d`), `hvt`, `tariff` (a hive tariff in coin per kWh, 4
+decimals), `bps` (a fee as `0.5%`), `price` (a book's price in EUR/kWh, decimals
 of the book's quote token), `amount:<arg>` (decimals of the token named by argument `<arg>`),
 `direction` (`out` or `in`), `bool` (`on`/`off`), `int`, `text`.
 """
@@ -183,6 +184,27 @@ ACTIONS: dict[str, Action] = {
             ),
             "Deploy the ENT / coin order book.",
         ),
+        # Hive market (the Beekeeper's hives' markets, SPEC section 8)
+        Action(
+            "set-hive-fee",
+            "HiveMarket",
+            "set_fee",
+            (
+                Param("fee_bps", "bps", "of what consumers pay: 0.5% (at most 10%)"),
+                Param("fee_to", "address", "where claimed fees go"),
+            ),
+            "The hive markets' platform fee and its receiver.",
+        ),
+        Action(
+            "set-tariff-bounds",
+            "HiveMarket",
+            "set_tariff_bounds",
+            (
+                Param("tariff_min", "tariff", "coin per kWh, 4 decimals"),
+                Param("tariff_max", "tariff", "coin per kWh, 4 decimals"),
+            ),
+            "Bounds of every tariff a hive owner sets.",
+        ),
         # Bridge
         Action(
             "set-relayers",
@@ -241,6 +263,31 @@ ACTIONS: dict[str, Action] = {
 
 BY_FUNCTION = {(a.contract, a.function): a for a in ACTIONS.values()}
 
+# The argument kinds of the calls members, hive owners, workers and voters send themselves
+# (not through a ballot), so `--dry-run` and `decode_call` show them in human units too.
+MEMBER_CALLS: dict[tuple[str, str], dict[str, str]] = {
+    ("HiveMarket", "open_market"): {"period_seconds": "seconds", "queen": "address"},
+    ("HiveMarket", "set_queen"): {"queen": "address"},
+    ("HiveMarket", "set_tariffs"): dict.fromkeys(
+        ("grid_buy", "grid_sell", "hive_buy", "hive_sell"), "tariff"
+    ),
+    ("HiveMarket", "enrol"): {"workers": "addresses", "max_wh": "whs"},
+    ("HiveMarket", "remove_worker"): {"worker": "address"},
+    ("HiveMarket", "deposit"): {"amount": "coin:hive"},
+    ("HiveMarket", "withdraw_deposit"): {"amount": "coin:hive"},
+    ("HiveMarket", "claim_fees"): {"stablecoin": "address"},
+    ("Bridge", "lock"): {"token": "address", "amount": "amount:token", "recipient": "address"},
+    ("Bridge", "burn"): {"token": "address", "amount": "amount:token", "recipient": "address"},
+}
+
+
+def kinds_of(contract: str, function: str) -> dict[str, str]:
+    """The argument kinds of `contract.function` (governed or a member's call)."""
+    action = BY_FUNCTION.get((contract, function))
+    if action is not None:
+        return {p.name: p.kind for p in action.params}
+    return MEMBER_CALLS.get((contract, function), {})
+
 
 class Decimals:
     """Token decimals and book quotes, offline from the deployment; `lookup` (a chain read)
@@ -259,6 +306,12 @@ class Decimals:
         if self.lookup is None:
             raise ActionError(f"decimals of token {address} unknown offline")
         return int(self.lookup("decimals", address))
+
+    def of_hive(self, hive: int) -> int:
+        """Decimals of the stablecoin of hive `hive`'s market (a chain read)."""
+        if self.lookup is None:
+            raise ActionError(f"the coin of hive {hive} is unknown offline")
+        return int(self.lookup("hive_coin_decimals", hive))
 
     def of_book_quote(self, book: str) -> int:
         if name_of(self.deployment, book) == "OrderBook":
@@ -289,6 +342,10 @@ def parse_arg(kind: str, text: str, *, what: str, args: dict, target: str, dec: 
         return units.parse_duration(text, what=what)
     if kind == "hvt":
         return units.parse_hvt(text, what=what)
+    if kind == "tariff":
+        return units.parse_tariff(text, what=what)
+    if kind == "bps":
+        return units.parse_bps(text, what=what)
     if kind == "price":
         return units.parse_price(text, quote_decimals=dec.of_book_quote(target), what=what)
     if kind.startswith("amount:"):
@@ -334,6 +391,14 @@ def format_arg(kind: str, value, *, args: dict, target: str, dec: Decimals, name
             return f"{units.format_duration(value)} ({value} s)"
         if kind == "hvt":
             return f"{units.format_hvt(value)} HVT"
+        if kind == "tariff":
+            return f"{units.format_tariff(value)} per kWh"
+        if kind == "bps":
+            return units.format_bps(value)
+        if kind == "whs":
+            return ", ".join(f"{units.format_wh(v)} kWh" for v in value)
+        if kind == "coin:hive":
+            return units.format_units(value, dec.of_hive(args["hive"]))
         if kind == "price":
             decimals = dec.of_book_quote(target)
             return f"{units.format_price(value, quote_decimals=decimals)} EUR/kWh"
@@ -369,6 +434,18 @@ def encode(client, action: Action, texts: dict[str, str], *, target: str | None 
     return contract.address, fn, args
 
 
+def calldata(abi: list[dict], function: str, *args) -> bytes:
+    """The ABI-encoded call of `function(*args)` by `abi`, offline (web3's codec): the one
+    encoder of the CLI's proposals and of the `ape run` scripts' Council votes."""
+    from web3 import Web3
+
+    contract = Web3().eth.contract(abi=abi)
+    try:
+        return bytes.fromhex(contract.encode_abi(function, args=list(args))[2:])
+    except Exception as exc:  # unknown function, wrong arguments: say which
+        raise ActionError(f"cannot encode {function}{tuple(args)}: {exc}") from None
+
+
 def chain_lookup(client):
     """`Decimals.lookup` reading the chain: a token's decimals, a book's quote decimals."""
     erc20 = [
@@ -388,7 +465,16 @@ def chain_lookup(client):
         },
     ]
 
-    def lookup(what: str, address: str) -> int:
+    def lookup(what: str, address) -> int:
+        if what == "hive_coin_decimals":  # `address` is a hive id
+            try:
+                market = client.contract("HiveMarket")
+                coin = market.functions.coin_of(int(address)).call()
+            except Exception as exc:
+                raise ActionError(f"hive {address}: no market to read its coin: {exc}") from None
+            if int(coin, 16) == 0:
+                raise ActionError(f"hive {address} has no open market")
+            address = coin
         handle = client.w3.eth.contract(address=to_checksum_address(address), abi=erc20)
         try:
             if what == "book_quote_decimals":

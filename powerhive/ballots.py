@@ -17,7 +17,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from oracle.deployments import Deployment
-from powerhive.actions import BY_FUNCTION, Decimals, format_arg
+from powerhive.actions import BY_FUNCTION, Decimals, format_arg, kinds_of
 from powerhive.client import names_at
 from powerhive.errors import BallotError
 
@@ -114,7 +114,7 @@ def decode_call(
     abi_name, fn_name, values = found
     contract = known[0] if known else None
     action = BY_FUNCTION.get((abi_name, fn_name))
-    kinds = {p.name: p.kind for p in action.params} if action else {}
+    kinds = kinds_of(abi_name, fn_name)
     args = []
     for arg, value in values.items():
         kind = kinds.get(arg) or _kind_of_value(value)

@@ -15,7 +15,7 @@ from web3.logs import DISCARD
 
 from oracle.errors import OracleError
 from powerhive import __version__, units
-from powerhive.actions import ACTIONS, Action, encode
+from powerhive.actions import ACTIONS, Action, Decimals, chain_lookup, encode
 from powerhive.ballots import action_key, decode_call, find_ballot, open_ballots
 from powerhive.client import Client, checksum
 from powerhive.errors import AmountError, PowerhiveError
@@ -30,6 +30,9 @@ class PowerhiveGroup(click.Group):
             return super().invoke(ctx)
         except (PowerhiveError, OracleError) as exc:
             raise click.ClickException(" ".join(str(exc).split())) from None
+        except click.UsageError as exc:  # a missing or malformed argument: one line, exit 1
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            raise click.ClickException(" ".join(exc.format_message().split()) + where) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as exc:  # the promise: one line, never a traceback
@@ -96,7 +99,8 @@ class Session:
 @click.option("--passphrase-env", default="POWERHIVE_PASSPHRASE", show_default=True)
 @click.pass_context
 def main(ctx, rpc, chain_id, deployments, keystore, passphrase_file, passphrase_env):
-    """PowerHive for members and voters: ballots, votes, balances, orders, sessions."""
+    """PowerHive for members, voters, hive owners and workers: ballots, votes, balances,
+    orders, sessions, hive markets, the bridge."""
     ctx.obj = Session(rpc, chain_id, deployments, keystore, passphrase_file, passphrase_env)
 
 
@@ -501,3 +505,579 @@ def banker_release(s, account, amount):
 def banker_mint(s, account, amount):
     """Mint AMOUNT EUR to ACCOUNT against euros received."""
     _banker_op(s, "mint", account, amount)
+
+
+# -- calls a member sends itself: hive owners, workers, the bridge, ballots' upkeep -------
+
+
+def _transact(s: Session, handle, fn, *, dry_run: bool, approve=None):
+    """Print the decoded call of `fn` on `handle`; unless `dry_run`, approve `approve =
+    (token handle, amount)` to `handle` if the allowance is short, then send it."""
+    client = s.client()
+    data = bytes.fromhex(fn._encode_transaction_data()[2:])
+    decimals = Decimals(client.deployment, lookup=chain_lookup(client))
+    call = decode_call(client.deployment, handle.address, data, decimals=decimals)
+    click.echo(f"call     {call.describe()}")
+    if dry_run:
+        click.echo(f"calldata 0x{data.hex()}")
+        click.echo("dry run: nothing sent")
+        return None
+    client = s.client(signer=True)
+    if approve is not None:
+        token, amount = approve
+        me = client.account.address
+        if client.call(token.functions.allowance(me, handle.address)) < amount:
+            client.send(token.functions.approve(handle.address, amount))
+    return client.send(fn)
+
+
+def _done(client: Client, sent, contract: str, *events: str) -> None:
+    """Each of `events` of `contract` in the receipt as `Name(arg=value, ...)`, then the tx."""
+    if sent is None:
+        return
+    for name in events:
+        for log in client.decode_events(contract, name, sent):
+            args = ", ".join(f"{k}={_show(v)}" for k, v in log["args"].items())
+            click.echo(f"event    {name}({args})")
+    click.echo(f"tx {sent.tx_hash}")
+
+
+def _show(value) -> str:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _whole(text: str, what: str, *, minimum: int = 0) -> int:
+    raw = str(text).strip()
+    if not raw.isdigit() or int(raw) < minimum:
+        raise AmountError(f"{what} {text!r}: not a whole number >= {minimum}")
+    return int(raw)
+
+
+def _coin(client: Client, coin: str) -> tuple[int, str]:
+    """(decimals, unit label) of a stablecoin."""
+    decimals = Decimals(client.deployment, lookup=chain_lookup(client)).of_token(coin)
+    name = client.name_of(coin)
+    label = {"EEuro": "EUR"}.get(name or "", name or f"of {checksum(coin)}")
+    return decimals, label
+
+
+def _hive_market(client: Client, hive_text: str):
+    """(HiveMarket handle, hive id, coin handle, decimals, label) of an open hive market."""
+    market = client.contract("HiveMarket")
+    hive = _whole(hive_text, "hive", minimum=1)
+    coin = client.call(market.functions.coin_of(hive))
+    if int(coin, 16) == 0:
+        raise PowerhiveError(f"hive {hive} has no open market (powerhive hive open-market)")
+    decimals, label = _coin(client, coin)
+    return market, hive, client.at(coin, "EEuro"), decimals, label
+
+
+@main.group()
+def hive():
+    """A hive owner's hive (Beekeeper: create, meters, freeze) and market (HiveMarket: open
+    it, its queen, tariffs, workers, deposit)."""
+
+
+@hive.command("show")
+@click.argument("hive_id")
+@click.pass_obj
+def hive_show(s: Session, hive_id: str):
+    """A hive's market: period, queen, workers, deposit and tariffs (coin per kWh)."""
+    client = s.client()
+    market, hive_no, _coin_handle, decimals, label = _hive_market(client, hive_id)
+    v = client.call(market.functions.market(hive_no))
+    start, period, next_period, _dec, workers, submitted, is_open, queen, deposit = v
+    owner = client.call(client.contract("Beekeeper").functions.hive_info(hive_no))[0]
+    click.echo(f"hive     {hive_no} of {owner}")
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start))
+    click.echo(f"periods  {units.format_duration(period)} each since {started}")
+    click.echo(f"settle   period {next_period} next")
+    click.echo(f"queen    {queen}")
+    state = f"open, {submitted} submitted" if is_open else "none open"
+    click.echo(f"workers  {workers} enrolled; period {state}")
+    click.echo(f"deposit  {units.format_units(deposit, decimals)} {label}")
+    names = ("grid buy", "grid sell", "hive buy", "hive sell")
+
+    def shown(values) -> str:
+        pairs = zip(names, values, strict=True)
+        return ", ".join(f"{n} {units.format_tariff(t)}" for n, t in pairs)
+
+    click.echo(f"tariffs  {shown(client.call(market.functions.tariffs(hive_no)))} per kWh")
+    *pending, effective = client.call(market.functions.pending_tariffs(hive_no))
+    if effective:
+        click.echo(f"pending  {shown(pending)} per kWh from period {effective}")
+
+
+def _dry(f):
+    return click.option("--dry-run", is_flag=True, help="Print the decoded call only.")(f)
+
+
+@hive.command("create")
+@click.argument("coin")
+@click.argument("meters", nargs=-1, required=True)
+@_dry
+@click.pass_obj
+def hive_create(s: Session, coin: str, meters: tuple[str, ...], dry_run: bool):
+    """Create a hive (Beekeeper) of your METERS on stablecoin COIN (eEuro, or an address),
+    paying hive_cost + meter_cost per meter in HVT (half burned, half staked)."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    token = _token(client, coin)
+    chosen = [checksum(m, what="meter") for m in meters]
+    cost = client.call(keeper.functions.hive_cost()) + len(chosen) * client.call(
+        keeper.functions.meter_cost()
+    )
+    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
+    fn = keeper.functions.create_hive(token, chosen)
+    hvt = client.contract("HiveToken")
+    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(hvt, cost))
+    _done(client, sent, "Beekeeper", "HiveCreated")
+
+
+@hive.command("add-meter")
+@click.argument("hive_id")
+@click.argument("meter")
+@_dry
+@click.pass_obj
+def hive_add_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+    """Add your METER to your hive HIVE for meter_cost HVT (half burned, half staked)."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    cost = client.call(keeper.functions.meter_cost())
+    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
+    fn = keeper.functions.add_meter_to_hive(
+        _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+    )
+    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(client.contract("HiveToken"), cost))
+    _done(client, sent, "Beekeeper", "MeterAddedToHive")
+
+
+@hive.command("drop-meter")
+@click.argument("hive_id")
+@click.argument("meter")
+@_dry
+@click.pass_obj
+def hive_drop_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+    """Take METER out of your hive HIVE; the HVT it staked comes back."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    fn = keeper.functions.drop_meter_from_hive(
+        _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+    )
+    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "MeterDroppedFromHive")
+
+
+@hive.command("freeze")
+@click.argument("hive_id")
+@_dry
+@click.pass_obj
+def hive_freeze(s: Session, hive_id: str, dry_run: bool):
+    """End your hive HIVE: its meters are free again and its whole stake comes back."""
+    client = s.client()
+    keeper = client.contract("Beekeeper")
+    fn = keeper.functions.freeze_hive(_whole(hive_id, "hive", minimum=1))
+    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "HiveFrozen")
+
+
+@hive.command("open-market")
+@click.argument("hive_id")
+@click.argument("period")
+@click.argument("queen")
+@_dry
+@click.pass_obj
+def hive_open_market(s: Session, hive_id: str, period: str, queen: str, dry_run: bool):
+    """Open HIVE's market: periods of PERIOD (15m, 1h, ...) aggregated by QUEEN."""
+    client = s.client()
+    market = client.contract("HiveMarket")
+    hive_no = _whole(hive_id, "hive", minimum=1)
+    seconds = units.parse_duration(period, what="period")
+    fn = market.functions.open_market(hive_no, seconds, checksum(queen, what="queen"))
+    sent = _transact(s, market, fn, dry_run=dry_run)
+    _done(client, sent, "HiveMarket", "MarketOpened")
+
+
+@hive.command("set-queen")
+@click.argument("hive_id")
+@click.argument("queen")
+@_dry
+@click.pass_obj
+def hive_set_queen(s: Session, hive_id: str, queen: str, dry_run: bool):
+    """Replace HIVE's queen (its aggregator)."""
+    client = s.client()
+    market, hive_no, *_ = _hive_market(client, hive_id)
+    fn = market.functions.set_queen(hive_no, checksum(queen, what="queen"))
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "QueenSet")
+
+
+@hive.command("set-tariffs")
+@click.argument("hive_id")
+@click.option("--grid-buy", help="Workers' price for grid energy (coin per kWh).")
+@click.option("--grid-sell", help="Workers' price for energy sold to the grid.")
+@click.option("--hive-buy", help="Consumers' price inside the hive.")
+@click.option("--hive-sell", help="Producers' price inside the hive.")
+@_dry
+@click.pass_obj
+def hive_set_tariffs(s: Session, hive_id, grid_buy, grid_sell, hive_buy, hive_sell, dry_run):
+    """HIVE's tariffs from the next period (each defaults to the tariff in force)."""
+    client = s.client()
+    market, hive_no, *_ = _hive_market(client, hive_id)
+    now = client.call(market.functions.tariffs(hive_no))
+    given = (grid_buy, grid_sell, hive_buy, hive_sell)
+    names = ("grid_buy", "grid_sell", "hive_buy", "hive_sell")
+    values = [
+        units.parse_tariff(text, what=name) if text is not None else current
+        for text, name, current in zip(given, names, now, strict=True)
+    ]
+    fn = market.functions.set_tariffs(hive_no, *values)
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "TariffsSet")
+
+
+def _worker_max(text: str) -> tuple[str, int]:
+    address, sep, amount = str(text).partition("=")
+    if not sep:
+        raise AmountError(f"worker {text!r}: give WORKER=MAX_KWH (its rated kWh per period)")
+    return checksum(address, what="worker"), units.parse_energy_wh(amount, what="rated maximum")
+
+
+@hive.command("enrol")
+@click.argument("hive_id")
+@click.argument("workers", nargs=-1, required=True)
+@_dry
+@click.pass_obj
+def hive_enrol(s: Session, hive_id: str, workers: tuple[str, ...], dry_run: bool):
+    """Enrol meters of HIVE as workers: WORKER=MAX_KWH (rated kWh per period) each."""
+    client = s.client()
+    market, hive_no, *_ = _hive_market(client, hive_id)
+    pairs = [_worker_max(w) for w in workers]
+    fn = market.functions.enrol(hive_no, [a for a, _ in pairs], [m for _, m in pairs])
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "WorkerEnrolled")
+
+
+@hive.command("remove-worker")
+@click.argument("hive_id")
+@click.argument("worker")
+@_dry
+@click.pass_obj
+def hive_remove_worker(s: Session, hive_id: str, worker: str, dry_run: bool):
+    """End WORKER's enrolment in HIVE (its balance stays withdrawable)."""
+    client = s.client()
+    market, hive_no, *_ = _hive_market(client, hive_id)
+    fn = market.functions.remove_worker(hive_no, checksum(worker, what="worker"))
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "WorkerRemoved")
+
+
+@hive.command("deposit")
+@click.argument("hive_id")
+@click.argument("amount")
+@_dry
+@click.pass_obj
+def hive_deposit(s: Session, hive_id: str, amount: str, dry_run: bool):
+    """Add AMOUNT (in the hive's coin) to HIVE's owner deposit."""
+    client = s.client()
+    market, hive_no, coin, decimals, label = _hive_market(client, hive_id)
+    value = units.parse_units(amount, decimals, unit=label)
+    fn = market.functions.deposit(hive_no, value)
+    sent = _transact(s, market, fn, dry_run=dry_run, approve=(coin, value))
+    _done(client, sent, "HiveMarket", "Deposited")
+
+
+@hive.command("withdraw-deposit")
+@click.argument("hive_id")
+@click.argument("amount")
+@_dry
+@click.pass_obj
+def hive_withdraw_deposit(s: Session, hive_id: str, amount: str, dry_run: bool):
+    """Take AMOUNT (in the hive's coin) back from HIVE's owner deposit."""
+    client = s.client()
+    market, hive_no, _coin_handle, decimals, label = _hive_market(client, hive_id)
+    value = units.parse_units(amount, decimals, unit=label)
+    fn = market.functions.withdraw_deposit(hive_no, value)
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "DepositWithdrawn")
+
+
+@main.group()
+def worker():
+    """A hive worker's prepaid escrow, in its hive's coin."""
+
+
+def _worker_hive(client: Client, who: str):
+    market = client.contract("HiveMarket")
+    view = client.call(market.functions.worker(who))
+    if view[0] == 0:
+        raise PowerhiveError(f"{who} is not a worker of any hive")
+    return (view, *_hive_market(client, str(view[0])))
+
+
+@worker.command("show")
+@click.argument("address", required=False)
+@click.pass_obj
+def worker_show(s: Session, address: str | None):
+    """A worker's hive, balance, debt and what it may withdraw now."""
+    client = s.client()
+    who = s.me(address)
+    view, market, hive_no, _coin_handle, decimals, label = _worker_hive(client, who)
+    balance, max_wh = view[1], view[3]
+    reserve = client.call(market.functions.withdraw_reserve(who))
+    free = max(0, balance - reserve)
+    click.echo(f"worker   {who} in hive {hive_no} (rated {units.format_wh(max_wh)} kWh/period)")
+    click.echo(f"balance  {units.format_units(balance, decimals)} {label}")
+    debt = client.call(market.functions.debt_of(who))
+    click.echo(f"debt     {units.format_units(debt, decimals)} {label}")
+    click.echo(f"free     {units.format_units(free, decimals)} {label} withdrawable now")
+
+
+@worker.command("prepay")
+@click.argument("amount")
+@_dry
+@click.pass_obj
+def worker_prepay(s: Session, amount: str, dry_run: bool):
+    """Prepay AMOUNT (in your hive's coin) into your escrow; a debt is repaid first."""
+    client = s.client()
+    _view, market, _hive, coin, decimals, label = _worker_hive(client, s.me(None))
+    value = units.parse_units(amount, decimals, unit=label)
+    fn = market.functions.prepay(value)
+    sent = _transact(s, market, fn, dry_run=dry_run, approve=(coin, value))
+    _done(client, sent, "HiveMarket", "Prepaid")
+
+
+@worker.command("withdraw")
+@click.argument("amount")
+@_dry
+@click.pass_obj
+def worker_withdraw(s: Session, amount: str, dry_run: bool):
+    """Withdraw AMOUNT (in your hive's coin) of what open periods do not reserve."""
+    client = s.client()
+    _view, market, _hive, _coin_handle, decimals, label = _worker_hive(client, s.me(None))
+    value = units.parse_units(amount, decimals, unit=label)
+    fn = market.functions.withdraw(value)
+    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "Withdrawn")
+
+
+# -- the bridge ---------------------------------------------------------------------------
+
+TOKEN_ALIASES = {
+    "ent": "EnergyLedger",
+    "eeuro": "EEuro",
+    "eur": "EEuro",
+    "hvt": "HiveToken",
+    "went": "WrappedENT",
+    "weeur": "WrappedEEuro",
+}
+
+
+def _token(client: Client, text: str) -> str:
+    """A token by alias (ENT, eEuro, wENT, wEEUR), deployments-file name or address."""
+    name = TOKEN_ALIASES.get(str(text).strip().lower(), str(text).strip())
+    if client.has(name):
+        return checksum(client.deployment.contract(name).address)
+    if str(text).startswith("0x"):
+        return checksum(text, what="token")
+    raise AmountError(f"token {text!r}: not ENT, eEuro, wENT, wEEUR, a contract name or address")
+
+
+def _bridge_send(s: Session, home: bool, token_text, amount, recipient, dry_run):
+    client = s.client()
+    if not client.has("Bridge"):
+        raise PowerhiveError("this deployment has no Bridge")
+    bridge = client.contract("Bridge")
+    token = _token(client, token_text)
+    info = client.call(bridge.functions.token_info(token))
+    peer_token, is_home, listed = info
+    if not listed:
+        raise PowerhiveError(f"token {token} is not listed on this chain's bridge")
+    if is_home != home:
+        other = "lock" if is_home else "burn"
+        kind = "a home token" if is_home else "a wrapped token"
+        raise PowerhiveError(f"token {token} is {kind}: use powerhive bridge {other}")
+    dest = client.call(bridge.functions.peer_chain())
+    if dest == 0:
+        raise PowerhiveError("the bridge is not peered with another chain yet")
+    decimals = Decimals(client.deployment, lookup=chain_lookup(client)).of_token(token)
+    value = units.parse_units(amount, decimals)
+    to = checksum(recipient, what="recipient")
+    click.echo(
+        f"{'lock' if home else 'burn'} {units.format_units(value, decimals)} of {token} "
+        f"for {to} on chain {dest} (as {peer_token})"
+    )
+    fn = (bridge.functions.lock if home else bridge.functions.burn)(token, value, dest, to)
+    approve = (client.at(token, "EEuro"), value) if home else None
+    _done(client, _transact(s, bridge, fn, dry_run=dry_run, approve=approve), "Bridge",
+          "TransferSent")  # fmt: skip
+
+
+@main.group()
+def bridge():
+    """Send tokens to the peer chain and list the transfers still pending."""
+
+
+@bridge.command("lock")
+@click.argument("token")
+@click.argument("amount")
+@click.argument("recipient")
+@_dry
+@click.pass_obj
+def bridge_lock(s: Session, token: str, amount: str, recipient: str, dry_run: bool):
+    """Lock AMOUNT of home TOKEN (ENT, eEuro) here for RECIPIENT on the peer chain."""
+    _bridge_send(s, True, token, amount, recipient, dry_run)
+
+
+@bridge.command("burn")
+@click.argument("token")
+@click.argument("amount")
+@click.argument("recipient")
+@_dry
+@click.pass_obj
+def bridge_burn(s: Session, token: str, amount: str, recipient: str, dry_run: bool):
+    """Burn AMOUNT of wrapped TOKEN (wENT, wEEUR) to release it to RECIPIENT at home."""
+    _bridge_send(s, False, token, amount, recipient, dry_run)
+
+
+@bridge.command("pending")
+@click.argument("token")
+@click.pass_obj
+def bridge_pending(s: Session, token: str):
+    """TOKEN's outbound transfers neither delivered nor refunded yet."""
+    client = s.client()
+    if not client.has("Bridge"):
+        raise PowerhiveError("this deployment has no Bridge")
+    handle = client.contract("Bridge")
+    address = _token(client, token)
+    decimals = Decimals(client.deployment, lookup=chain_lookup(client)).of_token(address)
+    end = client.call(handle.functions.next_nonce(address))
+    page = client.call(handle.functions.MAX_PAGE())
+    nonces: list[int] = []
+    for start in range(0, end, page):
+        nonces += client.call(handle.functions.locked_transfers(address, start, page))
+    if not nonces:
+        click.echo("no pending transfers")
+        return
+    wanted = set(nonces)
+    sent = {
+        log["args"]["nonce"]: log["args"]
+        for log in client.events("Bridge", "TransferSent", {"token": address})
+        if log["args"]["nonce"] in wanted
+    }
+    total = 0
+    for nonce in nonces:
+        a = sent.get(nonce)
+        if a is None:
+            click.echo(f"nonce {nonce}: pending (no TransferSent event found)")
+            continue
+        total += a["amount"]
+        click.echo(
+            f"nonce {nonce}: {units.format_units(a['amount'], decimals)} from {a['sender']} "
+            f"to {a['recipient']} on chain {a['dest_chain']}, sent {_when(a['timestamp'])}"
+        )
+    click.echo(f"{len(nonces)} pending, {units.format_units(total, decimals)} in all")
+
+
+# -- a ballot's upkeep ----------------------------------------------------------------------
+
+
+def _ballot_call(s: Session, ballot_id: str, fn_name: str, dry_run: bool, *, by_key: bool):
+    client = s.client()
+    ballot = find_ballot(open_ballots(client), ballot_id)
+    council = client.contract("Council")
+    key = bytes.fromhex(ballot.key[2:])
+    if by_key:
+        fn = getattr(council.functions, fn_name)(key)
+    else:
+        fn = getattr(council.functions, fn_name)(ballot.call.target, ballot.call.data)
+    click.echo(f"ballot   {ballot.short_id}: {ballot.call.describe()}")
+    sent = _transact(s, council, fn, dry_run=dry_run)
+    _done(client, sent, "Council", "BallotPassed", "BallotExpired", "BallotWithdrawn")
+
+
+@main.command()
+@click.argument("ballot_id")
+@_dry
+@click.pass_obj
+def execute(s: Session, ballot_id: str, dry_run: bool):
+    """Run a ballot that holds a majority of the current voters but has not run (voters were
+    removed after its YES votes). Any voter."""
+    _ballot_call(s, ballot_id, "execute", dry_run, by_key=False)
+
+
+@main.command("close-expired")
+@click.argument("ballot_id")
+@_dry
+@click.pass_obj
+def close_expired(s: Session, ballot_id: str, dry_run: bool):
+    """Remove an expired ballot from the open list (frees its opener's quota). Anyone."""
+    _ballot_call(s, ballot_id, "close_expired", dry_run, by_key=True)
+
+
+@main.command("withdraw-ballot")
+@click.argument("ballot_id")
+@_dry
+@click.pass_obj
+def withdraw_ballot(s: Session, ballot_id: str, dry_run: bool):
+    """Withdraw a ballot you opened."""
+    _ballot_call(s, ballot_id, "withdraw", dry_run, by_key=True)
+
+
+# -- the hand-over to the Council -----------------------------------------------------------
+
+# Every admin role of the protocol: (deployments-file record, getter). Each must hold the
+# Council's address once the deployment has been handed over (docs/deploy-poa.md).
+ADMIN_ROLES = (
+    ("EnergyLedger", "owner"),
+    ("EEuro", "owner"),
+    ("OrderBook", "owner"),
+    ("EnergyAuction", "owner"),
+    ("BalancingMarket", "GOVERNANCE"),
+    ("HiveMarket", "governance"),
+    ("Beekeeper", "governance"),
+    ("Bridge", "governance"),
+)
+
+
+@main.command()
+@click.pass_obj
+def roles(s: Session):
+    """Who holds every admin role: each must be the Council (exit 1 if one is not), and the
+    roles the Council hands out (voters, banker, relayers, fee receiver, minters)."""
+    client = s.client()
+    council = client.contract("Council").address
+    wrong = []
+    for name, getter in ADMIN_ROLES:
+        if not client.has(name):
+            click.echo(f"{name + '.' + getter:<28} (not in this deployment)")
+            continue
+        holder = checksum(client.call(getattr(client.contract(name).functions, getter)()))
+        ok = holder == council
+        wrong += [] if ok else [f"{name}.{getter}"]
+        click.echo(f"{name + '.' + getter:<28} {holder} {'Council' if ok else 'NOT the Council'}")
+    click.echo(f"{'HiveToken':<28} no admin role (minter and owner renounced at deployment)")
+    for name in ("WrappedENT", "WrappedEEuro"):
+        if client.has(name):
+            minter = checksum(client.call(client.contract(name).functions.bridge()))
+            bridge_ok = client.has("Bridge") and minter == client.contract("Bridge").address
+            wrong += [] if bridge_ok else [f"{name}.bridge"]
+            click.echo(
+                f"{name + '.bridge':<28} {minter} {'Bridge' if bridge_ok else 'NOT the Bridge'}"
+            )
+    deployer = checksum(client.deployment.deployer)
+    voters = client.call(client.contract("Council").functions.voters())
+    click.echo(f"Council voters ({len(voters)}): " + ", ".join(voters))
+    if deployer in voters:
+        click.echo(f"note: the deployer {deployer} is still a voter")
+    click.echo(
+        f"EEuro.banker                 {client.call(client.contract('EEuro').functions.banker())}"
+    )
+    if client.has("HiveMarket"):
+        fee_to = client.call(client.contract("HiveMarket").functions.fee_to())
+        click.echo(f"HiveMarket.fee_to            {fee_to}")
+    if client.has("Bridge"):
+        b = client.contract("Bridge")
+        relayers = client.call(b.functions.relayers())
+        threshold = client.call(b.functions.threshold())
+        shown = f"{threshold} of {len(relayers)}: {', '.join(relayers)}" if relayers else "none"
+        click.echo(f"Bridge relayers              {shown}")
+    if wrong:
+        raise PowerhiveError(f"not handed over to the Council: {', '.join(wrong)}")
+    click.echo("every admin role is the Council's")

@@ -76,18 +76,25 @@ class Client:
         timeout: float = 10.0,
     ) -> Client:
         w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": timeout}))
+        return cls.attach(w3, deployments_dir, chain_id, where=rpc)
+
+    @classmethod
+    def attach(
+        cls, w3: Web3, deployments_dir: Path, chain_id: int | None = None, *, where: str = "node"
+    ) -> Client:
+        """`connect` over any web3 provider (`where` names it in errors)."""
         try:
             node_chain = int(w3.eth.chain_id)
+            # Raw request: web3's block formatter refuses a long extraData before we look.
             latest = w3.provider.make_request("eth_getBlockByNumber", ["latest", False])
         except (requests.RequestException, OSError, Web3Exception, ValueError) as exc:
-            raise NetworkError(f"cannot reach the node at {rpc}: {_short(exc)}") from None
+            raise NetworkError(f"cannot reach the node at {where}: {_short(exc)}") from None
         if chain_id is not None and node_chain != chain_id:
             raise NetworkError(
-                f"the node at {rpc} is chain {node_chain}, not chain {chain_id} (--chain-id)"
+                f"the node at {where} is chain {node_chain}, not chain {chain_id} (--chain-id)"
             )
-        extra = (latest.get("result") or {}).get("extraData") or "0x"
-        if len(bytes.fromhex(extra[2:])) > 32:
-            w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+        if is_poa_block(latest.get("result") or {}):
+            w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0, name="poa")
         deployment = load_deployment(Path(deployments_dir), node_chain)
         client = cls(w3, deployment)
         council = deployment.contract("Council").address
@@ -203,6 +210,13 @@ class Client:
         """The `event`s of deployment record `contract` in a receipt."""
         handle = getattr(self.contract(contract).events, event)
         return list(handle().process_receipt(sent.receipt, errors=DISCARD))
+
+
+def is_poa_block(block: dict) -> bool:
+    """A raw JSON-RPC block of a proof-of-authority chain (clique, IBFT, QBFT): its extraData
+    (vanity, validators, seals) is longer than the 32 bytes web3 accepts by default."""
+    extra = block.get("extraData") or "0x"
+    return len(bytes.fromhex(extra.removeprefix("0x"))) > 32
 
 
 def name_of(deployment: Deployment, address: str) -> str | None:

@@ -8,6 +8,8 @@
 | book price (ENT / eEuro) | EUR/kWh | eEuro base units per whole ENT | 6 |
 | governed fraction (M, B, C, F) | 0.2 or 20% | wad (10**-18) | 18 |
 | HVT amount | HVT | HVT base unit | 18 |
+| hive tariff | coin per kWh (0.20) | 1e-4 coin per kWh | 4 |
+| hive market fee | 0.5% | basis point | 2 (of a percent) |
 | duration | 900, 900s, 15m, 2h, 7d | seconds | 0 |
 
 The order book prices in quote base units per one whole base token (`contracts/OrderBook.vy`),
@@ -139,6 +141,31 @@ def parse_fraction(text: str, *, what: str = "fraction") -> int:
 def format_fraction(wad: int) -> str:
     """wad -> `0.2 (20%)`."""
     return f"{format_units(wad, WAD_DECIMALS)} ({format_units(wad, WAD_DECIMALS - 2)}%)"
+
+
+TARIFF_DECIMALS = 4  # a hive tariff: 1e-4 of the coin's unit per kWh (2000 = 0.20 per kWh)
+BPS_DECIMALS = 2  # basis points as a percentage: 250 bps = 2.5%
+
+
+def parse_tariff(text: str, *, what: str = "tariff") -> int:
+    """Coin per kWh (`0.2`) -> the hive market's tariff unit, 1e-4 coin per kWh (2000)."""
+    return parse_units(text, TARIFF_DECIMALS, what=what, unit="per kWh")
+
+
+def format_tariff(value: int) -> str:
+    return format_units(value, TARIFF_DECIMALS, min_places=2)
+
+
+def parse_bps(text: str, *, what: str = "fee") -> int:
+    """`2.5%` -> 250 basis points (the percent sign is required: no bare numbers)."""
+    raw = str(text).strip()
+    if not raw.endswith("%"):
+        raise AmountError(f"{what} {text!r}: give a percentage, e.g. 0.5%")
+    return parse_units(raw[:-1].strip(), BPS_DECIMALS, what=what, unit="%")
+
+
+def format_bps(value: int) -> str:
+    return f"{format_units(value, BPS_DECIMALS)}% ({value} bps)"
 
 
 def parse_hvt(text: str, *, what: str = "amount") -> int:

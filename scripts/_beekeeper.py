@@ -9,6 +9,8 @@ from ape import project
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 
+from scripts._calls import encode_call
+
 HVT = 10**18
 # Governed prices at deployment: a hive costs 1,000 HVT and each of its meters 100 HVT.
 HIVE_COST = 1_000 * HVT
@@ -41,8 +43,8 @@ def deploy_beekeeper(
     """Deploys the implementation and the proxy, initialized in the proxy's constructor."""
     blueprint = book_blueprint or declare_orderbook(deployer)
     implementation = deployer.deploy(project.Beekeeper)
-    init = implementation.initialize.encode_input(
-        governance, hvt, ent, blueprint, hive_cost, meter_cost
+    init = encode_call(
+        implementation, "initialize", governance, hvt, ent, blueprint, hive_cost, meter_cost
     )
     proxy = deployer.deploy(project.BeekeeperProxy, implementation, init)
     beekeeper = project.Beekeeper.at(proxy.address)

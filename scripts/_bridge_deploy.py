@@ -32,6 +32,7 @@ from eth_utils import is_hex_address
 
 from oracle.deployments import Deployment, load_deployment, write_deployment
 from scripts._bridge import INBOUND, OUTBOUND
+from scripts._calls import encode_call
 from scripts._protocol import Protocol, deploy_protocol, pass_vote
 
 SECONDS_PER_DAY = 86_400
@@ -184,7 +185,7 @@ def wire(side: Side, peer: Side, config: BridgeConfig, voters: list[AccountAPI])
     def vote(method: str, *args):
         nonlocal votes
         target = side.bridge
-        pass_vote(side.council, target, getattr(target, method).encode_input(*args), voters)
+        pass_vote(side.council, target, encode_call(target, method, *args), voters)
         votes += 1
 
     vote("set_peer", peer.chain_id, peer.bridge.address)

@@ -16,6 +16,7 @@ from scripts._bridge import (
     sign,
     transfer_from_event,
 )
+from scripts._calls import encode_call
 from scripts._gas import GasRow, row
 from scripts._protocol import pass_vote
 
@@ -48,7 +49,7 @@ def measure_bridge(deployer, holder, submitter, relayer_accounts) -> list[GasRow
     relayers = sorted(relayer_accounts[:5], key=lambda a: int(a.address, 16))
 
     def governed(target, method, *args):
-        return pass_vote(council, target, getattr(target, method).encode_input(*args), [deployer])
+        return pass_vote(council, target, encode_call(target, method, *args), [deployer])
 
     rows = [
         row(

@@ -17,6 +17,7 @@ from oracle.deployments import ContractRecord, Deployment, write_deployment
 from scripts._auction import deploy_auction
 from scripts._balancing import deploy_balancing
 from scripts._beekeeper import declare_orderbook, deploy_beekeeper
+from scripts._calls import encode_call
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK
 
 DEPLOYMENTS_DIR = Path(__file__).resolve().parent.parent / "deployments"
@@ -122,7 +123,7 @@ def pass_vote(council, target, data, voters):
 
 def governed(protocol: Protocol, voters, target, method: str, *args):
     """Pass a governed call `target.method(*args)` through the protocol's Council."""
-    return pass_vote(protocol.Council, target, getattr(target, method).encode_input(*args), voters)
+    return pass_vote(protocol.Council, target, encode_call(target, method, *args), voters)
 
 
 def save_protocol(protocol: Protocol, network: str, *, force: bool, directory: Path | None = None):

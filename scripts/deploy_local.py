@@ -26,6 +26,7 @@ from oracle.config import load_config, to_toml
 from oracle.deployments import deployment_path, load_deployment
 from oracle.errors import OracleError
 from scripts._bridge_deploy import bridge_section, deploy_bridge, write_bridged
+from scripts._calls import encode_call
 from scripts._protocol import DEPLOYMENTS_DIR, deploy_protocol, pass_vote
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +177,7 @@ def _deploy_local(local_dir: Path, out_dir: Path) -> None:
     council = project.Council.at(deployment.contract("Council").address)
     ledger = project.EnergyLedger.at(deployment.contract("EnergyLedger").address)
     if not ledger.unit_info(unit.address).active:
-        data = ledger.register_storage_unit.encode_input(unit.address, owner.address)
+        data = encode_call(ledger, "register_storage_unit", unit.address, owner.address)
         pass_vote(council, ledger, data, [deployer])
         logger.success(f"Council registered storage unit {unit.address} (owner {owner.address})")
     else:

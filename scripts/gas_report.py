@@ -16,6 +16,7 @@ from scripts._auction_gas import measure_auction
 from scripts._balancing_gas import measure_balancing
 from scripts._beekeeper_gas import measure_beekeeper
 from scripts._bridge_gas import measure_bridge
+from scripts._calls import encode_call
 from scripts._gas import GasRow, replace_sections, row, to_markdown
 from scripts._hive_market_gas import measure_hive_market
 from scripts._protocol import deploy_protocol, governed, pass_vote
@@ -116,9 +117,9 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
     extra = accts[5:7]
     voters = [deployer]
     for v in extra:
-        pass_vote(council, council, council.add_voter.encode_input(v), voters)
+        pass_vote(council, council, encode_call(council, "add_voter", v), voters)
         voters.append(v)
-    data = ledger.register_storage_unit.encode_input(unit, owner)
+    data = encode_call(ledger, "register_storage_unit", unit, owner)
     rows.append(
         row(
             sc,
@@ -135,7 +136,7 @@ def measure_ledger(deployer, accts) -> list[GasRow]:
             120_000,
         )
     )
-    data2 = ledger.register_storage_unit.encode_input(unit2, owner)
+    data2 = encode_call(ledger, "register_storage_unit", unit2, owner)
     council.vote(ledger, data2, sender=voters[0])
     rows.append(
         row(
@@ -264,9 +265,9 @@ def measure_council_scaling(deployer, accts, sizes=(3, 60)) -> list[GasRow]:
         council = deployer.deploy(project.Council)
         voters = [deployer]
         for new in accts[: size - 1]:
-            pass_vote(council, council, council.add_voter.encode_input(new), voters)
+            pass_vote(council, council, encode_call(council, "add_voter", new), voters)
             voters.append(new)
-        data = council.set_ballot_lifetime.encode_input(86400)
+        data = encode_call(council, "set_ballot_lifetime", 86400)
         rows.append(
             row(
                 sc,
@@ -299,12 +300,12 @@ def _removal_with_full_list(section, council, voters, opened):
             if voter == voters[0]:
                 data = opened
             else:
-                data = council.set_ballot_lifetime.encode_input(3600 + 2 * i + j)
+                data = encode_call(council, "set_ballot_lifetime", 3600 + 2 * i + j)
                 council.vote(council, data, sender=voter)
             if voter != leaving:
                 council.vote(council, data, sender=leaving)
     count = len(council.open_ballots())
-    removal = council.remove_voter.encode_input(leaving)
+    removal = encode_call(council, "remove_voter", leaving)
     receipt = pass_vote(council, council, removal, voters[:-1])
     return row(
         section,

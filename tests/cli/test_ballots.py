@@ -5,11 +5,14 @@ import pytest
 from web3 import Web3
 
 from oracle.deployments import ContractRecord, Deployment
-from powerhive.actions import ACTIONS, Decimals, parse_arg
+from powerhive.actions import ACTIONS, MEMBER_CALLS, Decimals, parse_arg
 from powerhive.ballots import Ballot, action_key, decode_call, find_ballot
-from powerhive.errors import BallotError
+from powerhive.errors import AmountError, BallotError
 
-NAMES = ["Council", "EnergyLedger", "EEuro", "OrderBook", "HiveToken", "Beekeeper", "Bridge"]
+NAMES = [
+    "Council", "EnergyLedger", "EEuro", "OrderBook", "HiveToken", "Beekeeper", "Bridge",
+    "HiveMarket",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,36 @@ def test_every_action_names_a_function_of_its_contract(deployment):
         fn = [i for i in abi if i.get("type") == "function" and i["name"] == action.function]
         assert fn, action.name
         assert [i["name"] for i in fn[0]["inputs"]] == [p.name for p in action.params]
+
+
+def test_every_member_call_kind_names_an_argument(deployment):
+    for (contract, function), kinds in MEMBER_CALLS.items():
+        abi = deployment.contracts[contract].abi
+        (fn,) = [i for i in abi if i.get("type") == "function" and i["name"] == function]
+        assert set(kinds) <= {i["name"] for i in fn["inputs"]}, function
+
+
+def test_hive_market_settings_in_human_units(deployment):
+    market = deployment.contracts["HiveMarket"].address
+    to = Web3.to_checksum_address("0x" + "fe" * 20)
+    call = decode_call(deployment, market, calldata(deployment, "HiveMarket", "set_fee", 50, to))
+    assert call.describe() == f"HiveMarket.set_fee(fee_bps=0.5% (50 bps), fee_to={to})"
+    assert call.action == "set-hive-fee"
+    data = calldata(deployment, "HiveMarket", "set_tariff_bounds", 500, 2_500)
+    assert dict(decode_call(deployment, market, data).args) == {
+        "tariff_min": "0.05 per kWh",
+        "tariff_max": "0.25 per kWh",
+    }
+    data = calldata(deployment, "HiveMarket", "enrol", 3, [to], [5_250])
+    assert dict(decode_call(deployment, market, data).args)["max_wh"] == "5.250 kWh"
+    dec = Decimals(deployment)
+    kw = dict(args={}, target=market, dec=dec)
+    assert parse_arg("bps", "2.5%", what="fee_bps", **kw) == 250
+    assert parse_arg("tariff", "0.2", what="t", **kw) == 2_000
+    with pytest.raises(AmountError, match="give a percentage"):
+        parse_arg("bps", "50", what="fee_bps", **kw)
+    with pytest.raises(AmountError, match="too many decimals"):
+        parse_arg("tariff", "0.00001", what="t", **kw)
 
 
 def test_find_ballot_by_key_prefix(deployment):
