@@ -501,3 +501,21 @@ def banker_release(s, account, amount):
 def banker_mint(s, account, amount):
     """Mint AMOUNT EUR to ACCOUNT against euros received."""
     _banker_op(s, "mint", account, amount)
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8050, show_default=True, help="0: any free port.")
+@click.pass_obj
+def dashboard(s: Session, host: str, port: int):
+    """Serve the read-only dashboard (network, market, members, Council, banker, hives,
+    bridge) for the browser; it keeps serving a banner while the chain is down."""
+    from powerhive.dashboard.app import Dashboard, serve
+
+    try:
+        serve(Dashboard(s.rpc, s.deployments, s.chain_id), host, port)
+    except OSError as exc:
+        raise PowerhiveError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
