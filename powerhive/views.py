@@ -323,7 +323,7 @@ class HiveMarket:
     decimals: int
     workers: int
     submitted: int
-    open: bool
+    open: bool  # a period's batches are being submitted
     queen: str
     deposit: int  # stablecoin base units
 

@@ -131,7 +131,14 @@ class Dashboard:
             )
         except _CHAIN_DOWN as exc:
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-            return self._html(HTTPStatus.SERVICE_UNAVAILABLE, "down.html", base, reason=reason)
+            headline = (
+                "The deployment cannot be read."
+                if isinstance(exc, OracleError)
+                else "The chain is not available."
+            )
+            return self._html(
+                HTTPStatus.SERVICE_UNAVAILABLE, "down.html", base, reason=reason, headline=headline
+            )
         except PowerhiveError as exc:  # a view the contract refused (TransactionFailed)
             return self._html(
                 HTTPStatus.BAD_GATEWAY, "message.html", base, title="The chain refused a read",
