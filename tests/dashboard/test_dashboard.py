@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright import sync_api as playwright_api
 
 from powerhive import units
 from scripts._bridge_deploy import deploy_bridge
@@ -28,8 +29,6 @@ SHOTS = ROOT / "out" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 PERIOD = 900
 HVT = 10**18
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 class Forwarder:
