@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from web3.exceptions import BadFunctionCallOutput, Web3RPCError
+
 from powerhive.actions import Decimals, chain_lookup
 from powerhive.ballots import address_namer, decode_call
 from powerhive.client import Client, checksum
@@ -89,24 +91,55 @@ def network(client: Client) -> Network:
 class CostPoint:
     block: int
     timestamp: int
-    imbalance: int  # D after the report, ENT base units
-    cost: int  # R after the report, wad
+    imbalance: int  # D at the end of the block, ENT base units
+    cost: int  # R at the end of the block, wad
 
 
-def cost_history(client: Client, *, limit: int = 500) -> list[CostPoint]:
-    """`D` and `R` after each change (the ledger's `CostChanged` events), oldest first; the
-    last `limit` changes."""
-    logs = client.events("EnergyLedger", "CostChanged")[-limit:]
-    when = timestamps(client, [log["blockNumber"] for log in logs])
-    return [
-        CostPoint(
-            log["blockNumber"],
-            when[log["blockNumber"]],
-            int(log["args"]["imbalance"]),
-            int(log["args"]["cost"]),
-        )
-        for log in logs
-    ]
+# The ledger's events of every change of D (supply + escrow - KWH) or R.
+D_EVENTS = [
+    "EnergyProduced",
+    "EnergyConsumed",
+    "ActualEnergyReported",
+    "UnitRemoved",
+    "CostChanged",
+]
+
+
+@dataclass
+class CostHistory:
+    points: list[CostPoint]  # oldest first
+    blocks: int  # blocks with a change since the ledger's deployment
+    sampled: int  # of them, read from the node's state at that block (the rest: CostChanged)
+
+
+def cost_history(client: Client, *, limit: int = 120) -> CostHistory:
+    """`D` and `R` at the end of each block where a report could have moved them, the last
+    `limit` such blocks, read with `imbalance()` / `cost()` at that block. A node that no
+    longer keeps the state of older blocks (not an archive node) answers them with an error:
+    from there back, the ledger's `CostChanged` events (D and R when R changed) fill in."""
+    ledger = client.contract("EnergyLedger")
+    blocks = client.blocks_with("EnergyLedger", D_EVENTS)
+    sampled: list[tuple[int, int, int]] = []
+    for n in reversed(blocks[-limit:]):
+        try:
+            d = ledger.functions.imbalance().call(block_identifier=n)
+            r = ledger.functions.cost().call(block_identifier=n)
+        except (Web3RPCError, BadFunctionCallOutput):
+            break  # the node pruned this block's state, and so every older one's
+        sampled.append((n, int(d), int(r)))
+    sampled.reverse()
+    older: list[tuple[int, int, int]] = []
+    if len(sampled) < min(limit, len(blocks)):
+        oldest = sampled[0][0] if sampled else None
+        older = [
+            (log["blockNumber"], int(log["args"]["imbalance"]), int(log["args"]["cost"]))
+            for log in client.events("EnergyLedger", "CostChanged")
+            if oldest is None or log["blockNumber"] < oldest
+        ][-(limit - len(sampled)) :]
+    rows = older + sampled
+    when = timestamps(client, [n for n, _, _ in rows])
+    points = [CostPoint(n, when[n], d, r) for n, d, r in rows]
+    return CostHistory(points, blocks=len(blocks), sampled=len(sampled))
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ class Dashboard:
         net = views.network(client)
         history = views.cost_history(client)
         d_chart = step_chart(
-            [(p.timestamp, p.imbalance) for p in history],
+            [(p.timestamp, p.imbalance) for p in history.points],
             until=net.timestamp,
             title="D, the imbalance (kWh)",
             label=units.format_kwh,
@@ -168,7 +168,7 @@ class Dashboard:
             css_class="chart-d",
         )
         r_chart = step_chart(
-            [(p.timestamp, p.cost) for p in history],
+            [(p.timestamp, p.cost) for p in history.points],
             until=net.timestamp,
             title="R, the imbalance cost (per kWh)",
             label=_wad,
@@ -178,8 +178,8 @@ class Dashboard:
         return "network.html", {
             "net": net,
             "storage": views.storage_units(client),
-            "history": history[::-1][:12],
-            "changes": len(history),
+            "history": history.points[::-1][:12],
+            "changes": history,
             "d_chart": d_chart,
             "r_chart": r_chart,
         }

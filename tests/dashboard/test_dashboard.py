@@ -9,6 +9,7 @@ numbers again. Screenshots go to out/screenshots/.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -39,21 +40,31 @@ class Forwarder:
         self.upstream = upstream
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
+        self.pruned_below = 0  # eth_call at an older block: "missing trie node" (geth's error)
 
     def up(self) -> None:
-        upstream = self.upstream
+        upstream, fwd = self.upstream, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                call = json.loads(body)
+                if _refused(call, fwd.pruned_below):
+                    error = {"code": -32000, "message": "missing trie node"}
+                    reply = {"jsonrpc": "2.0", "id": call["id"], "error": error}
+                    self.reply(200, json.dumps(reply).encode())
+                    return
                 reply = requests.post(
                     upstream, data=body, headers={"Content-Type": "application/json"}, timeout=30
                 )
-                self.send_response(reply.status_code)
+                self.reply(reply.status_code, reply.content)
+
+            def reply(self, status: int, content: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(reply.content)
+                self.wfile.write(content)
 
             def log_message(self, *args):
                 pass
@@ -72,6 +83,14 @@ class Forwarder:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def _refused(call, pruned_below: int) -> bool:
+    """An `eth_call` at a block older than `pruned_below` (0: none refused)."""
+    if not pruned_below or not isinstance(call, dict) or call.get("method") != "eth_call":
+        return False
+    at = call["params"][1] if len(call["params"]) > 1 else "latest"
+    return at not in ("latest", "pending") and int(at, 16) < pruned_below
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +206,17 @@ def test_every_page_shows_the_chain(world, dashboard, page):
     assert text_of(page, "#imbalance") == f"+{kwh(d)} kWh"
     assert text_of(page, "#cost") == f"{units.format_units(ledger.cost(), 18)} / kWh"
     assert text_of(page, "#storage-fee") == "0.2 (20%)"
-    changes = ledger.CostChanged.query("*", start_block=p.deploy_block)
-    assert len(changes) >= 2
-    assert text_of(page, "#changes").startswith(f"{len(changes)} changes of D and R")
-    newest = page.locator("#history tr").nth(1).inner_text().split("\t")
-    assert newest[2:] == [f"+{kwh(d)}", units.format_units(ledger.cost(), 18)]
+    # Four blocks with a report (two productions, two actual readings): D and R at each.
+    assert text_of(page, "#changes").startswith(
+        "D and R at the end of each block with a report: 4 blocks since the ledger's "
+        "deployment, the last 4 charted; the latest:"
+    )
+    rows = [r.split("\t") for r in page.locator("#history tr").all_inner_texts()[1:]]
+    assert len(rows) == 4 and rows[0][2:] == [f"+{kwh(d)}", units.format_units(ledger.cost(), 18)]
+    for block, _when, shown_d, shown_r in rows:
+        past_d = ledger.imbalance(block_id=int(block))
+        assert shown_d == (f"+{kwh(past_d)}" if past_d > 0 else kwh(past_d))
+        assert shown_r == units.format_units(ledger.cost(block_id=int(block)), 18)
     for chart in ("svg.chart-d", "svg.chart-r"):
         assert page.locator(f"{chart} polyline").count() == 1
     row = text_of(page, f'#units tr[data-unit="{unit.address}"]')
@@ -282,6 +307,35 @@ def test_chain_down_banner_then_back(world, dashboard, forwarder, page):
     visit(page, dashboard + "/", "chain-back")
     energy = world["p"].EnergyLedger.network_energy_wh()
     assert text_of(page, "#energy") == f"{units.format_wh(energy)} kWh"
+
+
+def test_history_on_a_node_without_old_state(world, dashboard, forwarder, page):
+    """A non-archive node refuses calls at old blocks: those points come from CostChanged."""
+    ledger = world["p"].EnergyLedger
+    rows = [r.split("\t") for r in _history(page, dashboard)]
+    blocks = [int(r[0]) for r in rows]  # newest first, 4 blocks
+    forwarder.pruned_below = blocks[0]  # only the newest block's state is kept
+    try:
+        pruned = _history(page, dashboard, "history-pruned")
+    finally:
+        forwarder.pruned_below = 0
+    assert "(1 of them from CostChanged events: the node no longer keeps their state)" in (
+        text_of(page, "#changes")
+    )
+    # The newest from the state, then the CostChanged events before it (R changed twice, at
+    # the two actual readings; the newest block is the second of them).
+    changed = ledger.CostChanged.query("*", start_block=world["p"].deploy_block)
+    assert len(changed) == 2 and int(changed.block_number.iloc[1]) == blocks[0]
+    assert [int(r.split("\t")[0]) for r in pruned] == [blocks[0], int(changed.block_number.iloc[0])]
+    assert (
+        pruned[1].split("\t")[2]
+        == f"+{units.format_kwh(int(changed.event_arguments.iloc[0]['imbalance']))}"
+    )
+
+
+def _history(page, dashboard, shot="history"):
+    visit(page, dashboard + "/", shot)
+    return page.locator("#history tr").all_inner_texts()[1:]
 
 
 def test_missing_deployment_is_a_banner(forwarder, tmp_path):
