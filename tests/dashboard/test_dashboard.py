@@ -346,3 +346,15 @@ def test_missing_deployment_is_a_banner(forwarder, tmp_path):
     assert page.status == 503 and 'id="chain-down"' in page.html
     assert "The deployment cannot be read." in page.html
     assert str(tmp_path / "31337.json") in page.html and "Traceback" not in page.html
+
+
+def test_port_taken_is_one_line(world, dashboard, forwarder):
+    port = dashboard.rsplit(":", 1)[1]
+    script = Path(sys.executable).with_name("powerhive")
+    deployments = str(world["root"] / "deployments")
+    cmd = [str(script), "--rpc", forwarder.url, "--deployments", deployments, "dashboard"]
+    done = subprocess.run([*cmd, "--port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
