@@ -14,12 +14,12 @@ import click
 from web3.logs import DISCARD
 
 from oracle.errors import OracleError
-from powerhive import __version__, units
+from powerhive import __version__, units, views
 from powerhive.actions import ACTIONS, Action, Decimals, chain_lookup, encode
 from powerhive.ballots import action_key, decode_call, find_ballot, open_ballots
 from powerhive.client import Client, checksum
 from powerhive.errors import AmountError, PowerhiveError
-from powerhive.market import Level, collect_pages, preview
+from powerhive.market import Level, preview
 
 KWH, EUR, PRICE = units.format_kwh, units.format_eur, units.format_price
 
@@ -236,11 +236,7 @@ def balance(s: Session, address: str | None):
     client = s.client()
     who = s.me(address)
     ledger, eeuro = client.contract("EnergyLedger"), client.contract("EEuro")
-    units_seen = {
-        log["args"]["unit"]
-        for log in client.events("EnergyLedger", "SessionStarted", {"consumer": who})
-    }
-    escrow = client.call(ledger.functions.escrow_of(who, list(units_seen)[:64]))
+    escrow = views.escrow_of(client, who, views.session_units(client, who))
     click.echo(f"account  {who}")
     click.echo(f"ENT      {KWH(client.call(ledger.functions.balanceOf(who)))} kWh")
     click.echo(f"escrow   {KWH(escrow)} kWh in sessions")
@@ -254,8 +250,7 @@ def _book(client: Client, book: str | None):
 
 
 def _levels(client, book, is_buy: bool) -> list[Level]:
-    raw = collect_pages(lambda c: client.call(book.functions.depth(is_buy, c, 0)))
-    return [Level(*lv) for lv in raw]
+    return views.levels(client, book, is_buy)
 
 
 @main.command("book")
@@ -386,12 +381,12 @@ def orders(s: Session, address: str | None, book: str | None):
     client = s.client()
     who = s.me(address)
     handle = _book(client, book)
-    found = collect_pages(lambda c: client.call(handle.functions.open_orders(who, c, 0)))
+    found = views.open_orders(client, who, handle)
     if not found:
         click.echo("no open orders")
-    for oid, is_buy, price, amount in found:
-        side = "bid" if is_buy else "ask"
-        click.echo(f"{oid:#x} {side} {KWH(amount)} kWh at {PRICE(price)} EUR/kWh")
+    for o in found:
+        side = "bid" if o.is_buy else "ask"
+        click.echo(f"{o.order_id:#x} {side} {KWH(o.amount)} kWh at {PRICE(o.price)} EUR/kWh")
 
 
 @main.group()
@@ -461,15 +456,10 @@ def banker():
 def banker_queue(s: Session):
     """Every holder with eEuro locked for redemption."""
     client = s.client()
-    eeuro = client.contract("EEuro")
-    holders = dict.fromkeys(log["args"]["account"] for log in client.events("EEuro", "FundsLocked"))
-    total = 0
-    for holder in holders:
-        locked = client.call(eeuro.functions.locked(holder))
-        if locked:
-            total += locked
-            click.echo(f"{holder} {EUR(locked)} EUR")
-    click.echo(f"total locked {EUR(total)} EUR")
+    queue = views.redemption_queue(client)
+    for holder, locked in queue:
+        click.echo(f"{holder} {EUR(locked)} EUR")
+    click.echo(f"total locked {EUR(sum(locked for _, locked in queue))} EUR")
 
 
 def _banker_op(s: Session, fn_name: str, account: str, amount: str):
@@ -1081,3 +1071,21 @@ def roles(s: Session):
     if wrong:
         raise PowerhiveError(f"not handed over to the Council: {', '.join(wrong)}")
     click.echo("every admin role is the Council's")
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8050, show_default=True, help="0: any free port.")
+@click.pass_obj
+def dashboard(s: Session, host: str, port: int):
+    """Serve the read-only dashboard (network, market, members, Council, banker, hives,
+    bridge) for the browser; it keeps serving a banner while the chain is down."""
+    from powerhive.dashboard.app import Dashboard, serve
+
+    try:
+        serve(Dashboard(s.rpc, s.deployments, s.chain_id), host, port)
+    except OSError as exc:
+        raise PowerhiveError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
@@ -163,6 +163,25 @@ class Client:
             )
             start = stop + 1
         return found
+
+    def blocks_with(self, contract: str, events: list[str], *, from_block: int | None = None):
+        """The numbers of the blocks (ascending, each once) holding any of `events` of
+        deployment record `contract`: one `eth_getLogs` per chunk for all of them."""
+        handle = self.contract(contract)
+        topics = [
+            "0x" + event_abi_to_log_topic(getattr(handle.events, e).abi).hex() for e in events
+        ]
+        start = self.deployment.contract(contract).block if from_block is None else from_block
+        end = self.w3.eth.block_number
+        blocks: set[int] = set()
+        while start <= end:
+            stop = min(end, start + LOG_CHUNK - 1)
+            found = self.w3.eth.get_logs(
+                {"address": handle.address, "fromBlock": start, "toBlock": stop, "topics": [topics]}
+            )
+            blocks.update(int(log["blockNumber"]) for log in found)
+            start = stop + 1
+        return sorted(blocks)
 
     # -- sending --------------------------------------------------------------------------
 
