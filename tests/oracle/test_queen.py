@@ -1,0 +1,264 @@
+"""`oracle queen` end to end: real `oracle queen` processes against Anvil with the hive market
+deployed, three workers (two counter-file meters the test sets, one simulated PV meter), two
+batches per period. Periods settled equal the meters; SIGKILL after the outbox write, between
+batches and inside a batch, and a chain stopped and restarted, each settle every period exactly
+once; a key that is not the queen, or a worker above its rated maximum, is one line and exit 1
+with nothing marked sent."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.oracle.queen_rig import QueenSetup, deploy_market
+from tests.oracle.rig import Anvil, Counters, OracleProcess, free_port, make_unit, wait_for
+
+# Simulated PV at an hour per wall second: a few Wh per poll, far below the rated maximum.
+PV = {
+    "name": "pv",
+    "driver": "simulated",
+    "rated_power_w": 5000,
+    "options": {
+        "profile": "pv",
+        "peak_w": 4000,
+        "compression": 3600,
+        "seed": 7,
+        "start": "2024-06-21T09:00:00Z",
+    },
+}
+
+
+class QueenProcess(OracleProcess):
+    command = "queen"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """An Anvil of this module, with a state file so the chain can stop and come back."""
+    with Anvil(state=tmp_path_factory.mktemp("queen-chain") / "state.json") as anvil:
+        yield anvil
+
+
+@pytest.fixture(scope="module")
+def rig(chain, project, tmp_path_factory):
+    return deploy_market(chain.w3(), project, tmp_path_factory.mktemp("queen-deployments"))
+
+
+def make_setup(tmp_path, chain, rig, *, queen_key=None, max_wh=2**32 - 1, batch_size=2):
+    """A hive of three workers whose queen is a fresh key (or `queen_key`'s owner)."""
+    key = make_unit(rig.w3, tmp_path)
+    hive = rig.new_hive(queen_key.address if queen_key else key.address, 3, max_wh)
+    meters = [Counters(tmp_path, "house"), Counters(tmp_path, "shop")]
+    workers = [
+        {**meters[0].meter("house", stored=False), "address": hive.workers[0]},
+        {**meters[1].meter("shop", stored=False), "address": hive.workers[1]},
+        {**PV, "address": hive.workers[2]},
+    ]
+    setup = QueenSetup(tmp_path, chain.url, rig.deployments_dir, key, hive.id, workers, queen={})
+    setup.queen["batch_size"] = batch_size
+    return setup, hive, meters
+
+
+def start(setup, tmp_path, crash: str | None = None, name: str = "queen.log") -> QueenProcess:
+    env = {"POWERHIVE_QUEEN_CRASHPOINT": crash} if crash else {}
+    proc = QueenProcess(setup.write(), tmp_path / name, env).start()
+    wait_for(lambda: len(setup.baselines()) == 3, 30, "the queen's baselines")
+    return proc
+
+
+def close_and_expect(hive, meters, expected, imp=(0, 0), exp=(0, 0)):
+    """Counters move by `imp`/`exp` Wh, the running period ends; what the test expects on
+    chain for the two counter meters is noted in `expected[period]`."""
+    for m, i, e in zip(meters, imp, exp, strict=True):
+        m.add(imp=i, exp=e)
+    period = hive.close_period()
+    expected[period] = {
+        hive.workers[0]: (exp[0], imp[0]),
+        hive.workers[1]: (exp[1], imp[1]),
+    }
+    return period
+
+
+def assert_exactly_once(setup, hive, expected, pv_first):
+    """Every period on chain once, each worker once in it; the counter meters' Wh as set; the
+    simulated meter's Wh over all periods equal to its counter's growth."""
+    settled = hive.settled()
+    assert sorted(settled) == sorted(expected), (settled, expected)
+    for period, entries in settled.items():
+        assert sorted(w for w, _, _ in entries) == sorted(hive.workers), (period, entries)
+        got = {w: (p, c) for w, p, c in entries}
+        for worker, wh in expected[period].items():
+            assert got[worker] == wh, (period, worker, got[worker], wh)
+    recorded = setup.periods()
+    for period, entries in settled.items():
+        assert sorted(entries) == sorted(
+            (e.worker, e.produced, e.consumed) for e in recorded[period].entries
+        )
+        assert recorded[period].status == "settled"
+    pv = hive.workers[2]
+    pv_last = setup.baselines()[pv][1]
+    pv_chain = [sum(p for w, p, _ in e if w == pv) for e in settled.values()]
+    pv_used = [sum(c for w, _, c in e if w == pv) for e in settled.values()]
+    assert sum(pv_chain) == pv_last.export_wh - pv_first.export_wh > 0
+    assert sum(pv_used) == pv_last.import_wh - pv_first.import_wh
+    assert hive.next_period() == max(expected) + 1
+    assert not hive.state()[6]  # no period left open
+
+
+def test_periods_settle_equal_to_the_meters_across_sigkills(tmp_path, chain, rig):
+    setup, hive, meters = make_setup(tmp_path, chain, rig)
+    expected: dict[int, dict] = {}
+    proc = start(setup, tmp_path)
+    pv_first = setup.baselines()[hive.workers[2]][1]
+
+    # A period in two batches, nothing odd.
+    p = close_and_expect(hive, meters, expected, imp=(700, 0), exp=(0, 1200))
+    wait_for(lambda: hive.next_period() > p, 30, "period 0 settled")
+
+    # SIGKILL right after the period's outbox write, before any transaction.
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    proc = start(setup, tmp_path, crash="after_record:1")
+    p = close_and_expect(hive, meters, expected, imp=(300, 40), exp=(5, 900))
+    assert proc.wait() == -signal.SIGKILL
+    assert setup.periods()[p].status == "pending" and hive.next_period() == p
+
+    # SIGKILL between the period's two batches.
+    proc = start(setup, tmp_path, crash="after_batch:1")
+    assert proc.wait() == -signal.SIGKILL
+    state = hive.state()
+    assert state[2] == p and state[6] and state[5] == 2  # open, two workers settled
+
+    # SIGKILL inside a batch: the last worker's batch broadcast (and mined: instant mining),
+    # its receipt never recorded.
+    proc = start(setup, tmp_path, crash="after_broadcast:1")
+    assert proc.wait() == -signal.SIGKILL
+    assert hive.next_period() == p + 1 and setup.periods()[p].status == "pending"
+
+    # Once more inside the second batch of a fresh period, after the previous one was found
+    # settled on chain (nothing sent for it).
+    proc = start(setup, tmp_path, crash="after_broadcast:2")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the mined period noticed")
+    p = close_and_expect(hive, meters, expected, imp=(0, 650), exp=(80, 0))
+    assert proc.wait() == -signal.SIGKILL
+    assert hive.next_period() == p + 1 and setup.periods()[p].status == "pending"
+
+    # Back without crash points: nothing left to send twice, the next period goes out.
+    proc = start(setup, tmp_path)
+    wait_for(lambda: setup.periods().get(p) and setup.periods()[p].status == "settled", 30, "p")
+    p = close_and_expect(hive, meters, expected, imp=(10, 20), exp=(30, 40))
+    wait_for(lambda: hive.next_period() > p, 30, "the last period settled")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the outbox to follow")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+    log = (tmp_path / "queen.log").read_text()
+    assert '"level": "critical"' not in log and "Traceback" not in log
+
+
+def test_chain_down_then_back(tmp_path, chain, rig):
+    """The chain stops just before a period ends: the queen records the period on its own
+    clock meanwhile and submits it once the chain is back."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
+    port = free_port()
+    setup.service.update(http_enabled=True, http_port=port)
+    expected: dict[int, dict] = {}
+    proc = start(setup, tmp_path)
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    p = close_and_expect(hive, meters, expected, imp=(10, 0), exp=(0, 20))
+    wait_for(lambda: hive.next_period() > p, 30, "the first period settled")
+
+    # Two seconds before the next period ends, as the queen has seen it, the chain stops.
+    meters[0].add(imp=111)
+    meters[1].add(exp=222)
+    start_ts, length = hive.state()[0], hive.state()[1]
+    boundary = start_ts + (p + 2) * length
+    w3 = chain.w3()
+    w3.provider.make_request("evm_setNextBlockTimestamp", [boundary - 2])
+    w3.provider.make_request("evm_mine", [])
+    wait_for(lambda: _health(port)["chain_time"] >= boundary - 2, 20, "the queen to see it")
+    chain.stop()
+    wait_for(lambda: (p + 1) in setup.periods(), 20, "the period recorded with the chain down")
+    assert setup.periods()[p + 1].status == "pending"
+    wait_for(lambda: "the chain is unreachable" in _health(port)["problems"], 20, "degraded")
+    expected[p + 1] = {hive.workers[0]: (0, 111), hive.workers[1]: (222, 0)}
+
+    chain.start()  # same state; Anvil's clock restarts at the wall clock: put it back
+    w3 = chain.w3()
+    w3.provider.make_request("evm_setNextBlockTimestamp", [boundary + 1])
+    w3.provider.make_request("evm_mine", [])
+    wait_for(lambda: hive.next_period() > p + 1, 30, "the period submitted once back")
+    wait_for(lambda: _health(port)["status"] == "ok", 20, "healthy again")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+
+
+def _health(port: int) -> dict:
+    import requests
+
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+    except requests.RequestException:
+        return {"chain_time": 0, "problems": [], "status": "down"}
+
+
+def test_a_key_that_is_not_the_queen_is_one_line_and_exit_1(tmp_path, chain, rig):
+    other = make_unit(rig.w3, tmp_path)
+    setup, hive, _ = make_setup(tmp_path, chain, rig, queen_key=other)
+    proc = QueenProcess(setup.write(), tmp_path / "queen.log").start()
+    assert proc.wait() == 1
+    lines = [line for line in proc.log_text().splitlines() if line.strip()]
+    assert lines == [
+        f"Error: {setup.key.address} is not the queen of hive {hive.id} (the market's queen "
+        f"is {other.address}): run with the queen's keystore, or the hive owner calls set_queen"
+    ], lines
+
+
+def test_the_queen_replaced_while_running_stops_with_the_period_kept(tmp_path, chain, rig):
+    """The owner hands the hive to another queen; at the next period this one stops with one
+    critical line, exit 1, the period pending; given the hive back, it submits it once."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig)
+    expected: dict[int, dict] = {}
+    proc = start(setup, tmp_path)
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    m = rig.market.functions
+    rig.tx(m.set_queen(hive.id, rig.governance), rig.owner)
+    p = close_and_expect(hive, meters, expected, imp=(5, 6), exp=(7, 8))
+    assert proc.wait(30) == 1
+    critical = [
+        json.loads(line)
+        for line in proc.log_text().splitlines()
+        if line.startswith("{") and '"critical"' in line
+    ]
+    assert [c["msg"] for c in critical] == [
+        f"{setup.key.address} is not the queen of hive {hive.id} (the market's queen is "
+        f"{rig.governance}): run with the queen's keystore, or the hive owner calls set_queen"
+    ]
+    assert setup.periods()[p].status == "pending" and hive.settled() == {}
+
+    rig.tx(m.set_queen(hive.id, setup.key.address), rig.owner)
+    proc = start(setup, tmp_path, name="queen2.log")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the kept period settled")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+
+
+def test_a_worker_above_its_rated_maximum_is_one_line_and_exit_1(tmp_path, chain, rig):
+    setup, hive, meters = make_setup(tmp_path, chain, rig, max_wh=1000)
+    setup.workers[2] = {**setup.workers[2], "options": {**PV["options"], "compression": 1}}
+    proc = start(setup, tmp_path)
+    meters[0].add(imp=1001)
+    p = hive.close_period()
+    assert proc.wait(30) == 1
+    critical = [line for line in proc.log_text().splitlines() if '"critical"' in line]
+    assert len(critical) == 1
+    assert json.loads(critical[0])["msg"] == (
+        f"period {p}: worker {hive.workers[0]} (house) consumed 1001 Wh, above its rated "
+        "maximum of 1000 Wh per period on the market: check the meter, or the hive owner "
+        "enrols it with a higher maximum"
+    )
+    assert setup.periods()[p].status == "pending" and hive.settled() == {}
