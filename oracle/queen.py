@@ -255,6 +255,7 @@ class Queen:
         self._anchor: tuple[float, float] | None = None  # (chain ts, monotonic) observed
         self._settled = False  # no own transaction pending, known since the last doubt
         self._chain_ok = False
+        self._verified = False  # chain id, market, queen and workers checked since start
         self._waiting: str | None = None
         self._meter_problems: dict[str, str] = {}
         self.fatal: str | None = None
@@ -289,7 +290,7 @@ class Queen:
             # The first period this queen measures: the chain's next one. Periods that ended
             # before its first reading are submitted as zero (it measured nothing of them).
             self.store.record([], {}, state.next_period)
-        self._chain_ok = True
+        self._chain_ok = self._verified = True
         return state
 
     def _check(self, state: MarketState) -> None:
@@ -447,8 +448,13 @@ class Queen:
         self.metrics.chain_time.set(self.now())
         self._chain_ok = True
         self.metrics.chain_up.set(1)
-        if "start" not in self.store.meta():
-            self.bind()
+        if not self._verified:
+            try:
+                self.bind()
+            except ChainUnavailable:
+                raise
+            except ChainError as exc:  # the wrong chain or contract: the operator's to fix
+                raise QueenRefused(str(exc)) from None
         if not self._settled:
             if not self.chain.wait_settled(
                 self.config.chain.settle_timeout_s, give_up=self._stop.is_set
@@ -480,10 +486,17 @@ class Queen:
                 "outbox, or periods lost from this one; use the state_dir that submitted "
                 f"period {state.next_period - 1}"
             )
+        if not state.open and len(period.entries) != state.workers:
+            raise QueenRefused(
+                f"period {period.period} was recorded for {len(period.entries)} workers, the "
+                f"market of hive {self.hive} has {state.workers} enrolled now: enrol or remove "
+                "workers so that they match the period's (see docs/oracle.md, queen mode)"
+            )
+        names = {w.address: w.name for w in self.config.workers}
         todo = []
         for e in period.entries:
             hive, settled, cap = self.chain.worker_state(e.worker)
-            name = self.config.worker(e.worker).name
+            name = names.get(e.worker, "not in the config")
             if hive != self.hive or cap == 0:
                 raise QueenRefused(
                     f"worker {e.worker} ({name}) is not a worker of hive {self.hive} on the "

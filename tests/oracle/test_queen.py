@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 
 import pytest
 
+from oracle.errors import ConfigError
+from oracle.queen import split
+from oracle.queen_config import parse_queen_config
 from tests.oracle.queen_rig import QueenSetup, deploy_market
 from tests.oracle.rig import Anvil, Counters, OracleProcess, free_port, make_unit, wait_for
 
@@ -194,6 +199,16 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     assert_exactly_once(setup, hive, expected, pv_first)
+    status = subprocess.run(
+        [sys.executable, "-m", "oracle", "queen-status", "--config", str(setup.write()), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(status.stdout)
+    assert report["periods"] == {"pending": 0, "settled": 2}
+    assert report["last_settled"]["period"] == p + 1
+    assert report["chain"]["next_period"] == p + 2 and report["chain"]["is_queen"]
 
 
 def _health(port: int) -> dict:
@@ -262,3 +277,25 @@ def test_a_worker_above_its_rated_maximum_is_one_line_and_exit_1(tmp_path, chain
         "enrols it with a higher maximum"
     )
     assert setup.periods()[p].status == "pending" and hive.settled() == {}
+
+
+def test_a_reading_over_several_periods_splits_exactly():
+    assert split(10, 3) == [4, 3, 3] and split(2, 4) == [1, 1, 0, 0] and split(0, 2) == [0, 0]
+    assert all(sum(split(wh, n)) == wh for wh in (0, 1, 7, 10**9 + 3) for n in (1, 2, 5, 128))
+
+
+def test_the_same_worker_twice_in_the_config_is_refused(tmp_path):
+    worker = {"name": "a", "rated_power_w": 1, "address": "0x" + "11" * 20}
+    data = {
+        "service": {"state_dir": str(tmp_path)},
+        "chain": {
+            "rpc_url": "http://127.0.0.1:1",
+            "chain_id": 1,
+            "deployments_dir": str(tmp_path),
+            "keystore": str(tmp_path / "k.json"),
+        },
+        "queen": {"hive": 1},
+        "workers": [worker, {**worker, "name": "b"}],
+    }
+    with pytest.raises(ConfigError, match="duplicate worker addresses: 0x1111"):
+        parse_queen_config(data)
