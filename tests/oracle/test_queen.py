@@ -11,14 +11,15 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from oracle.errors import ConfigError
 from oracle.queen import split
-from oracle.queen_config import parse_queen_config
+from oracle.queen_config import load_queen_config, parse_queen_config
 from tests.oracle.queen_rig import QueenSetup, deploy_market
-from tests.oracle.rig import Anvil, Counters, OracleProcess, free_port, make_unit, wait_for
+from tests.oracle.rig import REPO, Anvil, Counters, OracleProcess, free_port, make_unit, wait_for
 
 # Simulated PV at an hour per wall second: a few Wh per poll, far below the rated maximum.
 PV = {
@@ -299,3 +300,14 @@ def test_the_same_worker_twice_in_the_config_is_refused(tmp_path):
     }
     with pytest.raises(ConfigError, match="duplicate worker addresses: 0x1111"):
         parse_queen_config(data)
+
+
+def test_the_example_configuration_parses(monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/powerhive-queen")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/powerhive-queen.service")
+    config = load_queen_config(REPO / "deploy" / "queen.toml")
+    assert config.service.state_dir == Path("/var/lib/powerhive-queen")
+    assert config.chain.keystore == Path("/run/credentials/powerhive-queen.service/keystore")
+    assert [w.driver for w in config.workers] == ["sdm", "sdm", "shelly", "smartpi"]
+    service = (REPO / "deploy" / "powerhive-queen.service").read_text()
+    assert "oracle queen --config /etc/powerhive/queen.toml" in service
