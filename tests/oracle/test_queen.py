@@ -159,6 +159,18 @@ def test_periods_settle_equal_to_the_meters_across_sigkills(tmp_path, chain, rig
     wait_for(lambda: setup.periods()[p].status == "settled", 30, "the outbox to follow")
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+    # Two periods end while the queen is stopped: one reading, split evenly over both.
+    meters[0].add(imp=901)
+    meters[1].add(exp=60)
+    first, second = hive.close_period(), hive.close_period()
+    expected[first] = {hive.workers[0]: (0, 451), hive.workers[1]: (30, 0)}
+    expected[second] = {hive.workers[0]: (0, 450), hive.workers[1]: (30, 0)}
+    proc = start(setup, tmp_path)
+    wait_for(lambda: hive.next_period() > second, 30, "both periods settled")
+    wait_for(lambda: setup.periods()[second].status == "settled", 30, "the outbox to follow")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
     assert_exactly_once(setup, hive, expected, pv_first)
     log = (tmp_path / "queen.log").read_text()
     assert '"level": "critical"' not in log and "Traceback" not in log
