@@ -409,6 +409,7 @@ class Queen:
                     )
                 )
         self.store.record(periods, baselines, max(current, nxt))
+        self.metrics.depth.set(self.store.counts()["pending"])
         for p in periods:
             self.metrics.recorded.inc()
             log.info(

@@ -188,19 +188,21 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     p = close_and_expect(hive, meters, expected, imp=(10, 0), exp=(0, 20))
     wait_for(lambda: hive.next_period() > p, 30, "the first period settled")
 
-    # Two seconds before the next period ends, as the queen has seen it, the chain stops.
+    # Four seconds before the next period ends, as the queen has seen it, the chain stops.
     meters[0].add(imp=111)
     meters[1].add(exp=222)
     start_ts, length = hive.state()[0], hive.state()[1]
     boundary = start_ts + (p + 2) * length
     w3 = chain.w3()
-    w3.provider.make_request("evm_setNextBlockTimestamp", [boundary - 2])
+    w3.provider.make_request("evm_setNextBlockTimestamp", [boundary - 4])
     w3.provider.make_request("evm_mine", [])
-    wait_for(lambda: _health(port)["chain_time"] >= boundary - 2, 20, "the queen to see it")
+    wait_for(lambda: _health(port)["chain_time"] >= boundary - 4, 20, "the queen to see it")
     chain.stop()
     wait_for(lambda: (p + 1) in setup.periods(), 20, "the period recorded with the chain down")
     assert setup.periods()[p + 1].status == "pending"
     wait_for(lambda: "the chain is unreachable" in _health(port)["problems"], 20, "degraded")
+    metrics = _metrics(port)
+    assert metrics["queen_chain_up"] == 0 and metrics["queen_outbox_depth"] == 1
     expected[p + 1] = {hive.workers[0]: (0, 111), hive.workers[1]: (222, 0)}
 
     chain.start()  # same state; Anvil's clock restarts at the wall clock: put it back
@@ -209,6 +211,9 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     w3.provider.make_request("evm_mine", [])
     wait_for(lambda: hive.next_period() > p + 1, 30, "the period submitted once back")
     wait_for(lambda: _health(port)["status"] == "ok", 20, "healthy again")
+    metrics = _metrics(port)
+    assert metrics["queen_periods_settled_total"] == 2 and metrics["queen_chain_up"] == 1
+    assert metrics['queen_batches_total{outcome="mined"}'] == 2  # one batch of 3 each
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     assert_exactly_once(setup, hive, expected, pv_first)
@@ -222,6 +227,17 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     assert report["periods"] == {"pending": 0, "settled": 2}
     assert report["last_settled"]["period"] == p + 1
     assert report["chain"]["next_period"] == p + 2 and report["chain"]["is_queen"]
+
+
+def _metrics(port: int) -> dict[str, float]:
+    import requests
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
 
 
 def _health(port: int) -> dict:
