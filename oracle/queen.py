@@ -39,7 +39,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
 
 from oracle.accounting import Baseline, Limits, account
 from oracle.chain import ChainClient, SignedReport, revert_reason
@@ -461,6 +461,7 @@ class Queen:
                 self.config.chain.settle_timeout_s, give_up=self._stop.is_set
             ):
                 raise ChainUnavailable("the queen's own transactions are still pending")
+            self._settle_txs()
             self._settled = True
         period = self.store.oldest_pending()
         self.metrics.depth.set(self.store.counts()["pending"])
@@ -473,6 +474,22 @@ class Queen:
             log.info("the chain moved; reading it again", extra={"reason": str(exc)})
             self._settled = False
         return True
+
+    def _settle_txs(self) -> None:
+        """With nothing of ours pending, every transaction still marked `sent` was mined (its
+        receipt not recorded before a crash) or never got out (`dropped`)."""
+        for tx in self.store.txs():
+            if tx["status"] != "sent":
+                continue
+            try:
+                receipt = self.chain.rpc(self.chain.w3.eth.get_transaction_receipt, tx["tx_hash"])
+            except TransactionNotFound:
+                self.store.tx_done(tx["tx_hash"], "dropped", None, None)
+                continue
+            status = "mined" if receipt["status"] == 1 else "reverted"
+            self.store.tx_done(
+                tx["tx_hash"], status, int(receipt["blockNumber"]), int(receipt["gasUsed"])
+            )
 
     def deliver(self, period: Period) -> None:
         state = self.chain.market_state(self.hive)

@@ -227,5 +227,8 @@ class QueenSetup:
     def baselines(self) -> dict:
         return self._read(lambda store: store.baselines())
 
+    def txs(self) -> list[dict]:
+        return self._read(lambda store: store.txs()) or []
+
     def periods(self) -> dict:
         return self._read(lambda store: {p.period: p for p in store.periods()})

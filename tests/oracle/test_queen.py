@@ -110,6 +110,11 @@ def assert_exactly_once(setup, hive, expected, pv_first):
     assert sum(pv_chain) == pv_last.export_wh - pv_first.export_wh > 0
     assert sum(pv_used) == pv_last.import_wh - pv_first.import_wh
     assert hive.next_period() == max(expected) + 1
+    # Every transaction the queen recorded is accounted for: mined, or never broadcast.
+    txs = setup.txs()
+    assert {t["status"] for t in txs} <= {"mined", "dropped"}, txs
+    mined = [t for t in txs if t["status"] == "mined"]
+    assert sum(t["workers"] for t in mined) == len(settled) * len(hive.workers)
     assert not hive.state()[6]  # no period left open
 
 
@@ -130,6 +135,13 @@ def test_periods_settle_equal_to_the_meters_across_sigkills(tmp_path, chain, rig
     p = close_and_expect(hive, meters, expected, imp=(300, 40), exp=(5, 900))
     assert proc.wait() == -signal.SIGKILL
     assert setup.periods()[p].status == "pending" and hive.next_period() == p
+
+    # SIGKILL after the first batch was signed and recorded, before it was broadcast.
+    proc = start(setup, tmp_path, crash="before_broadcast:1")
+    assert proc.wait() == -signal.SIGKILL
+    assert hive.next_period() == p and not hive.state()[6]
+    unsent = setup.txs()[-1]  # recorded, never broadcast: its nonce is used again
+    assert unsent["status"] == "sent" and unsent["period"] == p and unsent["batch"] == 0
 
     # SIGKILL between the period's two batches.
     proc = start(setup, tmp_path, crash="after_batch:1")
