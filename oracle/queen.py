@@ -137,6 +137,11 @@ class QueenMetrics:
         self.last_settled = Gauge(
             "queen_last_settled_period", "The newest period the chain settled", registry=r
         )
+        self.foreign = Counter(
+            "queen_foreign_periods",
+            "Periods settled (partly) by transactions the outbox did not sign",
+            registry=r,
+        )
         self.chain_time = Gauge(
             "queen_chain_time_seconds", "The queen's estimate of the chain's time", registry=r
         )
@@ -259,6 +264,8 @@ class Queen:
         self._waiting: str | None = None
         self._meter_problems: dict[str, str] = {}
         self.fatal: str | None = None
+        # The last period settled by transactions this outbox did not sign (sticky).
+        self.foreign: str | None = None
         self.http: HttpEndpoint | None = None
         s = config.service
         if s.http_enabled:
@@ -583,6 +590,24 @@ class Queen:
         )
 
     def _settled_period(self, period: Period) -> None:
+        ours = sum(
+            t["workers"]
+            for t in self.store.txs()
+            if t["period"] == period.period and t["status"] == "mined"
+        )
+        if ours != len(period.entries):
+            # Every path of this outbox (crashes included) leaves its own mined transactions
+            # carrying each worker once: the rest was signed elsewhere with the queen's key.
+            # The chain's numbers stand (the market settles a worker once per period); this
+            # is reported, not repaired, and delivery goes on.
+            self.foreign = (
+                f"period {period.period} of hive {self.hive}: {len(period.entries) - ours} of "
+                f"its {len(period.entries)} workers were settled by transactions this outbox "
+                "did not sign: another queen process uses this key (stop it), or the outbox "
+                "was restored from an older backup"
+            )
+            self.metrics.foreign.inc()
+            log.error(self.foreign)
         self.store.mark_settled(period.period)
         self.metrics.settled.inc()
         self.metrics.last_settled.set(period.period)
@@ -599,6 +624,8 @@ class Queen:
             problems.append("the chain is unreachable")
         if self._waiting:
             problems.append(self._waiting)
+        if self.foreign:
+            problems.append(self.foreign)
         problems += [f"meter {n}: {p}" for n, p in sorted(self._meter_problems.items())]
         counts = self.store.counts()
         detail = {

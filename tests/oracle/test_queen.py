@@ -303,6 +303,47 @@ def test_the_queen_replaced_while_running_stops_with_the_period_kept(tmp_path, c
     assert_exactly_once(setup, hive, expected, pv_first)
 
 
+def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chain, rig):
+    """Another process with the queen's key settles the first worker of a recorded period
+    (other numbers): the queen sends only the rest, and reports the period in an error line,
+    a metric and /health; the chain's numbers stand."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
+    port = free_port()
+    setup.service.update(http_enabled=True, http_port=port)
+    proc = start(setup, tmp_path, crash="after_record:1")
+    p = close_and_expect(hive, meters, {}, imp=(40, 0), exp=(0, 50))
+    assert proc.wait() == -signal.SIGKILL
+    w3 = rig.w3
+    other = w3.eth.account.from_key(setup.key.key)
+    # The house as 30 Wh instead of 40, the period's totals declared to match.
+    recorded = setup.periods()[p]
+    entry = (30 << 160) | int(hive.workers[0], 16)
+    totals = (recorded.production, recorded.consumption - 10)
+    tx = rig.market.functions.submit(hive.id, p, *totals, [entry]).build_transaction(
+        {"from": other.address, "nonce": w3.eth.get_transaction_count(other.address)}
+    )
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(other.sign_transaction(tx).raw_transaction)
+    )
+    proc = start(setup, tmp_path, name="queen2.log")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the period settled")
+    health = _health(port)
+    assert health["status"] == "degraded"
+    assert _metrics(port)["queen_foreign_periods_total"] == 1
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    errors = [json.loads(x) for x in proc.log_text().splitlines() if '"level": "error"' in x]
+    message = (
+        f"period {p} of hive {hive.id}: 1 of its 3 workers were settled by transactions this "
+        "outbox did not sign: another queen process uses this key (stop it), or the outbox "
+        "was restored from an older backup"
+    )
+    assert [e["msg"] for e in errors] == [message] and message in health["problems"]
+    settled = hive.settled()[p]
+    assert sorted(w for w, _, _ in settled) == sorted(hive.workers)  # each worker once
+    assert settled[0] == (hive.workers[0], 0, 30)  # the chain's numbers stand
+
+
 def test_a_worker_above_its_rated_maximum_is_one_line_and_exit_1(tmp_path, chain, rig):
     setup, hive, meters = make_setup(tmp_path, chain, rig, max_wh=1000)
     setup.workers[2] = {**setup.workers[2], "options": {**PV["options"], "compression": 1}}
