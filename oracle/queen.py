@@ -269,9 +269,15 @@ class Queen:
         self.http: HttpEndpoint | None = None
         s = config.service
         if s.http_enabled:
-            self.http = HttpEndpoint(
-                s.http_host, s.http_port, self.metrics, self.health, thread_name="queen-http"
-            )
+            try:
+                self.http = HttpEndpoint(
+                    s.http_host, s.http_port, self.metrics, self.health, thread_name="queen-http"
+                )
+            except OSError as exc:
+                raise StateError(
+                    f"cannot serve health and metrics on {s.http_host}:{s.http_port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
 
     # -- binding and clock -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -392,3 +393,17 @@ def test_the_example_configuration_parses(monkeypatch):
     assert [w.driver for w in config.workers] == ["sdm", "sdm", "shelly", "smartpi"]
     service = (REPO / "deploy" / "powerhive-queen.service").read_text()
     assert "oracle queen --config /etc/powerhive/queen.toml" in service
+
+
+def test_a_health_port_in_use_is_one_line_and_exit_1(tmp_path, chain, rig):
+    setup, _, _ = make_setup(tmp_path, chain, rig)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        setup.service.update(http_enabled=True, http_port=port)
+        proc = QueenProcess(setup.write(), tmp_path / "queen.log").start()
+        assert proc.wait() == 1
+    assert proc.log_text().splitlines() == [
+        f"Error: cannot serve health and metrics on 127.0.0.1:{port}: Address already in use"
+    ]
