@@ -267,6 +267,10 @@ class Queen:
         # The last period settled by transactions this outbox did not sign (sticky).
         self.foreign: str | None = None
         self.http: HttpEndpoint | None = None
+        self.metrics.depth.set(store.counts()["pending"])
+        last = store.last_settled()
+        if last is not None:
+            self.metrics.last_settled.set(last["period"])
         s = config.service
         if s.http_enabled:
             try:
@@ -486,6 +490,8 @@ class Queen:
         except _Reconcile as exc:
             log.info("the chain moved; reading it again", extra={"reason": str(exc)})
             self._settled = False
+            # A chain that keeps moving under the queen is read again at the poll's pace.
+            self._stop.wait(min(self.config.service.poll_s, 1.0))
         return True
 
     def _settle_txs(self) -> None:
