@@ -345,6 +345,30 @@ def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chai
     assert settled[0] == (hive.workers[0], 0, 30)  # the chain's numbers stand
 
 
+def test_an_owner_deposit_short_is_waited_out(tmp_path, chain, rig):
+    """The owner takes its deposit back, so the market cannot pay the period's producers:
+    the queen waits (degraded, with the reason) instead of stopping, and submits once the
+    owner deposits again."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
+    port = free_port()
+    setup.service.update(http_enabled=True, http_port=port)
+    m = rig.market.functions
+    rig.tx(m.withdraw_deposit(hive.id, m.deposit_of(hive.id).call()), rig.owner)
+    proc = start(setup, tmp_path)
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    expected: dict[int, dict] = {}
+    p = close_and_expect(hive, meters, expected, imp=(40, 0), exp=(0, 500))
+    reason = f"period {p}: market: owner deposit short"
+    wait_for(lambda: reason in _health(port)["problems"], 30, "the queen to wait")
+    assert proc.alive() and hive.next_period() == p
+    rig.tx(m.deposit(hive.id, 10**6 * 10**6), rig.owner)
+    wait_for(lambda: hive.next_period() > p, 30, "the period settled once funded")
+    wait_for(lambda: _health(port)["status"] == "ok", 20, "healthy again")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+
+
 def test_a_worker_above_its_rated_maximum_is_one_line_and_exit_1(tmp_path, chain, rig):
     setup, hive, meters = make_setup(tmp_path, chain, rig, max_wh=1000)
     setup.workers[2] = {**setup.workers[2], "options": {**PV["options"], "compression": 1}}
