@@ -224,8 +224,10 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     w3.provider.make_request("evm_mine", [])
     wait_for(lambda: hive.next_period() > p + 1, 30, "the period submitted once back")
     wait_for(lambda: _health(port)["status"] == "ok", 20, "healthy again")
+    settled = wait_for(lambda: _metrics(port)["queen_periods_settled_total"] == 2, 20, "count")
+    assert settled
     metrics = _metrics(port)
-    assert metrics["queen_periods_settled_total"] == 2 and metrics["queen_chain_up"] == 1
+    assert metrics["queen_chain_up"] == 1
     assert metrics['queen_batches_total{outcome="mined"}'] == 2  # one batch of 3 each
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
@@ -240,6 +242,30 @@ def test_chain_down_then_back(tmp_path, chain, rig):
     assert report["periods"] == {"pending": 0, "settled": 2}
     assert report["last_settled"]["period"] == p + 1
     assert report["chain"]["next_period"] == p + 2 and report["chain"]["is_queen"]
+
+
+def test_a_first_start_without_the_chain_binds_when_it_comes(tmp_path, chain, rig):
+    """Never started before and the chain down: the queen waits (it knows neither the
+    market's start nor its period length yet), binds at the first contact, then settles."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig)
+    chain.stop()
+    proc = QueenProcess(setup.write(), tmp_path / "queen.log").start()
+    wait_for(lambda: "chain unreachable at start" in proc.log_text(), 30, "the queen to wait")
+    assert proc.alive() and setup.baselines() == {}
+    chain.start()  # Anvil's clock restarts at the wall clock: put it back
+    w3 = chain.w3()
+    latest = w3.eth.get_block("latest")["timestamp"]
+    w3.provider.make_request("evm_setNextBlockTimestamp", [latest + 1])
+    w3.provider.make_request("evm_mine", [])
+    wait_for(lambda: len(setup.baselines()) == 3, 30, "the baselines after binding")
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    expected: dict[int, dict] = {}
+    p = close_and_expect(hive, meters, expected, imp=(12, 34), exp=(56, 78))
+    wait_for(lambda: hive.next_period() > p, 30, "the period settled")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the outbox to follow")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
 
 
 def _metrics(port: int) -> dict[str, float]:
@@ -363,6 +389,7 @@ def test_an_owner_deposit_short_is_waited_out(tmp_path, chain, rig):
     assert proc.alive() and hive.next_period() == p
     rig.tx(m.deposit(hive.id, 10**6 * 10**6), rig.owner)
     wait_for(lambda: hive.next_period() > p, 30, "the period settled once funded")
+    wait_for(lambda: setup.periods()[p].status == "settled", 30, "the outbox to follow")
     wait_for(lambda: _health(port)["status"] == "ok", 20, "healthy again")
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
