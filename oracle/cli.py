@@ -47,7 +47,8 @@ class OracleGroup(click.Group):
 @click.group(cls=OracleGroup)
 @click.version_option(__version__, prog_name="oracle")
 def main() -> None:
-    """PowerHive storage-unit oracle (meters in, ledger reports out) and bridge relayer."""
+    """PowerHive storage-unit oracle (meters in, ledger reports out), hive queen and bridge
+    relayer."""
 
 
 def _iso(ts: float | None) -> str:
@@ -98,6 +99,106 @@ def relay(config_path: Path) -> None:
         sys.exit(0)
     relayer = open_relayer(config)
     stop.exit(relayer.run(stop=stop))
+
+
+QUEEN_CONFIG = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("queen.toml"),
+    show_default=True,
+    envvar="POWERHIVE_QUEEN_CONFIG",
+    help="The queen's TOML configuration.",
+)
+
+
+@main.command()
+@QUEEN_CONFIG
+def queen(config_path: Path) -> None:
+    """Run the hive queen (the hive's meters in, HiveMarket periods out) until SIGTERM."""
+    stop = StopRequest.install()
+    from oracle.queen_config import load_queen_config
+
+    config = load_queen_config(config_path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    from oracle.queen import open_queen  # web3 is slow to import: after the config
+
+    if stop.requested:
+        log.info("queen stopped before it started", extra={"signal": stop.signal})
+        sys.exit(0)
+    service = open_queen(config)
+    stop.exit(service.run(stop=stop))
+
+
+@main.command("queen-status")
+@QUEEN_CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def queen_status(config_path: Path, as_json: bool) -> None:
+    """Show the queen's outbox (periods pending and settled) and the hive's market."""
+    from oracle.queen import STATE_FILE, make_client
+    from oracle.queen_config import load_queen_config
+    from oracle.queen_store import QueenStore
+
+    config = load_queen_config(config_path)
+    store = QueenStore(config.service.state_dir / STATE_FILE, readonly=True)
+    try:
+        counts = store.counts()
+        report = {
+            "hive": config.queen.hive,
+            "periods": counts,
+            "next_to_record": store.next_to_record(),
+            "last_settled": store.last_settled(),
+            "transactions": len(store.txs()),
+            "chain": {"reachable": False},
+        }
+    finally:
+        store.close()
+    from oracle.keystore import keystore_address
+
+    address = keystore_address(config.chain.keystore)
+    try:
+        client = make_client(config, None, address)
+        m = client.market_state(config.queen.hive)
+        report["chain"] = {
+            "reachable": True,
+            "market": client.market.address,
+            "next_period": m.next_period,
+            "open": m.open,
+            "submitted": m.submitted,
+            "workers": m.workers,
+            "queen": m.queen,
+            "is_queen": m.queen == address,
+            "deposit": m.deposit,
+        }
+    except ChainError as exc:
+        report["chain"]["error"] = str(exc)
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    console = Console()
+    last = report["last_settled"]
+    console.print(
+        f"Hive {report['hive']}: {counts['pending']} periods pending, {counts['settled']} "
+        f"settled, next to record {report['next_to_record']}, "
+        f"{report['transactions']} transactions"
+    )
+    if last:
+        console.print(
+            f"Last settled: period {last['period']} (P {last['production']:,} Wh, "
+            f"C {last['consumption']:,} Wh) at {_iso(last['settled_at'])}"
+        )
+    chain = report["chain"]
+    if chain["reachable"]:
+        queen_note = "this key" if chain["is_queen"] else "[red]NOT this key[/red]"
+        console.print(
+            f"Market {chain['market']}: next period {chain['next_period']}"
+            f"{' (open, ' + str(chain['submitted']) + ' submitted)' if chain['open'] else ''}, "
+            f"{chain['workers']} workers, queen {chain['queen']} ({queen_note}), owner "
+            f"deposit {chain['deposit']:,}"
+        )
+    else:
+        console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
 
 
 @main.command()
