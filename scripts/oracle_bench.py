@@ -293,8 +293,11 @@ def write_doc(section: str) -> None:
 def cli(duration: float, meters: int, backlog_size: int, no_write: bool, ledgers) -> None:
     from ape import project
 
+    from tests.oracle.artifacts import from_ape
+
     console = Console()
-    artifacts = [ledger_artifact(project, name) for name in ledgers]
+    compiled = from_ape(project)
+    artifacts = [ledger_artifact(compiled, name) for name in ledgers]
     artifact = artifacts[0]
     backlogs = []
     for candidate in artifacts:

@@ -229,7 +229,9 @@ def write_doc(section: str) -> None:
 def cli(duration: float, no_write: bool) -> None:
     from ape import project
 
-    art = br.artifacts(project)
+    from tests.oracle.artifacts import from_ape
+
+    art = br.artifacts(from_ape(project))
     runs = []
     for relayers, threshold in ((1, 1), (3, 2)):
         click.echo(f"{threshold}-of-{relayers}: locks for {duration:g} s", err=True)

@@ -39,14 +39,10 @@ MAX_TRANSFER = 10**9 * ENT
 NAMES = ("Council", "Bridge", "MockToken", "WrappedToken")
 
 
-def artifacts(project) -> dict[str, tuple[list[dict[str, Any]], str]]:
-    """(abi, deployment bytecode) of the contracts the pair needs, compiled by Ape."""
-    out = {}
-    for name in NAMES:
-        ct = getattr(project, name).contract_type
-        abi = [item.model_dump(mode="json", by_alias=True) for item in ct.abi]
-        out[name] = (abi, ct.deployment_bytecode.bytecode)
-    return out
+def artifacts(compiled) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """(abi, deployment bytecode) of the contracts the pair needs (`compiled`: the conftest's
+    fixture, Ape's project or the `.build` manifest)."""
+    return {name: compiled(name) for name in NAMES}
 
 
 def _send(w3: Web3, fn, sender: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.oracle import artifacts
 from tests.oracle.rig import (
     Anvil,
     Counters,
@@ -24,9 +25,21 @@ def _no_stray_oracles():
 
 
 @pytest.fixture(scope="session")
-def artifact(project):
-    """The ledger under test, compiled once by Ape (see `rig.LEDGER_CONTRACT`)."""
-    return ledger_artifact(project)
+def compiled(request) -> artifacts.Compiled:
+    """name -> (abi, deployment bytecode): from Ape's `project` under `ape test`, from the
+    manifest in `.build` when the tests run without Ape (the oracle's 3.13 venv)."""
+    if request.config.pluginmanager.has_plugin("ape_test"):
+        return artifacts.from_ape(request.getfixturevalue("project"))
+    try:
+        return artifacts.from_build()
+    except artifacts.StaleBuild as exc:
+        pytest.exit(str(exc), returncode=4)
+
+
+@pytest.fixture(scope="session")
+def artifact(compiled):
+    """The ledger under test (see `rig.LEDGER_CONTRACT`)."""
+    return ledger_artifact(compiled)
 
 
 @pytest.fixture(scope="module")

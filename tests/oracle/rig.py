@@ -226,11 +226,11 @@ class LedgerRig:
         return found.totals
 
 
-def ledger_artifact(project, name: str = LEDGER_CONTRACT) -> tuple[list[dict[str, Any]], str, str]:
-    """(abi, deployment bytecode, contract name) of a ledger, compiled by Ape."""
-    contract_type = getattr(project, name).contract_type
-    abi = [item.model_dump(mode="json", by_alias=True) for item in contract_type.abi]
-    return abi, contract_type.deployment_bytecode.bytecode, name
+def ledger_artifact(compiled, name: str = LEDGER_CONTRACT) -> tuple[list[dict[str, Any]], str, str]:
+    """(abi, deployment bytecode, contract name) of a ledger; `compiled` is the conftest's
+    fixture (`tests/oracle/artifacts.py`: Ape's project or the `.build` manifest)."""
+    abi, bytecode = compiled(name)
+    return abi, bytecode, name
 
 
 def deploy_ledger(w3: Web3, artifact: tuple[list, str, str], deployments_dir: Path) -> LedgerRig:

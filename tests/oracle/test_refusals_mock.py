@@ -16,9 +16,9 @@ from tests.oracle.test_delivery import drain, start
 
 
 @pytest.fixture(scope="module")
-def artifact(project):
+def artifact(compiled):
     """This module's ledger: the mock (overrides the suite's real ledger)."""
-    return ledger_artifact(project, "MockLedger")
+    return ledger_artifact(compiled, "MockLedger")
 
 
 def test_refused_report_is_rejected_and_the_rest_delivered(site, counters, ledger, producer, w3):

@@ -44,10 +44,10 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pair(chains, keys, project, tmp_path_factory):
+def pair(chains, keys, compiled, tmp_path_factory):
     a, b = chains
     root = tmp_path_factory.mktemp("pair")
-    return br.deploy_pair(a.w3(), b.w3(), br.artifacts(project), [k[0] for k in keys], 2, root)
+    return br.deploy_pair(a.w3(), b.w3(), br.artifacts(compiled), [k[0] for k in keys], 2, root)
 
 
 @pytest.fixture
