@@ -96,6 +96,8 @@ MINED_HOLD_S = 5.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
 SET_REFRESH_S = 30.0
 BATCH = 200
+# A chain still down is logged again this often (and whenever its error changes).
+DOWN_LOG_S = 60.0
 # Requests per JSON-RPC batch (public nodes often cap batches at 100).
 BATCH_RPC = 100
 
@@ -161,12 +163,22 @@ class BridgeClient(ChainClient):
         return self.ledger
 
     def block_hash(self, number: int) -> str | None:
-        """The canonical hash at `number`, None when the chain is not that long (any more)."""
-        try:
-            block = self.rpc(self.w3.eth.get_block, number)
-        except BlockNotFound:
-            return None
-        return block["hash"].to_0x_hex()
+        """The canonical hash at `number`, None when the node has no block there: the chain
+        is not that long (any more), or a reorg is under way on the node. The caller treats
+        None as "not the block scanned" (a rewind, or the range is scanned again), never as
+        the chain being down: a chain that stays "down" on one missing block stops relaying.
+        """
+
+        def fetch():
+            # web3's BlockNotFound is a Web3RPCError, which `rpc` turns into ChainError:
+            # caught here, inside the retried call, for what it means.
+            try:
+                return self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+
+        block = self.rpc(fetch)
+        return None if block is None else block["hash"].to_0x_hex()
 
     def bridge_logs(self, from_block: int, to_block: int) -> list[dict]:
         topics = [hexid(self.w3.keccak(text=_signature(self.bridge, name))) for name in EVENT_KINDS]
@@ -267,6 +279,8 @@ class Side:
     error: str | None = None
     failures: int = 0
     retry_at: float = 0.0
+    # When the outage was last logged (monotonic): again on a new error or once a minute.
+    down_logged_at: float = 0.0
     head: int | None = None
     relayers: list[str] = field(default_factory=list)
     threshold: int = 0
@@ -415,11 +429,25 @@ class Relayer:
     def _side_down(self, side: Side, exc: BaseException) -> None:
         side.failures += 1
         wait = backoff(side.failures, self.config.service.retry_max_s)
-        side.retry_at = self._clock() + wait
-        if side.up is not False:
+        now = self._clock()
+        side.retry_at = now + wait
+        # Logged when it starts, when the error changes and once a minute while it lasts: an
+        # outage that never ends must not look like a quiet relayer.
+        if (
+            side.up is not False
+            or str(exc) != side.error
+            or now - side.down_logged_at >= DOWN_LOG_S
+        ):
             log.warning(
-                "chain unreachable", extra={"chain": side.name, "error": str(exc), "retry_s": wait}
+                "chain unreachable" if side.up is not False else "chain still unreachable",
+                extra={
+                    "chain": side.name,
+                    "error": str(exc),
+                    "retry_s": wait,
+                    "failures": side.failures,
+                },
             )
+            side.down_logged_at = now
         side.up, side.error = False, str(exc)
         side.client._nonce = None
         self.metrics.chain_up.labels(side.name).set(0)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from eth_account import Account
+from web3.providers.base import BaseProvider
 
 from oracle.bridge_codec import (
     ACTION_CANCEL,
@@ -20,8 +22,8 @@ from oracle.bridge_codec import (
     digest,
 )
 from oracle.config import to_toml
-from oracle.errors import ConfigError, StateError
-from oracle.relayer import Relayer, Side, bridge_abi
+from oracle.errors import ChainError, ConfigError, StateError
+from oracle.relayer import DOWN_LOG_S, BridgeClient, Relayer, Side, bridge_abi
 from oracle.relayer_config import load_relayer_config, parse_relayer_config
 from oracle.relayer_store import (
     CANCELLED,
@@ -334,6 +336,97 @@ def test_a_chain_restarted_shorter_than_the_cursor_is_a_rewind(tmp_path):
     scan_all(r, A)
     assert r.store.cursor(A) == (a.block_number(), a.blocks[-1])
     assert len(r.store.needs_unlock(A, B, ACTION_UNLOCK)) == 1
+
+
+class Node(BaseProvider):
+    """A JSON-RPC node over a `FakeChain` (head, blocks by number) that has no block at the
+    numbers in `missing` although its head is past them: what Anvil serves for good after
+    a reorg raced by a concurrent `evm_mine`, and a load-balanced endpoint for a moment."""
+
+    def __init__(self, chain: FakeChain):
+        super().__init__()
+        self.chain, self.missing = chain, set()
+
+    def make_request(self, method, params):
+        if method == "eth_blockNumber":
+            result = hex(self.chain.block_number())
+        else:
+            assert method == "eth_getBlockByNumber", method
+            number = int(params[0], 16)
+            block_hash = self.chain.block_hash(number)
+            result = None
+            if block_hash is not None and number not in self.missing:
+                result = {"number": hex(number), "hash": block_hash}
+        return {"jsonrpc": "2.0", "id": 1, "result": result}
+
+
+class NodeClient(BridgeClient):
+    """The relayer's real chain client (block numbers and hashes through web3) on a `Node`;
+    only the Bridge's logs come from the fake chain directly."""
+
+    def __init__(self, chain: FakeChain):
+        super().__init__(
+            rpc_url="fake://node",
+            account=None,
+            unit="0x" + "33" * 20,
+            ledger_address=BRIDGE_A,
+            ledger_abi=bridge_abi(),
+            poa=False,
+            rpc_retries=0,
+        )
+        self.chain = chain
+        self.node = Node(chain)
+        self.w3.provider = self.node
+
+    def bridge_logs(self, from_block: int, to_block: int) -> list[Event]:
+        return self.chain.bridge_logs(from_block, to_block)
+
+
+def test_a_block_the_node_lacks_under_its_head_is_a_rewind_not_an_outage(tmp_path):
+    """The failure of issue 8: after a reorg on chain B the node had no block at the
+    cursor's height although its head was past it; web3's `BlockNotFound` came out of the
+    client as a `ChainError`, the chain was marked down, and every retry met the same
+    missing block: the relayer never relayed on B again."""
+    a, b = FakeChain(A, 10), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b, confirmations=1)
+    client = NodeClient(a)
+    r.sides[A].client = client
+    t_old, t_new = transfer(0), transfer(1, amount=9)
+    a.add(t_old)  # block 10
+    a.extend(5)
+    scan_all(r, A)
+    cursor = r.store.cursor(A)[0]
+    assert cursor == 14 and client.block_hash(cursor) == a.blocks[cursor]
+    a.reorg(4)  # blocks 12..15 replaced
+    a.add(t_new)  # block 16
+    a.extend(5)
+    client.node.missing = {cursor}
+    assert client.block_hash(cursor) is None
+    scan_all(r, A)
+    assert r.metrics.reorgs.labels("A")._value.get() == 1
+    assert r.store.cursor(A) == (a.block_number() - 1, a.blocks[-2])
+    unlocks = r.store.needs_unlock(A, B, ACTION_UNLOCK)
+    assert sorted(w.transfer.nonce for w in unlocks) == [0, 1]
+
+
+def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path, caplog):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [100.0]
+    r = scanner(tmp_path, a, b)
+    r._clock = lambda: now[0]
+    side = r.sides[A]
+    caplog.set_level(logging.WARNING, logger="oracle.relayer")
+    for error in ("refused", "refused", "block 7 not found", "block 7 not found"):
+        r._side_down(side, ChainError(error))
+        now[0] += 1.0
+    now[0] += DOWN_LOG_S
+    r._side_down(side, ChainError("block 7 not found"))
+    logged = [(rec.getMessage(), rec.error) for rec in caplog.records]
+    assert logged == [
+        ("chain unreachable", "refused"),
+        ("chain still unreachable", "block 7 not found"),
+        ("chain still unreachable", "block 7 not found"),
+    ]
 
 
 # -- signing policy ---------------------------------------------------------------------------
