@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from oracle.cli import main
 from oracle.config import load_config
-from tests.oracle.rig import free_port
+from tests.oracle.rig import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,10 @@ def test_deploy_local_then_stop_and_resume(tmp_path):
         first = _make("deploy-local", local, port, deployments)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "local chain started" in first.stdout
-        assert pid_file.exists() and (local / "anvil-state.json").exists()
+        assert pid_file.exists()
+        # Anvil writes its state every 5 s (and on exit): a deploy quicker than that has not
+        # been written yet (seen on an idle machine).
+        wait_for(lambda: (local / "anvil-state.json").exists(), 60, "Anvil's first state dump")
         written = deployments / "31337.json"
         assert written.stat().st_mode & 0o777 == 0o644
         council = json.loads(written.read_text())["contracts"]["Council"]["address"]

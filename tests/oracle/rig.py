@@ -414,6 +414,25 @@ class OracleProcess:
         if self.alive():
             self.proc.send_signal(sig)
 
+    def stopped(self) -> bool:
+        """True while the process is stopped by SIGSTOP (state T in /proc/<pid>/status)."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        state = next(line for line in status.splitlines() if line.startswith("State:"))
+        return state.split()[1] == "T"
+
+    def signals_at_once(self, *sigs: int) -> None:
+        """Delivers `sigs` together: queued while the process is stopped (SIGSTOP), then all
+        pending at its SIGCONT. Sent one by one to a running process, a loaded host may run
+        the whole stop between two of them, and a signal after the exit is never seen."""
+        self.signal(signal.SIGSTOP)
+        wait_for(self.stopped, 30, "the process stopped by SIGSTOP", every=0.005)
+        for sig in sigs:
+            self.signal(sig)
+        self.signal(signal.SIGCONT)
+
     def wait(self, timeout: float = 30) -> int:
         try:
             return self.proc.wait(timeout)
