@@ -43,10 +43,16 @@ def to_markdown(rows: list[GasRow], header: str) -> str:
 
 
 def replace_sections(markdown: str, rows: list[GasRow]) -> str:
-    """`markdown` (a generated docs/gas.md) with the sections of `rows` replaced by them (or
-    appended when absent), every other section as it was: `gas_report --only`."""
-    names = {r.section for r in rows}
+    """`markdown` (a generated docs/gas.md) with the sections of `rows` replaced by them in
+    place (or appended when absent), every other section as it was: `gas_report --only`."""
     head, *blocks = markdown.split("\n## ")
-    kept = [b for b in blocks if b.split("\n", 1)[0] not in names]
-    new = to_markdown(rows, "").strip("\n").removeprefix("## ").split("\n## ")
-    return "\n## ".join([head, *(b.rstrip("\n") + "\n" for b in kept + new)])
+    new = to_markdown(rows, "").strip("\n").removeprefix("## ").split("\n## ") if rows else []
+    fresh = {b.split("\n", 1)[0]: b for b in new}
+    out = []
+    for b in blocks:
+        name = b.split("\n", 1)[0]
+        if name in fresh:
+            b = fresh.pop(name)
+        out.append(b)
+    out += fresh.values()
+    return "\n## ".join([head, *(b.rstrip("\n") + "\n" for b in out)])

@@ -319,7 +319,7 @@ def _removal_with_full_list(section, council, voters, opened):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
 @click.option(
     "--only",
-    type=click.Choice(["hive"]),
+    type=click.Choice(["auction", "balancing", "hive"]),
     default=None,
     help="Measure one section and replace only it in --out (the others stay as they were).",
 )
@@ -328,8 +328,21 @@ def cli(network, out, only):
         accounts.test_accounts[i] for i in range(7)
     )
     hive = (deployer, treasury, accounts.test_accounts[26], accounts.test_accounts[27])
-    if only == "hive":
-        rows = measure_hive_market(*hive)
+    # Each section deploys its own contracts, so one measured alone gives the same rows.
+    sections = {
+        "auction": lambda: measure_auction(
+            deployer,
+            banker,
+            accounts.test_accounts[7],
+            [accounts.test_accounts[i] for i in range(20, 26)],
+        ),
+        "balancing": lambda: measure_balancing(
+            deployer, [accounts.test_accounts[i] for i in range(30, 36)]
+        ),
+        "hive": lambda: measure_hive_market(*hive),
+    }
+    if only is not None:
+        rows = sections[only]()
         out.write_text(replace_sections(out.read_text(), rows))
         _print(rows, out)
         return
@@ -344,14 +357,9 @@ def cli(network, out, only):
         owners.append(owner)
     rows += measure_beekeeper(deployer, treasury, alice, bob, owners)
     rows += measure_bridge(deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)])
-    rows += measure_auction(
-        deployer,
-        banker,
-        accounts.test_accounts[7],
-        [accounts.test_accounts[i] for i in range(20, 26)],
-    )
-    rows += measure_balancing(deployer, [accounts.test_accounts[i] for i in range(30, 36)])
-    rows += measure_hive_market(*hive)
+    rows += sections["auction"]()
+    rows += sections["balancing"]()
+    rows += sections["hive"]()
 
     header = (
         "# Gas per operation\n\n"
