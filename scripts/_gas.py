@@ -12,6 +12,8 @@ class GasRow:
     gas: int
     target: int | None = None
     note: str = ""
+    # The measured transaction (empty for rows computed from several): `ape run gas_trace`.
+    txn_hash: str = ""
 
     @property
     def status(self) -> str:
@@ -21,7 +23,7 @@ class GasRow:
 
 
 def row(section: str, operation: str, receipt, target: int | None = None, note: str = ""):
-    return GasRow(section, operation, int(receipt.gas_used), target, note)
+    return GasRow(section, operation, int(receipt.gas_used), target, note, str(receipt.txn_hash))
 
 
 def to_markdown(rows: list[GasRow], header: str) -> str:
