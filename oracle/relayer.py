@@ -142,6 +142,18 @@ class RelayerMetrics:
         self.peer_errors = Counter(
             "relayer_peer_errors", "Failed signature requests to peers", ["peer"], registry=r
         )
+        self.gap = Gauge(
+            "relayer_scan_gap_block",
+            "A block the node cannot return at a scan range's end (0: none); scanning backs off",
+            ["chain"],
+            registry=r,
+        )
+        self.gaps = Counter(
+            "relayer_scan_gaps",
+            "Scan ranges not read for a missing end block",
+            ["chain"],
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -290,6 +302,12 @@ class Side:
     # for a big request must not stall the relayer on it for ever), doubled after a success.
     batch_limit: int = BATCH
     range_limit: int | None = None
+    # A block the node cannot return at the end of a scan range (a permanent gap in its
+    # history, or a backend still catching up): the block, how often it was met in a row,
+    # and when scanning this chain is tried again (monotonic). Acting goes on meanwhile.
+    gap_block: int | None = None
+    gap_failures: int = 0
+    scan_retry_at: float = 0.0
 
     @property
     def id(self) -> int:
@@ -473,6 +491,11 @@ class Relayer:
         span = min(side.range_limit or cfg.max_block_range, cfg.max_block_range)
         to = min(safe, last + span)
         end_hash = client.block_hash(to)
+        if end_hash is None:
+            # No block at `to` although the head is past it: read again later, not at once
+            # (a node with a permanent gap would otherwise make the loop spin on it).
+            self._scan_gap(side, to)
+            return False
         try:
             raw = client.bridge_logs(last + 1, to)
         except ChainUnavailable:
@@ -480,7 +503,11 @@ class Relayer:
             raise
         side.range_limit = min(cfg.max_block_range, span * 2)
         # The logs belong to the branch ending in `end_hash` only if it is still canonical.
-        if end_hash is None or client.block_hash(to) != end_hash:
+        end_now = client.block_hash(to)
+        if end_now is None:
+            self._scan_gap(side, to)
+            return False
+        if end_now != end_hash:
             return True
         if cursor is not None and client.block_hash(cursor[0]) != cursor[1]:
             return True
@@ -490,9 +517,32 @@ class Relayer:
         for e in events:
             self.metrics.events.labels(side.name, e.kind).inc()
         self.metrics.cursor.labels(side.name).set(to)
+        if side.gap_block is not None:
+            log.info(
+                "scan range readable again",
+                extra={"chain": side.name, "block": side.gap_block, "times": side.gap_failures},
+            )
+            side.gap_block, side.gap_failures = None, 0
+            self.metrics.gap.labels(side.name).set(0)
         if new:
             log.debug("events stored", extra={"chain": side.name, "to": to, "new": new})
         return to < safe
+
+    def _scan_gap(self, side: Side, block: int) -> None:
+        """The node has no block `block` (a scan range's end) under its head: scanning this
+        chain backs off (0.5 s doubling up to `retry_max_s`); logged once per missing block,
+        not per try, and shown by `relayer_scan_gap_block`."""
+        side.gap_failures += 1
+        wait = backoff(side.gap_failures, self.config.service.retry_max_s)
+        side.scan_retry_at = self._clock() + wait
+        self.metrics.gaps.labels(side.name).inc()
+        self.metrics.gap.labels(side.name).set(block)
+        if side.gap_block != block:
+            log.warning(
+                "the node has no block at the end of the scan range; scanning backs off",
+                extra={"chain": side.name, "block": block, "head": side.head, "retry_s": wait},
+            )
+        side.gap_block = block
 
     def _event(self, side: Side, entry: dict) -> Event | None:
         topic = entry["topics"][0]
@@ -840,6 +890,8 @@ class Relayer:
         progress = 0
         for side in self.sides.values():
             if side.up is False and self._clock() < side.retry_at:
+                continue
+            if side.verified and self._clock() < side.scan_retry_at:
                 continue
             try:
                 if not side.verified:

@@ -409,6 +409,68 @@ def test_a_block_the_node_lacks_under_its_head_is_a_rewind_not_an_outage(tmp_pat
     assert sorted(w.transfer.nonce for w in unlocks) == [0, 1]
 
 
+class CountingNode(Node):
+    def __init__(self, chain: FakeChain):
+        super().__init__(chain)
+        self.requests = 0
+
+    def make_request(self, method, params):
+        self.requests += 1
+        return super().make_request(method, params)
+
+
+def test_a_permanent_gap_at_a_range_end_backs_off_and_is_reported_once(tmp_path, caplog):
+    """A node that cannot return a block under its head: a scan range ending in it used to
+    return "more to scan now" for ever, and the loop never slept. Now scanning that chain
+    backs off (the other chain and acting go on), the gap is logged once and shown in the
+    metrics, and scanning resumes once the block is there."""
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [1000.0]
+    r = scanner(tmp_path, a, b, confirmations=1)
+    r._clock = lambda: now[0]
+    r.act_once = lambda: 0  # scanning only (the fake chains have no Bridge to call)
+    client = NodeClient(a)
+    client.node = CountingNode(a)
+    client.w3.provider = client.node
+    r.sides[A].client = client
+    a.extend(3)  # head 5
+    r.turn()
+    assert r.store.cursor(A)[0] == 4
+    t = transfer(0)
+    a.add(t)  # block 6
+    a.extend(12)  # head 18; ranges of 5: 5..9 then 10..14 and 15..17
+    client.node.missing = {9}
+    caplog.set_level(logging.INFO, logger="oracle.relayer")
+    assert r.turn() == 0  # no progress: the run loop sleeps poll_s
+    requests = client.node.requests
+    for _ in range(50):
+        now[0] += 0.009  # 50 turns within the first backoff (0.5 s)
+        assert r.turn() == 0
+    assert client.node.requests == requests, "chain A scanned again while backing off"
+    assert r.store.cursor(A)[0] == 4
+    assert r.metrics.gap.labels("A")._value.get() == 9
+    # Chain B is still scanned meanwhile.
+    b.extend(5)
+    r.turn()
+    assert r.store.cursor(B)[0] == b.block_number() - 1
+    # Tries again after each backoff (doubling up to retry_max_s), logged once.
+    for _ in range(6):
+        now[0] += r.config.service.retry_max_s
+        assert r.turn() == 0
+    assert r.sides[A].gap_failures == 7
+    assert r.metrics.gaps.labels("A")._value.get() == 7
+    gap_logs = [rec for rec in caplog.records if "no block at the end" in rec.getMessage()]
+    assert len(gap_logs) == 1 and gap_logs[0].block == 9
+    # The node gets the block back: scanning resumes where it stood.
+    client.node.missing = set()
+    now[0] += r.config.service.retry_max_s
+    r.turn()
+    assert r.store.cursor(A)[0] == a.block_number() - 1
+    assert [w.transfer for w in r.store.needs_unlock(A, B, ACTION_UNLOCK)] == [t]
+    assert r.metrics.gap.labels("A")._value.get() == 0
+    assert any("readable again" in rec.getMessage() for rec in caplog.records)
+
+
 def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path, caplog):
     a, b = FakeChain(A, 3), FakeChain(B, 3)
     now = [100.0]
