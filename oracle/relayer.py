@@ -100,6 +100,8 @@ BATCH = 200
 DOWN_LOG_S = 60.0
 # Requests per JSON-RPC batch (public nodes often cap batches at 100).
 BATCH_RPC = 100
+# Settled transfers are pruned from the state at start and then this often.
+PRUNE_EVERY_S = 600.0
 
 
 def bridge_abi() -> list[dict[str, Any]]:
@@ -141,6 +143,9 @@ class RelayerMetrics:
         )
         self.peer_errors = Counter(
             "relayer_peer_errors", "Failed signature requests to peers", ["peer"], registry=r
+        )
+        self.pruned = Counter(
+            "relayer_pruned_transfers", "Settled transfers removed from the state", registry=r
         )
         self.gap = Gauge(
             "relayer_scan_gap_block",
@@ -347,6 +352,7 @@ class Relayer:
         self._held: dict[tuple[int, int, str], float] = {}
         self._refusals: dict[tuple[int, int, str], str] = {}
         self._peer_retry: dict[str, float] = {}
+        self._pruned_at: float | None = None
         self.fatal: str | None = None
         self.http: HttpEndpoint | None = None
         svc = config.service
@@ -909,7 +915,29 @@ class Relayer:
                     raise
                 self._side_down(side, exc)
         progress += self.act_once()
+        self.prune()
         return progress
+
+    def prune(self, *, force: bool = False) -> int:
+        """Remove settled transfers from the state by the retention settings, at most every
+        `PRUNE_EVERY_S` (and on the first turn); returns how many were removed."""
+        now = self._clock()
+        if not force and self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return 0
+        self._pruned_at = now
+        svc = self.config.service
+        removed = self.store.prune(
+            time.time(),
+            svc.retention_days * 86400.0 if svc.retention_days else None,
+            svc.retention_transfers or None,
+        )
+        if removed:
+            self.metrics.pruned.inc(removed)
+            log.info(
+                "settled transfers pruned from the state",
+                extra={"removed": removed, "kept": self.store.transfers()},
+            )
+        return removed
 
     def stop(self, *_: object) -> None:
         self._stop.set()

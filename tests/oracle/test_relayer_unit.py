@@ -23,11 +23,12 @@ from oracle.bridge_codec import (
 )
 from oracle.config import to_toml
 from oracle.errors import ChainError, ConfigError, StateError
-from oracle.relayer import DOWN_LOG_S, BridgeClient, Relayer, Side, bridge_abi
+from oracle.relayer import DOWN_LOG_S, PRUNE_EVERY_S, BridgeClient, Relayer, Side, bridge_abi
 from oracle.relayer_config import load_relayer_config, parse_relayer_config
 from oracle.relayer_store import (
     CANCELLED,
     COMPLETED,
+    REFUNDED,
     SENT,
     UNLOCKED,
     Event,
@@ -186,6 +187,87 @@ def test_rewind_brings_back_the_work_a_lost_block_held(store):
     # A reorgs below the lock: nothing to relay any more.
     store.rewind(A, None)
     assert store.cursor(A) is None and store.needs_unlock(A, B, ACTION_UNLOCK) == []
+
+
+def test_retention_removes_settled_transfers_only(store):
+    """Settled (marked or refunded on the source) transfers go by age and beyond a count,
+    with all their events on both chains; nothing still to do is ever removed."""
+    day = 86400.0
+    t = {n: transfer(n) for n in range(7)}
+    hid = {n: "0x" + t[n].id().hex() for n in t}
+    store.advance(A, [sent_event(t[n], 10 + n) for n in t], 20, "0xa20", 50, now=0.0)
+    # 0, 1, 2 unlocked and marked (settled on days 1, 2, 40); 3 unlocked, not marked;
+    # 4 cancelled and refunded (day 3); 5 cancelled, not refunded; 6 pending.
+    for n in (0, 1, 2, 3):
+        store.advance(B, [other_event(B, UNLOCKED, t[n], 30 + n)], 40, "0xb40", 50, now=0.0)
+    for n in (4, 5):
+        store.advance(B, [other_event(B, CANCELLED, t[n], 30 + n)], 40, "0xb40", 50, now=0.0)
+    for n, at, kind in ((0, 1, COMPLETED), (1, 2, COMPLETED), (2, 40, COMPLETED)):
+        store.advance(A, [other_event(A, kind, t[n], 50 + n)], 60, "0xa60", 50, now=at * day)
+    store.advance(A, [other_event(A, REFUNDED, t[4], 54)], 60, "0xa60", 50, now=3 * day)
+    pending = {
+        "unlock": ids(store.needs_unlock(A, B, ACTION_UNLOCK)),
+        "mark": ids(store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED)),
+        "refund": ids(store.needs_settle(A, B, CANCELLED, REFUNDED, ACTION_REFUND)),
+    }
+    assert pending == {"unlock": [hid[6]], "mark": [hid[3]], "refund": [hid[5]]}
+    assert store.prune(41 * day, None, None) == 0
+    # By age (30 days at day 41): 0, 1 and 4 go, with their events on both chains.
+    assert store.prune(41 * day, 30 * day, None) == 3
+    assert store.transfers() == 4
+    for n in (0, 1, 4):
+        assert store.sent(hid[n]) is None and not store.has(B, UNLOCKED, hid[n])
+        assert not store.has(B, CANCELLED, hid[n]) and not store.has(A, COMPLETED, hid[n])
+    assert store.counts(B)[UNLOCKED] == 2 and store.counts(B)[CANCELLED] == 1
+    # By count: no settled transfer kept; 2 goes, 3, 5 and 6 are still to do and stay.
+    assert store.prune(41 * day, None, 0) == 1
+    assert store.transfers() == 3 and store.counts(A)[COMPLETED] == 0
+    assert ids(store.needs_unlock(A, B, ACTION_UNLOCK)) == pending["unlock"]
+    assert ids(store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED)) == pending["mark"]
+    assert ids(store.needs_settle(A, B, CANCELLED, REFUNDED, ACTION_REFUND)) == pending["refund"]
+    # The newest N settled are kept.
+    for n in (3, 5):
+        kind = COMPLETED if n == 3 else REFUNDED
+        store.advance(A, [other_event(A, kind, t[n], 60 + n)], 70, "0xa70", 50, now=(42 + n) * day)
+    assert store.prune(50 * day, None, 1) == 1
+    assert store.sent(hid[5]) is not None and store.sent(hid[3]) is None
+    assert store.sent(hid[6]) is not None
+
+
+def test_a_settled_transfer_rescanned_without_its_destination_events_needs_nothing(store):
+    """After pruning, a deep rewind of the source brings back its `TransferSent` and its
+    `TransferCompleted`, not the destination's unlock: no unlock is attempted again."""
+    t0 = transfer(0)
+    store.advance(A, [sent_event(t0, 5), other_event(A, COMPLETED, t0, 9)], 9, "0xa9", 10)
+    assert store.needs_unlock(A, B, ACTION_UNLOCK) == []
+
+
+def test_the_relayer_prunes_by_its_config_at_start_and_then_periodically(tmp_path):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [0.0]
+    data = config_data(tmp_path, service__retention_days=0, service__retention_transfers=1)
+    config = parse_relayer_config(data)
+    sides = [
+        Side(cfg, chain, start_block=1, verified=True)
+        for cfg, chain in zip(config.chains, (a, b), strict=True)
+    ]
+    r = ScanOnly(
+        config, RelayerStore(tmp_path / "p.sqlite"), sides, Account.create(), clock=lambda: now[0]
+    )
+    for n in range(3):
+        tn = transfer(n)
+        r.store.advance(
+            A, [sent_event(tn, 5 + n), other_event(A, COMPLETED, tn, 20 + n)], 30, "0xa", 10
+        )
+    assert r.prune() == 2 and r.store.transfers() == 1
+    t3 = transfer(3)
+    r.store.advance(A, [sent_event(t3, 9), other_event(A, COMPLETED, t3, 31)], 31, "0xa", 10)
+    now[0] += 1.0
+    assert r.prune() == 0  # not yet due
+    now[0] += PRUNE_EVERY_S
+    assert r.prune() == 1 and r.metrics.pruned._value.get() == 3
+    with pytest.raises(ConfigError, match="retention_days"):
+        parse_relayer_config(config_data(tmp_path, service__retention_days=-1))
 
 
 def test_binding_refuses_another_key_or_bridge(store):
