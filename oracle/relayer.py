@@ -91,6 +91,17 @@ EVENT_KINDS = {
 }
 # Reverts meaning the call was already made (by a peer, or by us before a crash).
 DONE_REASONS = ("already processed", "not pending")
+# Unlock refusals no wait can end (only a Council vote could): a transfer refused for one of
+# these and sent more than the Bridge's REFUND_DELAY ago is cancelled on its destination,
+# then refunded on its source. Every other refusal (paused, "over limit, wait N s", fewer
+# signatures than M, a signer not in the set, a token's own revert) is waited out.
+PERMANENT_REASONS = (
+    "over per-transfer max",
+    "over limit, no refill",
+    "token not listed",
+    "zero recipient",
+    "transfer failed",
+)
 # How long a mined call is not repeated while its event gets its confirmations.
 MINED_HOLD_S = 5.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
@@ -146,6 +157,12 @@ class RelayerMetrics:
         )
         self.pruned = Counter(
             "relayer_pruned_transfers", "Settled transfers removed from the state", registry=r
+        )
+        self.stuck = Gauge(
+            "relayer_stuck_transfers",
+            "Transfers whose unlock is refused for a permanent reason (cancelled once old enough)",
+            ["chain"],
+            registry=r,
         )
         self.gap = Gauge(
             "relayer_scan_gap_block",
@@ -239,6 +256,10 @@ class BridgeClient(ChainClient):
             out.extend(answer)
         return out
 
+    def latest_timestamp(self) -> int:
+        """The timestamp of the chain's newest block."""
+        return int(self.rpc(self.w3.eth.get_block, "latest")["timestamp"])
+
     def nonce(self) -> int:
         if self._nonce is None:
             self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
@@ -310,6 +331,9 @@ class Side:
     # A block the node cannot return at the end of a scan range (a permanent gap in its
     # history, or a backend still catching up): the block, how often it was met in a row,
     # and when scanning this chain is tried again (monotonic). Acting goes on meanwhile.
+    # The Bridge's REFUND_DELAY (read at verification): a transfer sent to this chain that
+    # long ago may be cancelled by anyone.
+    refund_delay: int | None = None
     gap_block: int | None = None
     gap_failures: int = 0
     scan_retry_at: float = 0.0
@@ -353,6 +377,10 @@ class Relayer:
         self._refusals: dict[tuple[int, int, str], str] = {}
         self._peer_retry: dict[str, float] = {}
         self._pruned_at: float | None = None
+        # (destination chain, id) -> wall time this relayer first saw its unlock refused for
+        # a permanent reason (since then, for the cancel's turn-taking). In memory only: after
+        # a restart the next refused estimate finds it again.
+        self._stuck: dict[tuple[int, str], float] = {}
         self.fatal: str | None = None
         self.http: HttpEndpoint | None = None
         svc = config.service
@@ -392,6 +420,7 @@ class Relayer:
                 "threshold": side.threshold,
                 "relayers": side.relayers,
                 "counts": self.store.counts(side.id),
+                "stuck": sorted(tid for chain, tid in self._stuck if chain == side.id),
             }
         if self.fatal:
             problems.append(self.fatal)
@@ -425,6 +454,7 @@ class Relayer:
                 f"chain {side.name}: the Bridge at {side.bridge} has peer {peer_bridge} on "
                 f"chain {peer_chain}, not {other.bridge} on chain {other.id}"
             )
+        side.refund_delay = int(side.client.view("REFUND_DELAY"))
         # Bound only once verified: a Bridge address typed wrong binds nothing.
         self.store.bind(**{f"bridge:{side.id}": side.bridge})
         side.verified = True
@@ -703,21 +733,17 @@ class Relayer:
 
     # -- acting ------------------------------------------------------------------------------
 
-    def outstanding(self) -> list[tuple[Side, list[Work]]]:
+    def outstanding(self) -> list[tuple[Side, int, list[Work]]]:
+        """(chain, action, the calls still to make there) for every kind of call."""
         a, b = self.sides.values()
         out = []
         for source, dest in ((a, b), (b, a)):
             s, d = source.id, dest.id
-            out.append((dest, self.store.needs_unlock(s, d, ACTION_UNLOCK, BATCH)))
-            out.append(
-                (
-                    source,
-                    self.store.needs_settle(s, d, UNLOCKED, COMPLETED, ACTION_DELIVERED, BATCH),
-                )
-            )
-            out.append(
-                (source, self.store.needs_settle(s, d, CANCELLED, REFUNDED, ACTION_REFUND, BATCH))
-            )
+            out.append((dest, ACTION_UNLOCK, self.store.needs_unlock(s, d, ACTION_UNLOCK, BATCH)))
+            marks = self.store.needs_settle(s, d, UNLOCKED, COMPLETED, ACTION_DELIVERED, BATCH)
+            out.append((source, ACTION_DELIVERED, marks))
+            refunds = self.store.needs_settle(s, d, CANCELLED, REFUNDED, ACTION_REFUND, BATCH)
+            out.append((source, ACTION_REFUND, refunds))
         return out
 
     def my_turn(self, side: Side, work: Work, now_wall: float) -> bool:
@@ -731,15 +757,17 @@ class Relayer:
     def act_once(self) -> int:
         """Make the attested calls that are due; returns how many were mined or found done."""
         done = 0
-        for side, works in self.outstanding():
-            action = works[0].action if works else None
-            if action is not None:
-                self.metrics.work.labels(side.name, ACTION_NAMES[action]).set(len(works))
+        for side, action, works in self.outstanding():
+            self.metrics.work.labels(side.name, ACTION_NAMES[action]).set(len(works))
+            if action == ACTION_UNLOCK and not works:
+                self._forget_stuck(side, works)
             if not works or side.up is not True or not side.verified:
                 continue
             try:
                 self.refresh_set(side)
                 done += self._submit(side, works[: side.batch_limit])
+                if action == ACTION_UNLOCK:
+                    done += self._cancel_stuck(side, works)
                 side.batch_limit = min(BATCH, side.batch_limit * 2)
                 self._side_ok(side)
             except ChainUnavailable as exc:
@@ -749,6 +777,53 @@ class Relayer:
                 log.warning("submitting failed", extra={"chain": side.name, "error": str(exc)})
                 side.client._nonce = None
         return done
+
+    def _cancel_stuck(self, side: Side, works: list[Work]) -> int:
+        """Cancel, on their destination `side`, the transfers of `works` (still to unlock)
+        whose unlock this relayer saw refused for a permanent reason, once they were sent
+        `REFUND_DELAY` ago by the destination's clock (the Bridge refuses an earlier cancel
+        but from the recipient). The refund on the source follows from the confirmed
+        `TransferCancelled` like a mark from a `TransferUnlocked`."""
+        stuck = self._forget_stuck(side, works)
+        if not stuck or side.refund_delay is None:
+            return 0
+        now = side.client.latest_timestamp()
+        due = [
+            Work(side.id, ACTION_CANCEL, w.transfer, w.id, self._stuck[(side.id, w.id)])
+            for w in stuck
+            if now >= w.transfer.timestamp + side.refund_delay
+        ]
+        if not due:
+            return 0
+        return self._submit(side, due[: side.batch_limit])
+
+    def _forget_stuck(self, side: Side, works: list[Work]) -> list[Work]:
+        """Drop the stuck entries of `side` no longer to unlock (unlocked or cancelled
+        meanwhile); returns the stuck ones of `works`."""
+        waiting = {w.id for w in works}
+        for key in [k for k in self._stuck if k[0] == side.id and k[1] not in waiting]:
+            del self._stuck[key]
+        stuck = [w for w in works if (side.id, w.id) in self._stuck]
+        self.metrics.stuck.labels(side.name).set(len(stuck))
+        return stuck
+
+    def _note_unlock_estimate(self, side: Side, w: Work, reason: str | None, wall: float) -> None:
+        key = (side.id, w.id)
+        if reason is not None and any(r in reason for r in PERMANENT_REASONS):
+            if key not in self._stuck:
+                self._stuck[key] = wall
+                log.warning(
+                    "unlock refused for a permanent reason; cancelled once REFUND_DELAY old",
+                    extra={
+                        "chain": side.name,
+                        "id": w.id,
+                        "reason": reason,
+                        "sent_at": w.transfer.timestamp,
+                        "cancel_from": w.transfer.timestamp + (side.refund_delay or 0),
+                    },
+                )
+        else:
+            self._stuck.pop(key, None)
 
     def _submit(self, side: Side, works: list[Work]) -> int:
         """Estimate, sign, broadcast and wait for the due calls of one kind on one chain, each
@@ -791,10 +866,12 @@ class Relayer:
         to_send: list[tuple[Work, str, int]] = []
         for (w, data), answer in zip(ready, estimates, strict=True):
             key = (side.id, action, w.id)
-            if "error" not in answer:
+            reason = None if "error" not in answer else rpc_revert_reason(answer["error"])
+            if action == ACTION_UNLOCK:
+                self._note_unlock_estimate(side, w, reason, wall)
+            if reason is None:
                 to_send.append((w, data, int(answer["result"], 16)))
                 continue
-            reason = rpc_revert_reason(answer["error"])
             if any(r in reason for r in DONE_REASONS):
                 self.metrics.calls.labels(side.name, name, "done_already").inc()
                 self._held[key] = now + MINED_HOLD_S
@@ -821,6 +898,7 @@ class Relayer:
         self.crash.hit("before_broadcast")
         answers = side.client.batch([("eth_sendRawTransaction", [hexid(s.raw)]) for _, s in signed])
         self.crash.hit("after_broadcast")
+        self.crash.hit(f"after_broadcast_{name}")
         sent: list[tuple[Work, Signed]] = []
         for (w, tx), answer in zip(signed, answers, strict=True):
             error = answer.get("error")
