@@ -104,6 +104,10 @@ PERMANENT_REASONS = (
 )
 # How long a mined call is not repeated while its event gets its confirmations.
 MINED_HOLD_S = 5.0
+# How long an unlock found done is not looked at again when its source shows the transfer
+# settled: what a source rescanned from its start after pruning (a reorg deeper than the
+# window) brings back without the destination's events, which are not rescanned.
+SETTLED_HOLD_S = 600.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
 SET_REFRESH_S = 30.0
 BATCH = 200
@@ -874,7 +878,14 @@ class Relayer:
                 continue
             if any(r in reason for r in DONE_REASONS):
                 self.metrics.calls.labels(side.name, name, "done_already").inc()
-                self._held[key] = now + MINED_HOLD_S
+                hold = MINED_HOLD_S
+                source = w.transfer.source_chain
+                if action == ACTION_UNLOCK and (
+                    self.store.has(source, COMPLETED, w.id)
+                    or self.store.has(source, REFUNDED, w.id)
+                ):
+                    hold = SETTLED_HOLD_S
+                self._held[key] = now + hold
                 self._refusals.pop(key, None)
                 done += 1
                 continue

@@ -306,15 +306,11 @@ class RelayerStore:
         return out
 
     def needs_unlock(self, source: int, dest: int, action: int, limit: int = 500) -> list[Work]:
-        """Transfers sent on `source` to `dest` that `dest` neither unlocked nor cancelled
-        and `source` has not settled (a settled transfer whose destination events were
-        pruned, then its source rescanned after a deep rewind, needs nothing)."""
+        """Transfers sent on `source` to `dest` that `dest` neither unlocked nor cancelled."""
         sql = (
             "SELECT s.chain_id, s.transfer, s.id, s.seen_at FROM events s WHERE s.chain_id = ? "
             "AND s.kind = 'sent' AND NOT EXISTS (SELECT 1 FROM events d WHERE d.id = s.id "
-            "AND d.kind IN ('unlocked', 'cancelled') AND d.chain_id = ?) AND NOT EXISTS "
-            "(SELECT 1 FROM events c WHERE c.id = s.id AND c.kind IN ('completed', 'refunded') "
-            "AND c.chain_id = s.chain_id)"
+            "AND d.kind IN ('unlocked', 'cancelled') AND d.chain_id = ?)"
         )
         return self._work(sql, (source, dest), lambda _s, _t: dest, action, limit)
 

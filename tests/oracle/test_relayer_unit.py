@@ -234,14 +234,6 @@ def test_retention_removes_settled_transfers_only(store):
     assert store.sent(hid[6]) is not None
 
 
-def test_a_settled_transfer_rescanned_without_its_destination_events_needs_nothing(store):
-    """After pruning, a deep rewind of the source brings back its `TransferSent` and its
-    `TransferCompleted`, not the destination's unlock: no unlock is attempted again."""
-    t0 = transfer(0)
-    store.advance(A, [sent_event(t0, 5), other_event(A, COMPLETED, t0, 9)], 9, "0xa9", 10)
-    assert store.needs_unlock(A, B, ACTION_UNLOCK) == []
-
-
 def test_the_relayer_prunes_by_its_config_at_start_and_then_periodically(tmp_path):
     a, b = FakeChain(A, 3), FakeChain(B, 3)
     now = [0.0]
@@ -571,6 +563,105 @@ def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path
         ("chain still unreachable", "block 7 not found"),
         ("chain still unreachable", "block 7 not found"),
     ]
+
+
+class RefusingClient(NodeClient):
+    """A real client (the Bridge's ABI encodes the calls) whose every estimate reverts with
+    `reason`; it counts the estimates."""
+
+    def __init__(self, chain: FakeChain, reason: str):
+        super().__init__(chain)
+        self.reason, self.estimates = reason, 0
+
+    def batch(self, requests_):
+        assert all(method == "eth_estimateGas" for method, _ in requests_), requests_
+        self.estimates += len(requests_)
+        return [{"error": {"message": f"execution reverted: {self.reason}"}} for _ in requests_]
+
+
+def test_an_unlock_found_done_for_a_settled_transfer_is_not_retried_every_few_seconds(tmp_path):
+    """After pruning, a source rescanned from its start brings back a settled transfer's
+    `TransferSent` and `TransferCompleted` but not the destination's unlock: the unlock
+    looks needed, its estimate says "already processed", and it is then left alone for
+    `SETTLED_HOLD_S`, not estimated again every `MINED_HOLD_S`."""
+    from oracle.relayer import MINED_HOLD_S, SETTLED_HOLD_S
+
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [0.0]
+    r = scanner(tmp_path, a, b)
+    r._clock = lambda: now[0]
+    side = r.sides[B]
+    side.client = RefusingClient(b, "bridge: already processed")
+    side.relayers, side.threshold, side.up = [r.address], 1, True
+    side.set_read_at = 1e18  # no re-read of the set (there is no Bridge)
+    settled, fresh = transfer(0), transfer(1)
+    r.store.advance(
+        A,
+        [sent_event(settled, 5), sent_event(fresh, 6, 1), other_event(A, COMPLETED, settled, 9)],
+        9,
+        "0xa9",
+        10,
+    )
+    works = r.store.needs_unlock(A, B, ACTION_UNLOCK)
+    assert len(works) == 2 and r._submit(side, works) == 2
+    assert side.client.estimates == 2
+    now[0] += MINED_HOLD_S + 0.1
+    assert r._submit(side, works) == 1 and side.client.estimates == 3  # only the fresh one
+    now[0] += SETTLED_HOLD_S
+    assert r._submit(side, works) == 2
+
+
+# -- cancelling what can never be unlocked ---------------------------------------------------
+
+
+def test_only_a_permanent_refusal_older_than_refund_delay_is_cancelled(tmp_path):
+    """The cancel policy: an unlock refused for a reason no wait ends (over the per-transfer
+    maximum, a token not listed, ...) is cancelled once the transfer is REFUND_DELAY old by
+    the destination's clock; a temporary refusal (pause, rate limit, missing signatures) is
+    waited out; an unlock that goes through again (the Council raised the maximum) forgets it.
+    """
+    from oracle.relayer_store import Work
+
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b)
+    side = r.sides[B]
+    side.refund_delay = 7 * 86400
+    clock = {"B": 0}
+    side.client.latest_timestamp = lambda: clock["B"]
+    submitted = []
+    r._submit = lambda s, works: submitted.append(works) or len(works)
+    t = {n: transfer(n) for n in range(4)}
+    works = [Work(B, ACTION_UNLOCK, t[n], "0x" + t[n].id().hex(), 0.0) for n in t]
+    temporary = (
+        "bridge: paused",
+        "bridge: over limit, wait 3000 s",
+        "bridge: fewer than M signatures",
+        "bridge: signer not a relayer",
+    )
+    for w, reason in zip(works, temporary, strict=True):
+        r._note_unlock_estimate(side, w, reason, 50.0)
+    r._note_unlock_estimate(side, works[1], "bridge: over per-transfer max", 60.0)
+    r._note_unlock_estimate(side, works[2], "bridge: token not listed", 70.0)
+    assert sorted(tid for _, tid in r._stuck) == sorted([works[1].id, works[2].id])
+    # A second refusal keeps the first time (the cancel's turn-taking counts from it).
+    r._note_unlock_estimate(side, works[1], "bridge: over per-transfer max", 99.0)
+    clock["B"] = t[1].timestamp + side.refund_delay - 1
+    assert r._cancel_stuck(side, works) == 0 and submitted == []
+    assert r.metrics.stuck.labels("B")._value.get() == 2
+    # Transfer 1 is REFUND_DELAY old now, transfer 2 (sent a second later) not yet.
+    clock["B"] += 1
+    assert r._cancel_stuck(side, works) == 1
+    [[cancel]] = submitted
+    assert (cancel.chain_id, cancel.action, cancel.transfer, cancel.since) == (
+        B,
+        ACTION_CANCEL,
+        t[1],
+        60.0,
+    )
+    # The unlock of 2 goes through after all; 1 is no longer to unlock (cancelled).
+    r._note_unlock_estimate(side, works[2], None, 80.0)
+    assert r._cancel_stuck(side, [works[0], works[2], works[3]]) == 0
+    assert r._stuck == {} and r.metrics.stuck.labels("B")._value.get() == 0
 
 
 # -- signing policy ---------------------------------------------------------------------------
