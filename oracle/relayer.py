@@ -108,6 +108,8 @@ MINED_HOLD_S = 5.0
 # settled: what a source rescanned from its start after pruning (a reorg deeper than the
 # window) brings back without the destination's events, which are not rescanned.
 SETTLED_HOLD_S = 600.0
+# How long an unlock refused for a permanent reason is not estimated again.
+STUCK_HOLD_S = 60.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
 SET_REFRESH_S = 30.0
 BATCH = 200
@@ -896,7 +898,12 @@ class Relayer:
                     extra={"chain": side.name, "action": name, "id": w.id, "reason": reason},
                 )
             self._refusals[key] = f"{name} {w.id[:10]} on {side.name}: {reason}"
-            self._held[key] = now + min(self.config.service.retry_max_s, 10.0)
+            hold = min(self.config.service.retry_max_s, 10.0)
+            if action == ACTION_UNLOCK and (side.id, w.id) in self._stuck:
+                # Refused for good: looked at again a minute later (the Council may have
+                # raised the limit); its cancel is due on the destination's clock, not this.
+                hold = STUCK_HOLD_S
+            self._held[key] = now + hold
             if "relayer" in reason or "signature" in reason:
                 side.set_read_at = -1e9
         if not to_send:
