@@ -427,6 +427,7 @@ class Relayer:
                 "relayers": side.relayers,
                 "counts": self.store.counts(side.id),
                 "stuck": sorted(tid for chain, tid in self._stuck if chain == side.id),
+                "gap_block": side.gap_block,
             }
         if self.fatal:
             problems.append(self.fatal)
@@ -550,7 +551,10 @@ class Relayer:
             self._scan_gap(side, to)
             return False
         if end_now != end_hash:
-            return True
+            # A reorg during the read: read again after `poll_s`, not at once (an endpoint
+            # whose backends disagree would otherwise flip the hash in a loop that never
+            # slept).
+            return False
         if cursor is not None and client.block_hash(cursor[0]) != cursor[1]:
             return True
         events = [e for e in (self._event(side, entry) for entry in raw) if e is not None]

@@ -545,6 +545,35 @@ def test_a_permanent_gap_at_a_range_end_backs_off_and_is_reported_once(tmp_path,
     assert any("readable again" in rec.getMessage() for rec in caplog.records)
 
 
+class FlippingChain(FakeChain):
+    """An endpoint whose backends disagree about block `flip`: each read gives the other
+    hash."""
+
+    flip = -1
+    reads = 0
+
+    def block_hash(self, number: int) -> str | None:
+        if number == self.flip:
+            self.reads += 1
+            return f"0x{self.reads % 2:064x}"
+        return super().block_hash(number)
+
+
+def test_an_end_block_whose_hash_flips_during_the_read_is_read_again_later(tmp_path):
+    """The range's end block has another hash after `eth_getLogs` than before (a reorg during
+    the read, or backends that disagree): the range is not stored, and the scan reports no
+    progress, so the loop sleeps `poll_s` before reading it again instead of spinning."""
+    a, b = FlippingChain(A, 12), FakeChain(B, 3)
+    a.flip = 5  # the end of the first range (1..5)
+    r = scanner(tmp_path, a, b, confirmations=1)
+    r.act_once = lambda: 0
+    assert r.turn() == 0
+    assert r.store.cursor(A) is None and a.calls == 1 and a.reads == 2
+    a.flip = -1
+    scan_all(r, A)
+    assert r.store.cursor(A)[0] == a.block_number() - 1
+
+
 def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path, caplog):
     a, b = FakeChain(A, 3), FakeChain(B, 3)
     now = [100.0]
