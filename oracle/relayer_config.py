@@ -42,6 +42,12 @@ class RelayerServiceConfig(_Model):
     takeover_s: float = Field(30.0, ge=0)
     # Longest wait between two attempts while a chain is unreachable.
     retry_max_s: float = Field(30.0, gt=0)
+    # Retention of settled transfers (marked or refunded on their source: nothing left to
+    # do) in the state: removed once settled this many days ago (0: kept whatever their
+    # age), and beyond the newest `retention_transfers` settled ones (0: no count limit).
+    # A transfer still to unlock, mark, cancel or refund is never removed.
+    retention_days: float = Field(30.0, ge=0)
+    retention_transfers: int = Field(100_000, ge=0)
 
     resolve_paths = field_validator("state_dir", mode="before")(_path)
 
