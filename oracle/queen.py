@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
 
 from oracle.accounting import Baseline, Limits, account
@@ -56,7 +55,7 @@ from oracle.errors import (
     UnitUnfunded,
 )
 from oracle.lifecycle import CrashPoints, StopRequest
-from oracle.metrics import HttpEndpoint
+from oracle.metrics import HttpEndpoint, MetricSet
 from oracle.queen_config import QueenConfig
 from oracle.queen_store import Entry, Period, QueenStore
 from oracle.retry import backoff
@@ -113,41 +112,26 @@ class MarketState:
     deposit: int
 
 
-class QueenMetrics:
+class QueenMetrics(MetricSet):
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        self.readings = Counter("queen_readings", "Meter readings", ["worker"], registry=r)
-        self.reading_errors = Counter(
-            "queen_reading_errors", "Meter reads that failed", ["worker"], registry=r
-        )
-        self.anomalies = Counter(
-            "queen_anomalies", "Counter resets, glitches, jumps", ["worker", "kind"], registry=r
-        )
-        self.recorded = Counter("queen_periods_recorded", "Periods written", registry=r)
-        self.settled = Counter("queen_periods_settled", "Periods the chain settled", registry=r)
-        self.batches = Counter(
-            "queen_batches", "submit transactions by outcome", ["outcome"], registry=r
-        )
-        self.energy = Counter(
-            "queen_energy_submitted_wh", "Wh in mined batches", ["kind"], registry=r
-        )
-        self.gas = Counter("queen_gas_used", "Gas used by mined batches", registry=r)
-        self.depth = Gauge("queen_outbox_depth", "Periods recorded, not settled", registry=r)
-        self.chain_up = Gauge("queen_chain_up", "1 when the last chain call worked", registry=r)
-        self.last_settled = Gauge(
-            "queen_last_settled_period", "The newest period the chain settled", registry=r
-        )
-        self.foreign = Counter(
+        super().__init__()
+        c, g = self.counter, self.gauge
+        self.readings = c("queen_readings", "Meter readings", "worker")
+        self.reading_errors = c("queen_reading_errors", "Meter reads that failed", "worker")
+        self.anomalies = c("queen_anomalies", "Counter resets, glitches, jumps", "worker", "kind")
+        self.recorded = c("queen_periods_recorded", "Periods written")
+        self.settled = c("queen_periods_settled", "Periods the chain settled")
+        self.batches = c("queen_batches", "submit transactions by outcome", "outcome")
+        self.energy = c("queen_energy_submitted_wh", "Wh in mined batches", "kind")
+        self.gas = c("queen_gas_used", "Gas used by mined batches")
+        self.depth = g("queen_outbox_depth", "Periods recorded, not settled")
+        self.chain_up = g("queen_chain_up", "1 when the last chain call worked")
+        self.last_settled = g("queen_last_settled_period", "The newest period the chain settled")
+        self.foreign = c(
             "queen_foreign_periods",
             "Periods settled (partly) by transactions the outbox did not sign",
-            registry=r,
         )
-        self.chain_time = Gauge(
-            "queen_chain_time_seconds", "The queen's estimate of the chain's time", registry=r
-        )
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        self.chain_time = g("queen_chain_time_seconds", "The queen's estimate of the chain's time")
 
 
 class QueenClient(ChainClient):
@@ -191,46 +175,18 @@ class QueenClient(ChainClient):
 
     def sign_submit(self, hive: int, period: Period, batch: list[Entry]) -> SignedReport:
         """Estimate and sign one `submit`; `ReportReverted` when the market would refuse it."""
-        if self.account is None:
-            raise ChainError("no signing key loaded")
-        self._ensure_poa()
-        call = self.market.functions.submit(
-            hive,
+        return self.sign_call(
+            lambda: self.market.functions.submit(
+                hive,
+                period.period,
+                period.production,
+                period.consumption,
+                [e.packed() for e in batch],
+            ),
+            "submit",
             period.period,
-            period.production,
-            period.consumption,
-            [e.packed() for e in batch],
-        )
-        try:
-            estimate = self.rpc(call.estimate_gas, {"from": self.unit})
-        except ContractLogicError as exc:
-            raise ReportReverted(revert_reason(exc)) from None
-        except ChainError as exc:
-            if "insufficient funds" in str(exc).lower():
-                raise UnitUnfunded(
-                    f"queen {self.unit} has no funds for gas: fund it with the chain's coin"
-                ) from None
-            raise
-        if self._nonce is None:
-            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
-        tx = call.build_transaction(
-            {
-                "from": self.unit,
-                "nonce": self._nonce,
-                "gas": int(estimate * self.gas_margin),
-                "chainId": self.chain_id,
-                **self._fees(),
-            }
-        )
-        signed = self.account.sign_transaction(tx)
-        return SignedReport(
-            tx_hash=signed.hash.to_0x_hex(),
-            raw=bytes(signed.raw_transaction),
-            nonce=self._nonce,
-            method="submit",
-            first_seq=period.period,
-            count=len(batch),
-            gas=int(tx["gas"]),
+            len(batch),
+            "queen",
         )
 
 
@@ -723,18 +679,11 @@ def make_client(config: QueenConfig, account, address: str) -> QueenClient:
     c = config.chain
     record = contract(c.deployments_dir, c.chain_id, c.market)
     return QueenClient(
-        rpc_url=c.rpc_url,
         account=account,
         unit=address,
         ledger_address=record.address,
         ledger_abi=record.abi,
-        poa=c.poa,
-        rpc_timeout_s=c.rpc_timeout_s,
-        rpc_retries=c.rpc_retries,
-        tx_timeout_s=c.tx_timeout_s,
-        gas_margin=c.gas_margin,
-        max_fee_gwei=c.max_fee_gwei,
-        priority_fee_gwei=c.priority_fee_gwei,
+        **c.client_options(),
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from oracle.accounting import Baseline
 from oracle.errors import OutboxUnavailable, StateError
+from oracle.sqlite_db import open_db
 
 PENDING = "pending"
 SETTLED = "settled"
@@ -79,20 +80,12 @@ class Period:
 class QueenStore:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
-        try:
-            if readonly:
-                if not self.path.exists():
-                    raise StateError(f"{self.path}: no queen outbox yet (never started?)")
-                self._db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-                )
-            else:
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: {exc}") from None
+        self._db = open_db(
+            self.path,
+            readonly=readonly,
+            missing="no queen outbox yet (never started?)",
+            schema=SCHEMA,
+        )
         self._lock = threading.RLock()
 
     def close(self) -> None:
