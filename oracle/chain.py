@@ -133,6 +133,7 @@ class Mined:
     gas_used: int
     # The over-consumption the ledger recorded in this transaction (issue 15, item 4).
     over_consumed: tuple[OverConsumption, ...] = ()
+    block_hash: str | None = None
 
 
 class ChainClient:
@@ -496,6 +497,7 @@ class ChainClient:
             int(receipt["blockNumber"]),
             int(receipt["gasUsed"]),
             self._over_consumed(receipt),
+            receipt["blockHash"].to_0x_hex(),
         )
 
     def _over_consumed_event(self):

@@ -37,6 +37,9 @@ class QueenServiceConfig(ServiceSettings):
     http_port: int = Field(9128, ge=0, le=65535)
     # Longest wait between two attempts while the chain is unreachable or refusing for now.
     retry_max_s: float = Field(30.0, gt=0)
+    # Final settled periods (and their transactions) older than this many days are deleted
+    # from the outbox (`oracle queen-export` first to keep them); pending ones never are.
+    retain_days: float = Field(400.0, gt=0)
 
 
 class QueenChainConfig(ChainSettings, KeySettings):
@@ -49,6 +52,10 @@ class QueenChainConfig(ChainSettings, KeySettings):
     # How long the queen waits at start (and after any doubt) for its own pending
     # transactions before it reads what the chain holds.
     settle_timeout_s: float = Field(30.0, ge=0)
+    # A settled period is final once the transactions that settled it have this many blocks
+    # on top; until then each is looked up again, and a period whose transaction a
+    # reorganisation dropped goes back to pending and is sent again.
+    confirmations: int = Field(12, ge=0)
 
     resolve_paths = field_validator("deployments_dir", mode="before")(_path)
 
