@@ -244,8 +244,10 @@ class QueenClient(ChainClient):
         except TransactionNotFound:
             return None
 
-    def head_timestamp(self) -> int:
-        return int(self.rpc(self.w3.eth.get_block, "latest")["timestamp"])
+    def head(self) -> tuple[int, str, int]:
+        """The newest block: (number, hash, timestamp)."""
+        block = self.rpc(self.w3.eth.get_block, "latest")
+        return int(block["number"]), block["hash"].to_0x_hex(), int(block["timestamp"])
 
     def sign_submit(self, hive: int, period: Period, batch: list[Entry]) -> SignedReport:
         """Estimate and sign one `submit`; `ReportReverted` when the market would refuse it."""
@@ -294,6 +296,7 @@ class Queen:
         self._waiting: str | None = None
         self._meter_problems: dict[str, str] = {}
         self._pruned_at = -float("inf")
+        self._confirmed_at: tuple | None = None  # (head, periods) last checked
         self.fatal: str | None = None
         # The last period settled by transactions this outbox did not sign (sticky).
         self.foreign: str | None = None
@@ -493,7 +496,8 @@ class Queen:
     # -- sender ------------------------------------------------------------------------------
 
     def turn(self) -> bool:
-        self.observe(self.chain.head_timestamp())
+        head = self.chain.head()
+        self.observe(head[2])
         self.metrics.chain_time.set(self.now())
         self._chain_ok = True
         self.metrics.chain_up.set(1)
@@ -511,7 +515,7 @@ class Queen:
                 raise ChainUnavailable("the queen's own transactions are still pending")
             self._settle_txs()
             self._settled = True
-        self.confirm()
+        self.confirm(head[:2])
         self._prune()
         period = self.store.oldest_pending()
         self.metrics.depth.set(self.store.counts()["pending"])
@@ -722,7 +726,7 @@ class Queen:
         self.metrics.depth.set(self.store.counts()["pending"])
         log.info("period settled", extra={"period": period.period})
 
-    def confirm(self) -> None:
+    def confirm(self, head: tuple[int, str]) -> None:
         """Each settled period not final yet: its settling transactions looked up again. One
         that moved to another block is followed; one gone from the chain (a reorganisation
         dropped it) sends the period back to pending, to be delivered again (the market
@@ -730,14 +734,18 @@ class Queen:
         periods = self.store.unfinal()
         if not periods:
             return
-        head = int(self.chain.rpc(lambda: self.chain.w3.eth.block_number))
+        # Receipts change only with the head (a reorganisation changes its hash too).
+        seen = (head, tuple(periods))
+        if seen == self._confirmed_at:
+            return
+        head_number = head[0]
         need = self.config.chain.confirmations
         txs: dict[int, list[dict]] = {}
         for t in self.store.txs():
             if t["status"] in SETTLING:
                 txs.setdefault(t["period"], []).append(t)
         for p in periods:
-            gone, deepest = [], head
+            gone, deepest = [], head_number
             for t in txs.get(p, []):
                 receipt = self.chain.receipt(t["tx_hash"])
                 if receipt is None or receipt["status"] != 1:
@@ -757,9 +765,12 @@ class Queen:
                     "a reorganisation dropped a settled period: sending it again",
                     extra={"period": p, "txs": gone},
                 )
-            elif txs.get(p) and head - deepest >= need:
+            elif not txs.get(p) or head_number - deepest >= need:
                 self.store.mark_final(p)
-                log.info("period final", extra={"period": p, "confirmations": head - deepest})
+                log.info(
+                    "period final", extra={"period": p, "confirmations": head_number - deepest}
+                )
+        self._confirmed_at = (head, tuple(self.store.unfinal()))
 
     def _prune(self) -> None:
         now = time.monotonic()
