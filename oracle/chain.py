@@ -497,7 +497,7 @@ class ChainClient:
             int(receipt["blockNumber"]),
             int(receipt["gasUsed"]),
             self._over_consumed(receipt),
-            receipt["blockHash"].to_0x_hex(),
+            None if receipt.get("blockHash") is None else Web3.to_hex(receipt["blockHash"]),
         )
 
     def _over_consumed_event(self):
