@@ -18,7 +18,7 @@ from rich.table import Table
 
 from oracle import __version__
 from oracle.config import OracleConfig, load_config
-from oracle.errors import ChainError, KeystoreError, OracleError
+from oracle.errors import ChainError, KeystoreError, OracleError, StateError
 from oracle.lifecycle import StopRequest
 from oracle.logs import setup_logging
 
@@ -210,7 +210,6 @@ def rebind(config_path: Path) -> None:
     under the wrong binding); the next `oracle run` binds it to the configured chain and
     sends its pending reports there."""
     config = load_config(config_path)
-    from oracle.errors import StateError
     from oracle.outbox import Outbox
     from oracle.service import MARKER_FILE, OUTBOX_FILE
     from oracle.statelock import StateLock
@@ -467,6 +466,41 @@ def status(config_path: Path, as_json: bool) -> None:
             console.print("Over-consumption: none recorded by the ledger for this unit")
     else:
         console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
+
+
+@main.command("queen-export")
+@QUEEN_CONFIG
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CSV file to write: a row per period and worker.",
+)
+def queen_export(config_path: Path, csv_path: Path) -> None:
+    """Export the queen's periods: per worker the Wh settled, the tx hashes (pandas)."""
+    import pandas as pd
+
+    from oracle.queen import STATE_FILE
+    from oracle.queen_config import load_queen_config
+    from oracle.queen_store import EXPORT_COLUMNS, QueenStore
+
+    config = load_queen_config(config_path)
+    store = QueenStore(config.service.state_dir / STATE_FILE, readonly=True)
+    try:
+        frame = pd.DataFrame(store.export_rows(), columns=EXPORT_COLUMNS)
+    finally:
+        store.close()
+    names = {w.address: w.name for w in config.workers}
+    frame.insert(2, "name", frame["worker"].map(names).fillna(""))
+    for col in ("recorded_at", "settled_at"):
+        frame[f"{col}_utc"] = pd.to_datetime(frame[col], unit="s", utc=True)
+    try:
+        frame.to_csv(csv_path, index=False)
+    except OSError as exc:
+        raise StateError(f"{csv_path}: {exc.strerror or exc}") from None
+    periods = frame["period"].nunique()
+    click.echo(f"{csv_path}: {len(frame)} rows ({periods} periods)")
 
 
 @main.command()

@@ -21,7 +21,6 @@ old cursor (the range is scanned again; inserting an event twice is a no-op) or 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from oracle.bridge_codec import Transfer
 from oracle.errors import StateError
+from oracle.sqlite_db import open_db
 
 SENT = "sent"
 UNLOCKED = "unlocked"
@@ -96,13 +96,7 @@ class RelayerStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: {exc}") from None
+        self._db = open_db(self.path, schema=SCHEMA)
         self._lock = threading.RLock()
 
     def close(self) -> None:
