@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from oracle import __version__
+from oracle.cli_base import OneLineGroup
 from oracle.config import OracleConfig, load_config
-from oracle.errors import ChainError, KeystoreError, OracleError
+from oracle.errors import ChainError, KeystoreError
 from oracle.lifecycle import StopRequest
 from oracle.logs import setup_logging
 
@@ -36,15 +37,7 @@ CONFIG = click.option(
 )
 
 
-class OracleGroup(click.Group):
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except OracleError as exc:
-            raise click.ClickException(" ".join(str(exc).split())) from None
-
-
-@click.group(cls=OracleGroup)
+@click.group(cls=OneLineGroup)
 @click.version_option(__version__, prog_name="oracle")
 def main() -> None:
     """PowerHive storage-unit oracle (meters in, ledger reports out), hive queen and bridge

@@ -11,7 +11,8 @@ to revoke), `kwh` (ENT), `wh` (ledger energy, given in kWh), `fraction` (wad: `0
 `20%`), `seconds` (`900`, `15m`, `7d`), `hvt`, `tariff` (a hive tariff in coin per kWh, 4
 decimals), `bps` (a fee as `0.5%`), `price` (a book's price in EUR/kWh, decimals
 of the book's quote token), `amount:<arg>` (decimals of the token named by argument `<arg>`),
-`direction` (`out` or `in`), `bool` (`on`/`off`), `int`, `text`.
+`direction` (`out` or `in`), `bool` (`on`/`off`), `int`, `text`; and in members' own calls
+`meter_status` (`active` 1, `inactive` 2).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from powerhive.client import checksum, name_of
 from powerhive.errors import ActionError, AmountError
 
 ZERO = "0x0000000000000000000000000000000000000000"
+# The Beekeeper's METER_ACTIVE and METER_INACTIVE.
+METER_STATUS_NAMES = {1: "active", 2: "inactive"}
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,7 @@ MEMBER_CALLS: dict[tuple[str, str], dict[str, str]] = {
     ("HiveMarket", "deposit"): {"amount": "coin:hive"},
     ("HiveMarket", "withdraw_deposit"): {"amount": "coin:hive"},
     ("HiveMarket", "claim_fees"): {"stablecoin": "address"},
+    ("Beekeeper", "change_meter_status"): {"meter": "address", "status": "meter_status"},
     ("Bridge", "lock"): {"token": "address", "amount": "amount:token", "recipient": "address"},
     ("Bridge", "burn"): {"token": "address", "amount": "amount:token", "recipient": "address"},
 }
@@ -409,6 +413,8 @@ def format_arg(kind: str, value, *, args: dict, target: str, dec: Decimals, name
             return {0: "out (lock, burn)", 1: "in (unlock, refund)"}.get(value, f"{value}?")
         if kind == "bool":
             return "on" if value else "off"
+        if kind == "meter_status":
+            return f"{METER_STATUS_NAMES.get(value, '?')} ({value})"
     except ActionError:
         pass  # offline without the token's decimals: show the base units
     return str(value)
