@@ -178,3 +178,57 @@ def test_over_consumption_in_logs_metrics_and_status(
     assert (over["count"], over["wh"], over["last"]["seq"]) == (1, 120, 2)
     text = CliRunner().invoke(main, ["status", "--config", str(path)])
     assert "Over-consumption" in text.output and "120 Wh" in text.output
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
+def test_over_consumption_found_at_reconciliation_is_in_the_metrics(
+    setup, tmp_path, producer, w3, passphrase_env, caplog
+):
+    """The transaction that recorded an over-consumption is mined, but the service never saw
+    its receipt (stopped while waiting, as a crash leaves it): the restarted service finds the
+    report at reconciliation and counts the over-consumption in /metrics and /health, once."""
+    from oracle.config import load_config
+    from oracle.errors import TxPending
+    from oracle.service import open_service
+
+    consumer = w3.eth.accounts[6]
+    counters = Counters(tmp_path, "meter")
+    setup.meters = [counters.meter("inverter", stored=False)]
+    setup.channels = [
+        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
+        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
+    ]
+    path = setup.write()
+    service = open_service(load_config(path), passphrase=PASSPHRASE)
+    try:
+        service.read_once()
+        counters.add(exp=500)
+        service.read_once()
+        while service.deliver_once():
+            pass
+        counters.add(imp=90)
+        service.read_once()
+
+        def receipt_never_seen(signed, give_up=None):
+            raise TxPending(signed.tx_hash)
+
+        service.chain.wait_mined = receipt_never_seen
+        with pytest.raises(TxPending):
+            service.deliver_once()
+        assert "oracle_over_consumed_wh_total{" not in service.metrics.exposition().decode()
+    finally:
+        service.close()
+    caplog.set_level("WARNING", logger="oracle.service")
+    again = open_service(load_config(path), passphrase=PASSPHRASE)
+    try:
+        assert again.deliver_once() is False  # reconciled: the report was on chain
+        again.reconcile()  # a second reconciliation counts nothing again
+        metrics = again.metrics.exposition().decode()
+        assert f'oracle_over_consumed_wh_total{{consumer="{consumer}"}} 90.0' in metrics
+        assert f'oracle_over_consumptions_total{{consumer="{consumer}"}} 1.0' in metrics
+        (record,) = [r for r in caplog.records if "over-consumption" in r.getMessage()]
+        assert (record.consumer, record.seq, record.over_wh) == (consumer, 2, 90)
+        _, health = again.health()
+        assert health["over_consumed_wh"] == 90
+    finally:
+        again.close()
