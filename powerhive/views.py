@@ -274,10 +274,15 @@ class Trade:
     amount: int
 
 
-def recent_trades(client: Client, *, limit: int = 20, record: str = "OrderBook") -> list[Trade]:
-    """The last `limit` trades of a book, newest first. A taker's order id carries its side
-    (`tag << 56` with `tag = seq << 1 | is_buy`, contracts/interfaces/IOrderBook.vyi)."""
-    logs = client.events(record, "Traded")[-limit:][::-1]
+def recent_trades(client: Client, book=None, *, since: int | None = None, limit: int = 20):
+    """The last `limit` trades of a book (default: the deployment's OrderBook; `since` its
+    first block), newest first. A taker's order id carries its side (`tag << 56` with
+    `tag = seq << 1 | is_buy`, contracts/interfaces/IOrderBook.vyi)."""
+    if book is None:
+        logs = client.events("OrderBook", "Traded")
+    else:
+        logs = client.logs(book, "Traded", since or 0)
+    logs = logs[-limit:][::-1]
     when = timestamps(client, [log["blockNumber"] for log in logs])
     return [
         Trade(
@@ -292,6 +297,56 @@ def recent_trades(client: Client, *, limit: int = 20, record: str = "OrderBook")
         )
         for log in logs
     ]
+
+
+@dataclass(frozen=True)
+class Book:
+    """One ENT / stablecoin order book: its coin, rules, depth and recent trades."""
+
+    address: str
+    coin: str
+    code: str  # the Beekeeper's code of the coin (EUR)
+    decimals: int  # the coin's: prices in coin per kWh, values in coin
+    tick: int
+    lot: int
+    min_size: int
+    asks: list[Level]
+    bids: list[Level]
+    trades: list[Trade]
+
+
+def books(client: Client) -> list[Book]:
+    """Every order book: the deployment's OrderBook (ENT / eEuro) first, then each other book
+    the Beekeeper created (`BookCreated`, one per listed stablecoin), in creation order."""
+    found: dict[str, tuple[str, int]] = {}  # book -> (coin, first block)
+    if client.has("OrderBook"):
+        main = client.contract("OrderBook")
+        found[main.address] = (client.call(main.functions.QUOTE()), None)
+    if client.has("Beekeeper"):
+        for log in client.events("Beekeeper", "BookCreated"):
+            book = checksum(log["args"]["book"])
+            found.setdefault(book, (checksum(log["args"]["stablecoin"]), log["blockNumber"]))
+    decimals_of = Decimals(client.deployment, lookup=chain_lookup(client)).of_token
+    keeper = client.contract("Beekeeper") if client.has("Beekeeper") else None
+    shown = []
+    for address, (coin, since) in found.items():
+        handle = client.at(address, "OrderBook")
+        code = client.call(keeper.functions.stablecoin_info(coin))[2] if keeper else ""
+        shown.append(
+            Book(
+                address=address,
+                coin=coin,
+                code=code or (client.name_of(coin) or coin),
+                decimals=decimals_of(coin),
+                tick=client.call(handle.functions.tick_size()),
+                lot=client.call(handle.functions.lot_size()),
+                min_size=client.call(handle.functions.min_size()),
+                asks=levels(client, handle, False),
+                bids=levels(client, handle, True),
+                trades=recent_trades(client, None if since is None else handle, since=since),
+            )
+        )
+    return shown
 
 
 # -- the Council ----------------------------------------------------------------------------
