@@ -130,16 +130,12 @@ def test_export_of_an_empty_outbox_has_headers(setup, tmp_path, producer, passph
     assert json.loads((out / "reports.json").read_text()) == []
 
 
-@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
-def test_over_consumption_in_logs_metrics_and_status(
-    setup, tmp_path, producer, w3, passphrase_env, caplog
-):
-    """A consumer without a session draws energy: the ledger records it (`OverConsumed`),
-    never rejects it, and the operator sees it in the log, /metrics, /health and status."""
+def _consumer_site(setup, tmp_path, producer: str, consumer: str):
+    """A service whose meter produces for `producer` and consumes for `consumer`, with 500 Wh
+    produced and delivered (seq 1): (config path, its counters, the open service)."""
     from oracle.config import load_config
     from oracle.service import open_service
 
-    consumer = w3.eth.accounts[6]  # holds no session with this unit
     counters = Counters(tmp_path, "meter")
     setup.meters = [counters.meter("inverter", stored=False)]
     setup.channels = [
@@ -148,12 +144,23 @@ def test_over_consumption_in_logs_metrics_and_status(
     ]
     path = setup.write()
     service = open_service(load_config(path), passphrase=PASSPHRASE)
+    service.read_once()
+    counters.add(exp=500)
+    service.read_once()
+    while service.deliver_once():
+        pass
+    return path, counters, service
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
+def test_over_consumption_in_logs_metrics_and_status(
+    setup, tmp_path, producer, w3, passphrase_env, caplog
+):
+    """A consumer without a session draws energy: the ledger records it (`OverConsumed`),
+    never rejects it, and the operator sees it in the log, /metrics, /health and status."""
+    consumer = w3.eth.accounts[6]  # holds no session with this unit
+    path, counters, service = _consumer_site(setup, tmp_path, producer, consumer)
     try:
-        service.read_once()
-        counters.add(exp=500)
-        service.read_once()
-        while service.deliver_once():
-            pass
         metrics = service.metrics.exposition().decode()
         assert "oracle_last_seq 1.0" in metrics  # current after the send, not at the next idle
         counters.add(imp=120)
@@ -192,20 +199,8 @@ def test_over_consumption_found_at_reconciliation_is_in_the_metrics(
     from oracle.service import open_service
 
     consumer = w3.eth.accounts[6]
-    counters = Counters(tmp_path, "meter")
-    setup.meters = [counters.meter("inverter", stored=False)]
-    setup.channels = [
-        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
-        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
-    ]
-    path = setup.write()
-    service = open_service(load_config(path), passphrase=PASSPHRASE)
+    path, counters, service = _consumer_site(setup, tmp_path, producer, consumer)
     try:
-        service.read_once()
-        counters.add(exp=500)
-        service.read_once()
-        while service.deliver_once():
-            pass
         counters.add(imp=90)
         service.read_once()
 
