@@ -534,6 +534,15 @@ class ChainClient:
             block_number=int(entry["blockNumber"]),
         )
 
+    def over_consumed_in(self, tx_hash: str) -> tuple[OverConsumption, ...]:
+        """The over-consumption the ledger recorded for this unit in mined `tx_hash` (a
+        transaction whose receipt the service did not see: found at reconciliation)."""
+        try:
+            receipt = self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
+        except TransactionNotFound:
+            return ()
+        return self._over_consumed(receipt)
+
     def over_consumption_since(self, from_block: int) -> list[OverConsumption]:
         """Every `OverConsumed` event for this unit from `from_block` to the head."""
         event = self._over_consumed_event()
