@@ -47,11 +47,12 @@ def world(project, deployer, treasury, owners, accounts):
     for o in owners:
         hvt.transfer(o, 10_000 * HVT, sender=treasury)
         hvt.approve(bk, 2**256 - 1, sender=o)
-    # Stakes 600, 550, 550 HVT: no owner alone holds a majority.
+    v2 = deployer.deploy(project.BeekeeperV2)
+    # Stakes 600, 550, 550 HVT: no owner alone holds a majority. owners[2]'s hive is the last
+    # block (test_fresh_stake_has_no_power reads the head as the block that staked it).
     bk.create_hive(eeuro, [meters[0], meters[3]], sender=owners[0])
     bk.create_hive(eeuro, [meters[1]], sender=owners[1])
     bk.create_hive(eeuro, [meters[2]], sender=owners[2])
-    v2 = deployer.deploy(project.BeekeeperV2)
     return d, hvt, eeuro, meters, v2
 
 
