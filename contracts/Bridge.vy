@@ -28,12 +28,18 @@
                          flags as `_token[local]`, kept equal, so unlock reads one slot)
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
-       _bucket[t][d]:    bits 0..95 level | 96..159 last update | 160..223 next outbound nonce
-                         (d = 0 only) | 254 home flag | 255 listed flag (d = 0 only: the
-                         flags of `_token[t]`, kept equal, so lock and burn read no other
-                         token word)
-       _pending[t][w]:   bit i: outbound nonce 256 * w + i is pending
-       _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled
+       _bucket[t][0]:    (outbound) bits 0..95 level | 96..159 last update | 160..223 next
+                         nonce | 254 home flag | 255 listed flag (the flags of `_token[t]`,
+                         kept equal, so lock and burn read no other token word)
+       _bucket[t][1]:    (inbound) bits 0..95 level | 96..159 last update | 160..223 the
+                         processed bits of nonces 64 * k .. 64 * k + 63 | 224..255 k (the
+                         processed cache: unlock writes its bit and the bucket in one word)
+       _settled[t][w]:   bit i: outbound nonce 256 * w + i was completed or refunded (a
+                         transfer is pending iff its nonce < the next nonce and its bit is
+                         clear, so lock and burn write no bitmap)
+       _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled, for
+                         every nonce outside the cached window (the window is flushed here
+                         when a later window replaces it)
      Nonces count per token (the id binds the token, so ids stay unique); the bitmaps keyed
      by nonce make replay protection cost one warm-able word per 256 transfers instead of a
      fresh slot per id.
@@ -122,6 +128,11 @@ HALF_N: constant(uint256) = (
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_160: constant(uint256) = 2**160 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+# The processed cache in a token's inbound bucket word: 64 bits from CACHE_SHIFT, the
+# window's index (nonce >> 6) from CACHE_INDEX_SHIFT.
+CACHE_SHIFT: constant(uint256) = 160
+CACHE_INDEX_SHIFT: constant(uint256) = 224
 PAUSED_FLAG: constant(uint256) = 1 << 255
 # The relayer set's epoch and M, in the `_peer` word.
 EPOCH_SHIFT: constant(uint256) = 224
@@ -157,7 +168,7 @@ _token: HashMap[address, uint256]
 _inbound: HashMap[address, uint256]
 _limit: HashMap[address, uint256[2]]
 _bucket: HashMap[address, uint256[2]]
-_pending: HashMap[address, HashMap[uint256, uint256]]
+_settled: HashMap[address, HashMap[uint256, uint256]]
 _processed: HashMap[address, HashMap[uint256, uint256]]
 
 
@@ -283,7 +294,8 @@ def burn(token: address, amount: uint256, dest_chain: uint256, recipient: addres
     bucket: uint256 = self._listed_bucket(token)
     assert bucket & BUCKET_HOME == 0, "bridge: not a wrapped token"
     id: bytes32 = self._send(token, bucket, amount, dest_chain, recipient)
-    extcall IWrapped(token).bridge_burn(msg.sender, amount)
+    # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+    extcall IWrapped(token).bridge_burn(msg.sender, amount, skip_contract_check=True)
     return id
 
 
@@ -299,14 +311,15 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     assert peer & PAUSED_FLAG == 0, "bridge: paused"
     local: address = empty(address)
     cfg: uint256 = 0
-    word: uint256 = 0
-    local, cfg, word = self._check_inbound(transfer, peer)
+    bucket: uint256 = 0
+    local, cfg, bucket = self._check_inbound(transfer, peer)
     assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
     assert transfer.recipient != empty(address), "bridge: zero recipient"
     id: bytes32 = self._transfer_id(transfer)
     self._check_signatures(id, ACTION_UNLOCK, signatures, peer)
-    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
-    self._draw(local, INBOUND, transfer.amount, self._bucket[local][INBOUND])
+    # One write of the inbound word: the processed bit (cached window) and the bucket.
+    bucket = self._mark_processed(local, transfer.nonce, bucket)
+    self._bucket[local][INBOUND] = self._draw(local, INBOUND, transfer.amount, bucket)
     self._deliver(local, cfg, transfer.recipient, transfer.amount)
     log TransferUnlocked(
         id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
@@ -328,15 +341,17 @@ def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     peer: uint256 = self._peer
     local: address = empty(address)
     cfg: uint256 = 0
-    word: uint256 = 0
-    local, cfg, word = self._check_inbound(transfer, peer)
+    bucket: uint256 = 0
+    local, cfg, bucket = self._check_inbound(transfer, peer)
     assert (
         msg.sender == transfer.recipient
         or block.timestamp >= transfer.timestamp + REFUND_DELAY
     ), "bridge: too early to cancel"
     id: bytes32 = self._transfer_id(transfer)
     self._check_signatures(id, ACTION_CANCEL, signatures, peer)
-    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
+    marked: uint256 = self._mark_processed(local, transfer.nonce, bucket)
+    if marked != bucket:
+        self._bucket[local][INBOUND] = marked
     log TransferCancelled(id=id, token=local, nonce=transfer.nonce)
 
 
@@ -364,7 +379,9 @@ def refund(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     assert peer & PAUSED_FLAG == 0, "bridge: paused"
     id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures, peer)
     token: address = transfer.token
-    self._draw(token, INBOUND, transfer.amount, self._bucket[token][INBOUND])
+    self._bucket[token][INBOUND] = self._draw(
+        token, INBOUND, transfer.amount, self._bucket[token][INBOUND]
+    )
     self._deliver(token, self._token[token], transfer.sender, transfer.amount)
     log TransferRefunded(
         id=id, token=token, sender=transfer.sender, nonce=transfer.nonce, amount=transfer.amount
@@ -666,7 +683,7 @@ def is_pending(token: address, nonce: uint256) -> bool:
     @param nonce Its nonce.
     @return True if pending.
     """
-    return (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+    return self._pending(token, nonce, (self._bucket[token][OUTBOUND] >> 160) & MASK_64)
 
 
 @view
@@ -678,7 +695,7 @@ def is_processed(token: address, nonce: uint256) -> bool:
     @param nonce The transfer's nonce.
     @return True if processed.
     """
-    return (self._processed[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+    return self._is_processed(token, nonce, self._bucket[token][INBOUND])
 
 
 @view
@@ -694,12 +711,13 @@ def locked_transfers(token: address, start: uint256, count: uint256) -> DynArray
     """
     assert count <= MAX_PAGE, "bridge: page too large"
     result: DynArray[uint256, MAX_PAGE] = []
-    end: uint256 = min(start + count, (self._bucket[token][OUTBOUND] >> 160) & MASK_64)
+    next_nonce: uint256 = (self._bucket[token][OUTBOUND] >> 160) & MASK_64
+    end: uint256 = min(start + count, next_nonce)
     nonce: uint256 = start
     for _: uint256 in range(MAX_PAGE):
         if nonce >= end:
             break
-        if (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0:
+        if self._pending(token, nonce, next_nonce):
             result.append(nonce)
         nonce += 1
     return result
@@ -728,9 +746,11 @@ def _send(
     assert amount != 0, "bridge: zero amount"
     assert recipient != empty(address), "bridge: zero recipient"
     assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
-    nonce: uint256 = self._draw(token, OUTBOUND, amount, bucket)
-    word: uint256 = nonce >> 8
-    self._pending[token][word] |= 1 << (nonce & 255)
+    drawn: uint256 = self._draw(token, OUTBOUND, amount, bucket)
+    nonce: uint256 = (drawn >> 160) & MASK_64
+    # The transfer is pending from now on by its nonce alone (below the next nonce, not
+    # settled): no bitmap write here. nonce + 1 < 2**64 (one per transaction).
+    self._bucket[token][OUTBOUND] = unsafe_add(drawn, 1 << 160)
     transfer: Transfer = Transfer(
         source_chain=local_chain,
         source_bridge=self,
@@ -753,8 +773,8 @@ def _send(
 @view
 @internal
 def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint256):
-    # The checks every inbound action shares; returns the local token, its flags and the
-    # processed-bitmap word of the transfer's nonce.
+    # The checks every inbound action shares; returns the local token, its flags and its
+    # inbound bucket word (which caches the processed bits of the current 64 nonces).
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
     assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
         "bridge: wrong source chain"
@@ -766,33 +786,36 @@ def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint
     entry: uint256 = self._inbound[transfer.token]
     assert entry != 0, "bridge: token not listed"
     local: address = convert(convert(entry & MASK_160, uint160), address)
-    word: uint256 = self._processed[local][transfer.nonce >> 8]
-    assert (word >> (transfer.nonce & 255)) & 1 == 0, "bridge: already processed"
-    return local, entry & FLAGS, word
+    bucket: uint256 = self._bucket[local][INBOUND]
+    assert not self._is_processed(local, transfer.nonce, bucket), "bridge: already processed"
+    return local, entry & FLAGS, bucket
 
 
 @internal
 def _settle(
     transfer: Transfer, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS], peer: uint256
 ) -> bytes32:
-    # Source side: the transfer must be one of ours and pending; clears the pending bit.
+    # Source side: the transfer must be one of ours and pending; sets its settled bit.
     assert transfer.source_chain == local_chain, "bridge: wrong source chain"
     assert transfer.source_bridge == self, "bridge: wrong source bridge"
     token: address = transfer.token
     nonce: uint256 = transfer.nonce
-    word: uint256 = self._pending[token][nonce >> 8]
+    word: uint256 = self._settled[token][nonce >> 8]
     bit: uint256 = 1 << (nonce & 255)
-    assert word & bit != 0, "bridge: not pending"
+    assert (
+        nonce < (self._bucket[token][OUTBOUND] >> 160) & MASK_64 and word & bit == 0
+    ), "bridge: not pending"
     id: bytes32 = self._transfer_id(transfer)
     self._check_signatures(id, action, signatures, peer)
-    self._pending[token][nonce >> 8] = word ^ bit
+    self._settled[token][nonce >> 8] = word | bit
     return id
 
 
 @internal
 def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) -> uint256:
     # Takes `amount` from the bucket (`bucket`: its word, read by the caller); returns the
-    # outbound nonce (and advances it when outbound). Reverts with the seconds to wait when
+    # word to store (the caller stores it): the new level and time, bits 160..255 as given
+    # (the nonce and flags, or the processed cache). Reverts with the seconds to wait when
     # the bucket is short.
     lim: uint256 = self._limit[token][direction]
     assert amount <= lim >> 160, "bridge: over per-transfer max"
@@ -802,19 +825,8 @@ def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) 
         assert rate != 0, "bridge: over limit, no refill"
         wait: uint256 = (amount - level + rate - 1) // rate
         raise concat("bridge: over limit, wait ", uint2str(wait), " s")
-    nonce: uint256 = (bucket >> 160) & MASK_64
-    next_nonce: uint256 = nonce
-    if direction == OUTBOUND:
-        next_nonce = nonce + 1
-    # level - amount < 2**96, block.timestamp < 2**64, nonce < 2**64 in any real chain;
-    # the token's flags (outbound word) are kept.
-    self._bucket[token][direction] = (
-        unsafe_sub(level, amount)
-        | (block.timestamp << 96)
-        | (next_nonce << 160)
-        | (bucket & BUCKET_FLAGS)
-    )
-    return nonce
+    # level - amount < 2**96 (level <= capacity), block.timestamp < 2**64 in any real chain.
+    return unsafe_sub(level, amount) | (block.timestamp << 96) | (bucket >> 160 << 160)
 
 
 @view
@@ -827,6 +839,48 @@ def _level(lim: uint256, bucket: uint256) -> uint256:
     return min(capacity, level + elapsed * ((lim >> 96) & MASK_64))
 
 
+@view
+@internal
+def _pending(token: address, nonce: uint256, next_nonce: uint256) -> bool:
+    # Sent (below the next nonce) and neither completed nor refunded.
+    return nonce < next_nonce and (self._settled[token][nonce >> 8] >> (nonce & 255)) & 1 == 0
+
+
+@view
+@internal
+def _is_processed(local: address, nonce: uint256, bucket: uint256) -> bool:
+    # `bucket`: the inbound bucket word of `local`. The window of 64 nonces it caches is
+    # authoritative for its nonces; `_processed` for every other nonce.
+    if nonce >> 6 == bucket >> CACHE_INDEX_SHIFT:
+        return (bucket >> (CACHE_SHIFT + (nonce & 63))) & 1 != 0
+    return (self._processed[local][nonce >> 8] >> (nonce & 255)) & 1 != 0
+
+
+@internal
+def _mark_processed(local: address, nonce: uint256, bucket: uint256) -> uint256:
+    # Sets the processed bit of `nonce` (the caller checked it is clear); returns the inbound
+    # bucket word to store. The cache only moves forward: a nonce of a later window flushes
+    # the cached window into `_processed` and loads the new one (once per 64 nonces in
+    # order); a nonce of an earlier window is set in `_processed` directly.
+    index: uint256 = nonce >> 6
+    cached: uint256 = bucket >> CACHE_INDEX_SHIFT
+    if index == cached:
+        return bucket | (1 << (CACHE_SHIFT + (nonce & 63)))
+    if index < cached or index > MASK_32:
+        self._processed[local][nonce >> 8] |= 1 << (nonce & 255)
+        return bucket
+    window: uint256 = (bucket >> CACHE_SHIFT) & MASK_64
+    if window != 0:
+        # Window `cached` is lane `cached & 3` of bitmap word `cached >> 2`.
+        self._processed[local][cached >> 2] |= window << ((cached & 3) << 6)
+    loaded: uint256 = (self._processed[local][nonce >> 8] >> ((index & 3) << 6)) & MASK_64
+    return (
+        (bucket & MASK_160)
+        | ((loaded | (1 << (nonce & 63))) << CACHE_SHIFT)
+        | (index << CACHE_INDEX_SHIFT)
+    )
+
+
 @internal
 def _deliver(token: address, cfg: uint256, to: address, amount: uint256):
     if cfg & HOME_FLAG != 0:
@@ -834,7 +888,8 @@ def _deliver(token: address, cfg: uint256, to: address, amount: uint256):
             "bridge: transfer failed"
         )
     else:
-        extcall IWrapped(token).mint(to, amount)
+        # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+        extcall IWrapped(token).mint(to, amount, skip_contract_check=True)
 
 
 @view
