@@ -28,10 +28,12 @@
                          flags as `_token[local]`, kept equal, so unlock reads one slot)
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
-       _bucket[t][0]:    (outbound) bits 0..95 level | 96..159 last update | 160..223 next
-                         nonce | 254 home flag | 255 listed flag (the flags of `_token[t]`,
-                         kept equal, so lock and burn read no other token word)
-       _bucket[t][1]:    (inbound) bits 0..95 level | 96..159 last update | 160..223 the
+       _bucket[t][0]:    (outbound) bits 0..95 level | 96..135 last update | 136..175 next
+                         nonce | 176..239 peer chain id | 253 paused | 254 home flag | 255
+                         listed flag (the flags of `_token[t]`, the peer chain and the pause
+                         of `_peer`, kept equal by every governed write, so lock and burn
+                         read no other configuration word)
+       _bucket[t][1]:    (inbound) bits 0..95 level | 96..135 last update | 160..223 the
                          processed bits of nonces 64 * k .. 64 * k + 63 | 224..255 k (the
                          processed cache: unlock writes its bit and the bucket in one word)
        _settled[t][w]:   bit i: outbound nonce 256 * w + i was completed or refunded (a
@@ -101,6 +103,8 @@ struct LimitView:
 # Bounds: the relayer set, a page of `locked_transfers`.
 MAX_RELAYERS: public(constant(uint256)) = 32
 MAX_PAGE: public(constant(uint256)) = 256
+# Tokens ever listed: set_peer and set_paused rewrite each one's outbound word.
+MAX_TOKENS: public(constant(uint256)) = 32
 # A destination transfer can be cancelled by anyone with relayer attestations this long
 # after it was sent (its recipient can cancel it earlier).
 REFUND_DELAY: public(constant(uint256)) = 7 * 86400
@@ -129,6 +133,16 @@ MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_160: constant(uint256) = 2**160 - 1
 MASK_32: constant(uint256) = 2**32 - 1
+MASK_40: constant(uint256) = 2**40 - 1
+# A bucket word: the last update (40 bits) from TIME_SHIFT; the fields above it from
+# KEEP_SHIFT (the outbound nonce, or the inbound processed cache) are not the bucket's.
+TIME_SHIFT: constant(uint256) = 96
+KEEP_SHIFT: constant(uint256) = 136
+NONCE_SHIFT: constant(uint256) = 136
+# The copies of `_peer`'s peer chain and pause in each outbound word.
+OUT_CHAIN_SHIFT: constant(uint256) = 176
+OUT_PAUSED: constant(uint256) = 1 << 253
+OUT_SYNCED: constant(uint256) = (MASK_64 << OUT_CHAIN_SHIFT) | OUT_PAUSED
 # The processed cache in a token's inbound bucket word: 64 bits from CACHE_SHIFT, the
 # window's index (nonce >> 6) from CACHE_INDEX_SHIFT.
 CACHE_SHIFT: constant(uint256) = 160
@@ -162,6 +176,8 @@ _peer: uint256
 # @dev Relayer set: each member's epoch (current iff equal to the epoch in `_peer`).
 _member: HashMap[address, uint256]
 _relayers: DynArray[address, MAX_RELAYERS]
+# @dev Every token ever listed (the outbound words the peer chain and the pause are copied to).
+_tokens: DynArray[address, MAX_TOKENS]
 
 _token: HashMap[address, uint256]
 # @dev Peer-chain token -> the local token it maps to, with its flags.
@@ -424,9 +440,11 @@ def set_peer(chain_id: uint256, bridge: address):
     assert chain_id != 0 and chain_id != local_chain, "bridge: bad peer chain"
     assert bridge != empty(address), "bridge: zero peer"
     assert chain_id <= MASK_64, "bridge: bad peer chain"
-    self._peer = (
+    peer: uint256 = (
         (self._peer & (PAUSED_FLAG | SET_BITS)) | (chain_id << 160) | convert(bridge, uint256)
     )
+    self._peer = peer
+    self._sync_tokens(peer)
     log PeerSet(chain_id=chain_id, bridge=bridge)
 
 
@@ -460,8 +478,13 @@ def list_token(token: address, peer_token: address, home: bool):
     bucket_flags: uint256 = BUCKET_LISTED
     if home:
         bucket_flags |= BUCKET_HOME
+    if previous == 0:
+        assert len(self._tokens) < MAX_TOKENS, "bridge: too many tokens"
+        self._tokens.append(token)
     bucket: uint256 = self._bucket[token][OUTBOUND]
-    self._bucket[token][OUTBOUND] = (bucket & ~BUCKET_FLAGS) | bucket_flags
+    self._bucket[token][OUTBOUND] = (
+        (bucket & ~(BUCKET_FLAGS | OUT_SYNCED)) | bucket_flags | self._synced(self._peer)
+    )
     log TokenListed(token=token, peer_token=peer_token, home=home)
 
 
@@ -511,7 +534,7 @@ def set_limit(
     )
     bucket: uint256 = self._bucket[token][direction]
     self._bucket[token][direction] = (
-        (bucket >> 160 << 160) | capacity | (block.timestamp << 96)
+        (bucket >> KEEP_SHIFT << KEEP_SHIFT) | capacity | (block.timestamp << TIME_SHIFT)
     )
     log LimitSet(
         token=token, direction=direction, capacity=capacity,
@@ -530,6 +553,7 @@ def set_paused(paused: bool):
     if paused:
         peer |= PAUSED_FLAG
     self._peer = peer
+    self._sync_tokens(peer)
     log PausedSet(paused=paused)
 
 
@@ -671,7 +695,7 @@ def next_nonce(token: address) -> uint256:
     @param token The token.
     @return The nonce.
     """
-    return (self._bucket[token][OUTBOUND] >> 160) & MASK_64
+    return (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40
 
 
 @view
@@ -683,7 +707,7 @@ def is_pending(token: address, nonce: uint256) -> bool:
     @param nonce Its nonce.
     @return True if pending.
     """
-    return self._pending(token, nonce, (self._bucket[token][OUTBOUND] >> 160) & MASK_64)
+    return self._pending(token, nonce, (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40)
 
 
 @view
@@ -711,7 +735,7 @@ def locked_transfers(token: address, start: uint256, count: uint256) -> DynArray
     """
     assert count <= MAX_PAGE, "bridge: page too large"
     result: DynArray[uint256, MAX_PAGE] = []
-    next_nonce: uint256 = (self._bucket[token][OUTBOUND] >> 160) & MASK_64
+    next_nonce: uint256 = (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40
     end: uint256 = min(start + count, next_nonce)
     nonce: uint256 = start
     for _: uint256 in range(MAX_PAGE):
@@ -721,6 +745,21 @@ def locked_transfers(token: address, start: uint256, count: uint256) -> DynArray
             result.append(nonce)
         nonce += 1
     return result
+
+
+@pure
+@internal
+def _synced(peer: uint256) -> uint256:
+    # The fields of `peer` copied into each outbound word: the peer chain and the pause.
+    return (((peer >> 160) & MASK_64) << OUT_CHAIN_SHIFT) | ((peer & PAUSED_FLAG) >> 2)
+
+
+@internal
+def _sync_tokens(peer: uint256):
+    synced: uint256 = self._synced(peer)
+    for token: address in self._tokens:
+        word: uint256 = self._bucket[token][OUTBOUND]
+        self._bucket[token][OUTBOUND] = (word & ~OUT_SYNCED) | synced
 
 
 @internal
@@ -741,16 +780,19 @@ def _listed_bucket(token: address) -> uint256:
 def _send(
     token: address, bucket: uint256, amount: uint256, dest_chain: uint256, recipient: address
 ) -> bytes32:
-    peer: uint256 = self._peer
-    assert peer & PAUSED_FLAG == 0, "bridge: paused"
+    # The pause and the peer chain: the copies in the token's outbound word.
+    assert bucket & OUT_PAUSED == 0, "bridge: paused"
     assert amount != 0, "bridge: zero amount"
     assert recipient != empty(address), "bridge: zero recipient"
-    assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
+    assert dest_chain == (bucket >> OUT_CHAIN_SHIFT) & MASK_64 and dest_chain != 0, (
+        "bridge: wrong destination"
+    )
     drawn: uint256 = self._draw(token, OUTBOUND, amount, bucket)
-    nonce: uint256 = (drawn >> 160) & MASK_64
+    nonce: uint256 = (drawn >> NONCE_SHIFT) & MASK_40
+    assert nonce < MASK_40, "bridge: nonces exhausted"
     # The transfer is pending from now on by its nonce alone (below the next nonce, not
-    # settled): no bitmap write here. nonce + 1 < 2**64 (one per transaction).
-    self._bucket[token][OUTBOUND] = unsafe_add(drawn, 1 << 160)
+    # settled): no bitmap write here. nonce + 1 <= MASK_40: it stays in its field.
+    self._bucket[token][OUTBOUND] = unsafe_add(drawn, 1 << NONCE_SHIFT)
     transfer: Transfer = Transfer(
         source_chain=local_chain,
         source_bridge=self,
@@ -803,7 +845,7 @@ def _settle(
     word: uint256 = self._settled[token][nonce >> 8]
     bit: uint256 = 1 << (nonce & 255)
     assert (
-        nonce < (self._bucket[token][OUTBOUND] >> 160) & MASK_64 and word & bit == 0
+        nonce < (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40 and word & bit == 0
     ), "bridge: not pending"
     id: bytes32 = self._transfer_id(transfer)
     self._check_signatures(id, action, signatures, peer)
@@ -825,8 +867,13 @@ def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) 
         assert rate != 0, "bridge: over limit, no refill"
         wait: uint256 = (amount - level + rate - 1) // rate
         raise concat("bridge: over limit, wait ", uint2str(wait), " s")
-    # level - amount < 2**96 (level <= capacity), block.timestamp < 2**64 in any real chain.
-    return unsafe_sub(level, amount) | (block.timestamp << 96) | (bucket >> 160 << 160)
+    # level - amount < 2**96 (level <= capacity); block.timestamp < 2**40 until the year
+    # 36812 (then `_level`'s subtraction reverts: nothing is ever mis-read).
+    return (
+        unsafe_sub(level, amount)
+        | (block.timestamp << TIME_SHIFT)
+        | (bucket >> KEEP_SHIFT << KEEP_SHIFT)
+    )
 
 
 @view
@@ -834,7 +881,7 @@ def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) 
 def _level(lim: uint256, bucket: uint256) -> uint256:
     capacity: uint256 = lim & MASK_96
     level: uint256 = bucket & MASK_96
-    elapsed: uint256 = block.timestamp - ((bucket >> 96) & MASK_64)
+    elapsed: uint256 = block.timestamp - ((bucket >> TIME_SHIFT) & MASK_40)
     # elapsed < 2**64 and rate < 2**64: the product fits; the sum is capped at once.
     return min(capacity, level + elapsed * ((lim >> 96) & MASK_64))
 

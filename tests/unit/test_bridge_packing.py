@@ -114,3 +114,38 @@ def test_the_bucket_word_keeps_the_flags_and_the_nonce(world):
     assert bridge.next_nonce(token.address) == 4
     assert bridge.locked_transfers(token.address, 0, 10) == [0, 1, 2, 3]
     assert token.balanceOf(bridge.address) == 4 * ENT
+
+
+def test_the_outbound_word_copies_follow_the_peer_and_the_pause(world):
+    # lock and burn read the peer chain and the pause from the token's outbound word: every
+    # governed change of `_peer` after the listing must reach it, and a new listing gets both.
+    w, bridge, token = world, world["bridge"], world["token"]
+    _configure(w)
+    _lock(w)
+    with boa.env.prank(w["gov"]):
+        bridge.set_peer(PEER_CHAIN + 1, w["peer"][0])
+    with boa.env.prank(w["holder"]), boa.reverts("bridge: wrong destination"):
+        bridge.lock(token.address, ENT, PEER_CHAIN, w["holder"])
+    with boa.env.prank(w["holder"]):
+        bridge.lock(token.address, ENT, PEER_CHAIN + 1, w["holder"])
+    with boa.env.prank(w["gov"]):
+        bridge.set_paused(True)
+    with boa.env.prank(w["holder"]), boa.reverts("bridge: paused"):
+        bridge.lock(token.address, ENT, PEER_CHAIN + 1, w["holder"])
+    second = boa_env.deployer("MockToken").deploy("EEUR", 6)
+    with boa.env.prank(w["gov"]):
+        bridge.list_token(second.address, boa.env.generate_address("peer eeur"), True)
+        bridge.set_limit(second.address, 0, 100 * ENT, ENT, 10 * ENT)
+    second.mint(w["holder"], 10 * ENT)
+    with boa.env.prank(w["holder"]):
+        second.approve(bridge.address, 2**256 - 1)
+        with boa.reverts("bridge: paused"):  # listed while paused: born paused
+            bridge.lock(second.address, ENT, PEER_CHAIN + 1, w["holder"])
+    with boa.env.prank(w["gov"]):
+        bridge.set_paused(False)
+    with boa.env.prank(w["holder"]):
+        bridge.lock(second.address, ENT, PEER_CHAIN + 1, w["holder"])
+        bridge.lock(token.address, ENT, PEER_CHAIN + 1, w["holder"])
+    assert (bridge.next_nonce(token.address), bridge.next_nonce(second.address)) == (3, 1)
+    assert bridge.limit(token.address, 0).available == 97 * ENT
+    assert bridge.locked_transfers(token.address, 0, 10) == [0, 1, 2]
