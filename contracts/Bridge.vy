@@ -25,7 +25,12 @@
                          so a new set invalidates the old one without clearing it)
        _token[local]:    bits 0..159 peer-chain token | 160 home flag | 161 listed flag
        _inbound[peer]:   bits 0..159 local token | 160 home flag | 161 listed flag (the same
-                         flags as `_token[local]`, kept equal, so unlock reads one slot)
+                         flags as `_token[local]`, kept equal)
+       _route[k]:        k = keccak(peer chain, peer Bridge, peer token): `_inbound[peer]`'s
+                         bits 0..161 | 224..247 epoch | 248..253 M | 255 paused (`_peer`'s
+                         bits, at the same places); every governed write keeps it equal, so
+                         unlock and cancel read one configuration word, and a transfer from
+                         any other chain or Bridge finds no route
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
        _bucket[t][0]:    (outbound) bits 0..95 level | 96..135 last update | 136..175 next
@@ -153,6 +158,8 @@ EPOCH_SHIFT: constant(uint256) = 224
 MASK_EPOCH: constant(uint256) = 2**24 - 1
 THRESHOLD_SHIFT: constant(uint256) = 248
 SET_BITS: constant(uint256) = (2**30 - 1) << EPOCH_SHIFT
+# The peer chain and Bridge in the `_peer` word.
+PEER_BITS: constant(uint256) = 2**224 - 1
 # A token's flags in its outbound bucket word.
 BUCKET_HOME: constant(uint256) = 1 << 254
 BUCKET_LISTED: constant(uint256) = 1 << 255
@@ -182,6 +189,9 @@ _tokens: DynArray[address, MAX_TOKENS]
 _token: HashMap[address, uint256]
 # @dev Peer-chain token -> the local token it maps to, with its flags.
 _inbound: HashMap[address, uint256]
+# @dev The hot copy of `_inbound` for unlock and cancel, keyed by (peer chain, peer Bridge,
+#      peer token), with the set's epoch and M and the pause of `_peer` (see the layout).
+_route: HashMap[bytes32, uint256]
 _limit: HashMap[address, uint256[2]]
 _bucket: HashMap[address, uint256[2]]
 _settled: HashMap[address, HashMap[uint256, uint256]]
@@ -323,20 +333,19 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
     """
-    peer: uint256 = self._peer
-    assert peer & PAUSED_FLAG == 0, "bridge: paused"
     local: address = empty(address)
-    cfg: uint256 = 0
+    route: uint256 = 0
     bucket: uint256 = 0
-    local, cfg, bucket = self._check_inbound(transfer, peer)
-    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
+    local, route, bucket = self._check_inbound(transfer, True)
+    assert route & LISTED_FLAG != 0, "bridge: token not listed"
     assert transfer.recipient != empty(address), "bridge: zero recipient"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_UNLOCK, signatures, peer)
+    # The route carries the set's epoch and M (the copies of `_peer`'s).
+    self._check_signatures(id, ACTION_UNLOCK, signatures, route)
     # One write of the inbound word: the processed bit (cached window) and the bucket.
     bucket = self._mark_processed(local, transfer.nonce, bucket)
     self._bucket[local][INBOUND] = self._draw(local, INBOUND, transfer.amount, bucket)
-    self._deliver(local, cfg, transfer.recipient, transfer.amount)
+    self._deliver(local, route, transfer.recipient, transfer.amount)
     log TransferUnlocked(
         id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
         amount=transfer.amount
@@ -354,17 +363,16 @@ def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer.
     @param signatures At least M CANCEL attestations, signers ascending.
     """
-    peer: uint256 = self._peer
     local: address = empty(address)
-    cfg: uint256 = 0
+    route: uint256 = 0
     bucket: uint256 = 0
-    local, cfg, bucket = self._check_inbound(transfer, peer)
+    local, route, bucket = self._check_inbound(transfer, False)
     assert (
         msg.sender == transfer.recipient
         or block.timestamp >= transfer.timestamp + REFUND_DELAY
     ), "bridge: too early to cancel"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_CANCEL, signatures, peer)
+    self._check_signatures(id, ACTION_CANCEL, signatures, route)
     marked: uint256 = self._mark_processed(local, transfer.nonce, bucket)
     if marked != bucket:
         self._bucket[local][INBOUND] = marked
@@ -424,7 +432,9 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
         assert self._member[r] != epoch, "bridge: duplicate relayer"
         self._member[r] = epoch
     # threshold <= n <= MAX_RELAYERS = 32 < 2**6.
-    self._peer = (peer & ~SET_BITS) | (epoch << EPOCH_SHIFT) | (threshold << THRESHOLD_SHIFT)
+    peer = (peer & ~SET_BITS) | (epoch << EPOCH_SHIFT) | (threshold << THRESHOLD_SHIFT)
+    self._peer = peer
+    self._sync_tokens(peer, peer)
     self._relayers = relayers
     log RelayersSet(epoch=epoch, relayers=relayers, threshold=threshold)
 
@@ -443,8 +453,9 @@ def set_peer(chain_id: uint256, bridge: address):
     peer: uint256 = (
         (self._peer & (PAUSED_FLAG | SET_BITS)) | (chain_id << 160) | convert(bridge, uint256)
     )
+    old_peer: uint256 = self._peer
     self._peer = peer
-    self._sync_tokens(peer)
+    self._sync_tokens(peer, old_peer)
     log PeerSet(chain_id=chain_id, bridge=bridge)
 
 
@@ -478,13 +489,15 @@ def list_token(token: address, peer_token: address, home: bool):
     bucket_flags: uint256 = BUCKET_LISTED
     if home:
         bucket_flags |= BUCKET_HOME
+    peer: uint256 = self._peer
     if previous == 0:
         assert len(self._tokens) < MAX_TOKENS, "bridge: too many tokens"
         self._tokens.append(token)
     bucket: uint256 = self._bucket[token][OUTBOUND]
     self._bucket[token][OUTBOUND] = (
-        (bucket & ~(BUCKET_FLAGS | OUT_SYNCED)) | bucket_flags | self._synced(self._peer)
+        (bucket & ~(BUCKET_FLAGS | OUT_SYNCED)) | bucket_flags | self._synced(peer)
     )
+    self._write_route(peer_token, peer)
     log TokenListed(token=token, peer_token=peer_token, home=home)
 
 
@@ -501,6 +514,7 @@ def delist_token(token: address):
     self._token[token] = cfg ^ LISTED_FLAG
     peer_token: address = convert(convert(cfg & MASK_160, uint160), address)
     self._inbound[peer_token] ^= LISTED_FLAG
+    self._write_route(peer_token, self._peer)
     self._bucket[token][OUTBOUND] &= ~BUCKET_LISTED
     log TokenDelisted(token=token)
 
@@ -553,7 +567,7 @@ def set_paused(paused: bool):
     if paused:
         peer |= PAUSED_FLAG
     self._peer = peer
-    self._sync_tokens(peer)
+    self._sync_tokens(peer, peer)
     log PausedSet(paused=paused)
 
 
@@ -754,12 +768,45 @@ def _synced(peer: uint256) -> uint256:
     return (((peer >> 160) & MASK_64) << OUT_CHAIN_SHIFT) | ((peer & PAUSED_FLAG) >> 2)
 
 
+@pure
 @internal
-def _sync_tokens(peer: uint256):
+def _route_key(chain_id: uint256, bridge: address, peer_token: address) -> bytes32:
+    return keccak256(abi_encode(chain_id, bridge, peer_token))
+
+
+@internal
+def _write_route(peer_token: address, peer: uint256):
+    # The route of `peer_token` from the peer of `peer`: `_inbound`'s word (local token and
+    # flags) with `peer`'s epoch, M and pause. No peer yet: no route.
+    chain_id: uint256 = (peer >> 160) & MASK_64
+    if chain_id != 0:
+        key: bytes32 = self._route_key(
+            chain_id, convert(convert(peer & MASK_160, uint160), address), peer_token
+        )
+        self._route[key] = (self._inbound[peer_token] & (MASK_160 | FLAGS)) | (
+            peer & (SET_BITS | PAUSED_FLAG)
+        )
+
+
+@internal
+def _sync_tokens(peer: uint256, old_peer: uint256):
+    # Every copy of `_peer`'s fields, after `_peer` changed from `old_peer` to `peer`: each
+    # listed token's outbound word and route (a new peer: the old peer's routes deleted).
     synced: uint256 = self._synced(peer)
+    moved: bool = (old_peer ^ peer) & PEER_BITS != 0
     for token: address in self._tokens:
         word: uint256 = self._bucket[token][OUTBOUND]
         self._bucket[token][OUTBOUND] = (word & ~OUT_SYNCED) | synced
+        peer_token: address = convert(convert(self._token[token] & MASK_160, uint160), address)
+        if moved and (old_peer >> 160) & MASK_64 != 0:
+            self._route[
+                self._route_key(
+                    (old_peer >> 160) & MASK_64,
+                    convert(convert(old_peer & MASK_160, uint160), address),
+                    peer_token,
+                )
+            ] = 0
+        self._write_route(peer_token, peer)
 
 
 @internal
@@ -814,23 +861,33 @@ def _send(
 
 @view
 @internal
-def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint256):
-    # The checks every inbound action shares; returns the local token, its flags and its
-    # inbound bucket word (which caches the processed bits of the current 64 nonces).
+def _check_inbound(transfer: Transfer, check_pause: bool) -> (address, uint256, uint256):
+    # The checks every inbound action shares; returns the local token, its route word and
+    # its inbound bucket word (which caches the processed bits of the current 64 nonces).
+    # A route exists only for the configured peer's chain and Bridge, so a transfer from
+    # anywhere else finds none; `_peer` is read only then, for the precise reason.
+    route: uint256 = self._route[
+        self._route_key(transfer.source_chain, transfer.source_bridge, transfer.token)
+    ]
+    if route == 0:
+        peer: uint256 = self._peer
+        assert not check_pause or peer & PAUSED_FLAG == 0, "bridge: paused"
+        assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+        assert (
+            transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0
+        ), "bridge: wrong source chain"
+        assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
+            "bridge: wrong source bridge"
+        )
+        assert transfer.amount != 0, "bridge: zero amount"
+        raise "bridge: token not listed"
+    assert not check_pause or route & PAUSED_FLAG == 0, "bridge: paused"
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
-    assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
-        "bridge: wrong source chain"
-    )
-    assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
-        "bridge: wrong source bridge"
-    )
     assert transfer.amount != 0, "bridge: zero amount"
-    entry: uint256 = self._inbound[transfer.token]
-    assert entry != 0, "bridge: token not listed"
-    local: address = convert(convert(entry & MASK_160, uint160), address)
+    local: address = convert(convert(route & MASK_160, uint160), address)
     bucket: uint256 = self._bucket[local][INBOUND]
     assert not self._is_processed(local, transfer.nonce, bucket), "bridge: already processed"
-    return local, entry & FLAGS, bucket
+    return local, route, bucket
 
 
 @internal
