@@ -332,23 +332,91 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
             wrapped token, to the recipient. Anyone may submit it with the attestations.
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
+    @dev The hot path, written out: the same checks as `_check_inbound`, `_check_signatures`,
+         `_draw` and `_deliver` in the same order, reading the calldata in place (an internal
+         call would copy the transfer and the signatures to memory).
     """
-    local: address = empty(address)
-    route: uint256 = 0
-    bucket: uint256 = 0
-    local, route, bucket = self._check_inbound(transfer, True)
+    route: uint256 = self._route[
+        keccak256(abi_encode(transfer.source_chain, transfer.source_bridge, transfer.token))
+    ]
+    if route == 0:
+        self._refuse_inbound(transfer, True)
+    assert route & PAUSED_FLAG == 0, "bridge: paused"
+    assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+    amount: uint256 = transfer.amount
+    assert amount != 0, "bridge: zero amount"
+    local: address = convert(convert(route & MASK_160, uint160), address)
+    nonce: uint256 = transfer.nonce
+    bucket: uint256 = self._bucket[local][INBOUND]
+    cached: bool = nonce >> 6 == bucket >> CACHE_INDEX_SHIFT
+    if cached:
+        bit: uint256 = 1 << (CACHE_SHIFT + (nonce & 63))
+        assert bucket & bit == 0, "bridge: already processed"
+        bucket |= bit
+    else:
+        assert not self._is_processed(local, nonce, bucket), "bridge: already processed"
     assert route & LISTED_FLAG != 0, "bridge: token not listed"
-    assert transfer.recipient != empty(address), "bridge: zero recipient"
-    id: bytes32 = self._transfer_id(transfer)
-    # The route carries the set's epoch and M (the copies of `_peer`'s).
-    self._check_signatures(id, ACTION_UNLOCK, signatures, route)
-    # One write of the inbound word: the processed bit (cached window) and the bucket.
-    bucket = self._mark_processed(local, transfer.nonce, bucket)
-    self._bucket[local][INBOUND] = self._draw(local, INBOUND, transfer.amount, bucket)
-    self._deliver(local, route, transfer.recipient, transfer.amount)
+    recipient: address = transfer.recipient
+    assert recipient != empty(address), "bridge: zero recipient"
+    id: bytes32 = keccak256(
+        abi_encode(
+            TRANSFER_TYPEHASH,
+            transfer.source_chain,
+            transfer.source_bridge,
+            nonce,
+            transfer.dest_chain,
+            transfer.sender,
+            recipient,
+            transfer.token,
+            amount,
+            transfer.timestamp,
+        )
+    )
+    # The signatures, as in `_check_signatures`; the route carries the set's epoch and M
+    # (the copies of `_peer`'s).
+    threshold: uint256 = (route >> THRESHOLD_SHIFT) & 63
+    assert threshold != 0, "bridge: no relayer set"
+    assert len(signatures) >= threshold, "bridge: fewer than M signatures"
+    epoch: uint256 = (route >> EPOCH_SHIFT) & MASK_EPOCH
+    # `_digest(id, ACTION_UNLOCK)`.
+    digest: bytes32 = keccak256(
+        concat(
+            x"1901",
+            eip712._domain_separator_v4(),
+            keccak256(abi_encode(ATTESTATION_TYPEHASH, id, ACTION_UNLOCK)),
+        )
+    )
+    last: uint256 = 0
+    for sig: Signature in signatures:
+        assert convert(sig.s, uint256) <= HALF_N, "bridge: malleable signature"
+        signer: address = ecrecover(digest, sig.v, sig.r, sig.s)
+        assert signer != empty(address), "bridge: bad signature"
+        as_int: uint256 = convert(signer, uint256)
+        assert as_int > last, "bridge: signers not ascending"
+        assert self._member[signer] == epoch, "bridge: signer not a relayer"
+        last = as_int
+    if not cached:
+        bucket = self._mark_processed(local, nonce, bucket)
+    # The inbound bucket, as in `_draw`; one write of the word (processed bit and bucket).
+    lim: uint256 = self._limit[local][INBOUND]
+    assert amount <= lim >> 160, "bridge: over per-transfer max"
+    level: uint256 = self._level(lim, bucket)
+    if amount > level:
+        self._over_limit(amount, level, lim)
+    self._bucket[local][INBOUND] = (
+        unsafe_sub(level, amount)
+        | (block.timestamp << TIME_SHIFT)
+        | (bucket >> KEEP_SHIFT << KEEP_SHIFT)
+    )
+    if route & HOME_FLAG != 0:
+        assert extcall IERC20(local).transfer(recipient, amount, default_return_value=True), (
+            "bridge: transfer failed"
+        )
+    else:
+        # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+        extcall IWrapped(local).mint(recipient, amount, skip_contract_check=True)
     log TransferUnlocked(
-        id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
-        amount=transfer.amount
+        id=id, token=local, recipient=recipient, nonce=nonce, amount=amount
     )
 
 
@@ -771,6 +839,7 @@ def _synced(peer: uint256) -> uint256:
 @pure
 @internal
 def _route_key(chain_id: uint256, bridge: address, peer_token: address) -> bytes32:
+    # `unlock` computes the same key in place (keep the two equal).
     return keccak256(abi_encode(chain_id, bridge, peer_token))
 
 
@@ -859,6 +928,33 @@ def _send(
     return id
 
 
+@pure
+@internal
+def _over_limit(amount: uint256, level: uint256, lim: uint256):
+    # Reverts with the seconds to wait until the bucket holds `amount`.
+    rate: uint256 = (lim >> 96) & MASK_64
+    assert rate != 0, "bridge: over limit, no refill"
+    wait: uint256 = (amount - level + rate - 1) // rate
+    raise concat("bridge: over limit, wait ", uint2str(wait), " s")
+
+
+@view
+@internal
+def _refuse_inbound(transfer: Transfer, check_pause: bool):
+    # A transfer with no route: from another chain or Bridge, or of a token never listed.
+    peer: uint256 = self._peer
+    assert not check_pause or peer & PAUSED_FLAG == 0, "bridge: paused"
+    assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+    assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
+        "bridge: wrong source chain"
+    )
+    assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
+        "bridge: wrong source bridge"
+    )
+    assert transfer.amount != 0, "bridge: zero amount"
+    raise "bridge: token not listed"
+
+
 @view
 @internal
 def _check_inbound(transfer: Transfer, check_pause: bool) -> (address, uint256, uint256):
@@ -870,17 +966,7 @@ def _check_inbound(transfer: Transfer, check_pause: bool) -> (address, uint256, 
         self._route_key(transfer.source_chain, transfer.source_bridge, transfer.token)
     ]
     if route == 0:
-        peer: uint256 = self._peer
-        assert not check_pause or peer & PAUSED_FLAG == 0, "bridge: paused"
-        assert transfer.dest_chain == local_chain, "bridge: wrong destination"
-        assert (
-            transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0
-        ), "bridge: wrong source chain"
-        assert transfer.source_bridge == convert(convert(peer & MASK_160, uint160), address), (
-            "bridge: wrong source bridge"
-        )
-        assert transfer.amount != 0, "bridge: zero amount"
-        raise "bridge: token not listed"
+        self._refuse_inbound(transfer, check_pause)
     assert not check_pause or route & PAUSED_FLAG == 0, "bridge: paused"
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
     assert transfer.amount != 0, "bridge: zero amount"
@@ -920,10 +1006,7 @@ def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) 
     assert amount <= lim >> 160, "bridge: over per-transfer max"
     level: uint256 = self._level(lim, bucket)
     if amount > level:
-        rate: uint256 = (lim >> 96) & MASK_64
-        assert rate != 0, "bridge: over limit, no refill"
-        wait: uint256 = (amount - level + rate - 1) // rate
-        raise concat("bridge: over limit, wait ", uint2str(wait), " s")
+        self._over_limit(amount, level, lim)
     # level - amount < 2**96 (level <= capacity); block.timestamp < 2**40 until the year
     # 36812 (then `_level`'s subtraction reverts: nothing is ever mis-read).
     return (
@@ -939,8 +1022,9 @@ def _level(lim: uint256, bucket: uint256) -> uint256:
     capacity: uint256 = lim & MASK_96
     level: uint256 = bucket & MASK_96
     elapsed: uint256 = block.timestamp - ((bucket >> TIME_SHIFT) & MASK_40)
-    # elapsed < 2**64 and rate < 2**64: the product fits; the sum is capped at once.
-    return min(capacity, level + elapsed * ((lim >> 96) & MASK_64))
+    # elapsed < 2**40, rate < 2**64, level < 2**96: neither the product nor the sum can
+    # overflow; the sum is capped at once.
+    return min(capacity, unsafe_add(level, unsafe_mul(elapsed, (lim >> 96) & MASK_64)))
 
 
 @view
