@@ -400,7 +400,16 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     # The inbound bucket, as in `_draw`; one write of the word (processed bit and bucket).
     lim: uint256 = self._limit[local][INBOUND]
     assert amount <= lim >> 160, "bridge: over per-transfer max"
-    level: uint256 = self._level(lim, bucket)
+    # `_level(lim, bucket)`.
+    level: uint256 = min(
+        lim & MASK_96,
+        unsafe_add(
+            bucket & MASK_96,
+            unsafe_mul(
+                block.timestamp - ((bucket >> TIME_SHIFT) & MASK_40), (lim >> 96) & MASK_64
+            ),
+        ),
+    )
     if amount > level:
         self._over_limit(amount, level, lim)
     self._bucket[local][INBOUND] = (

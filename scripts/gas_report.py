@@ -319,7 +319,7 @@ def _removal_with_full_list(section, council, voters, opened):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
 @click.option(
     "--only",
-    type=click.Choice(["hive"]),
+    type=click.Choice(["hive", "bridge"]),
     default=None,
     help="Measure one section and replace only it in --out (the others stay as they were).",
 )
@@ -328,8 +328,13 @@ def cli(network, out, only):
         accounts.test_accounts[i] for i in range(7)
     )
     hive = (deployer, treasury, accounts.test_accounts[26], accounts.test_accounts[27])
-    if only == "hive":
-        rows = measure_hive_market(*hive)
+    if only is not None:
+        if only == "hive":
+            rows = measure_hive_market(*hive)
+        else:
+            rows = measure_bridge(
+                deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)]
+            )
         out.write_text(replace_sections(out.read_text(), rows))
         _print(rows, out)
         return
