@@ -333,8 +333,8 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
     @dev The hot path, written out: the same checks as `_check_inbound`, `_check_signatures`,
-         `_draw` and `_deliver` in the same order, reading the calldata in place (an internal
-         call would copy the transfer and the signatures to memory).
+         `_draw` and `_deliver` in the same order, without their internal calls (each would
+         copy the transfer or the signatures once more and return through memory).
     """
     route: uint256 = self._route[
         keccak256(abi_encode(transfer.source_chain, transfer.source_bridge, transfer.token))
