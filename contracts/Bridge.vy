@@ -16,7 +16,7 @@
         `mark_transferred`; or, for a transfer nobody completes, destination `cancel` (after
         `REFUND_DELAY`, or at once when the recipient asks) -> source `refund` to the sender.
         The destination's processed bit makes unlock and cancel exclusive; the source's
-        pending bit makes mark_transferred and refund exclusive (docs/bridge.md).
+        settled bit makes mark_transferred and refund exclusive (docs/bridge.md).
 @dev Layout (why packed: lock, burn and unlock each touch few cold slots; docs/gas.md).
        _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 224..247
                          relayer-set epoch | 248..253 threshold M | 255 paused (one word
@@ -494,7 +494,8 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
     """
     @notice Replaces the relayer set and its threshold M. Governed: only by a Council vote.
     @dev The old set stops counting at once (a new epoch), so attestations of removed
-         relayers are worthless from this block on.
+         relayers are worthless from this block on. Rewrites every listed token's route
+         (its copy of the epoch and M).
     @param relayers The new set (distinct, non-zero).
     @param threshold M, with 1 <= M <= N.
     """
@@ -520,6 +521,8 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
 def set_peer(chain_id: uint256, bridge: address):
     """
     @notice Sets the other chain and its Bridge. Governed: only by a Council vote.
+    @dev Rewrites every listed token's copies (outbound word, route; the old peer's routes
+         are deleted), so transfers from the old peer are refused at once.
     @param chain_id The peer chain's id (not this chain's).
     @param bridge The peer Bridge.
     """
@@ -544,6 +547,7 @@ def list_token(token: address, peer_token: address, home: bool):
     @param token The local token (a contract).
     @param peer_token Its counterpart on the peer chain.
     @param home True for a home token, False for a `WrappedToken` minted by this bridge.
+    @dev At most `MAX_TOKENS` tokens are ever listed (each keeps its place when delisted).
     """
     self._only_governance()
     assert token.is_contract, "bridge: token has no code"
@@ -637,6 +641,7 @@ def set_limit(
 def set_paused(paused: bool):
     """
     @notice Pauses or resumes lock, burn, unlock and refund. Governed.
+    @dev Rewrites every listed token's copies of the pause (outbound word, route).
     @param paused True to pause.
     """
     self._only_governance()
