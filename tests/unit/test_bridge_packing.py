@@ -257,3 +257,22 @@ def test_routes_follow_the_peer_the_set_and_the_pause(world):
     with boa.env.prank(w["gov"]):
         bridge.list_token(w["token"].address, w["peer"][1], True)
     _unlock(w, _inbound(w, 3, bridge=new_bridge, chain=PEER_CHAIN + 1))
+
+
+def test_the_token_list_and_the_nonce_field_are_bounded(world):
+    w, bridge, token = world, world["bridge"], world["token"]
+    _configure(w)
+    mock = boa_env.deployer("MockToken")
+    with boa.env.prank(w["gov"]):
+        for i in range(bridge.MAX_TOKENS() - 1):  # the fixture's token is the first
+            bridge.list_token(mock.deploy("T", 18).address, boa.env.generate_address(f"p{i}"), True)
+        with boa.reverts("bridge: too many tokens"):
+            bridge.list_token(mock.deploy("T", 18).address, boa.env.generate_address("p"), True)
+        bridge.delist_token(token.address)
+        bridge.list_token(token.address, w["peer"][1], True)  # a relisting keeps its place
+    # The 40-bit nonce field refuses to wrap into the peer chain's copy above it.
+    slot = boa_env.Slots(bridge).slot("_bucket", token.address)  # [token][0]: the base slot
+    word = boa.env.get_storage(bridge.address, slot)
+    boa.env.set_storage(bridge.address, slot, word | ((2**40 - 1) << 136))
+    with boa.reverts("bridge: nonces exhausted"):
+        _lock(w)
