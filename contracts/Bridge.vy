@@ -16,7 +16,7 @@
         `mark_transferred`; or, for a transfer nobody completes, destination `cancel` (after
         `REFUND_DELAY`, or at once when the recipient asks) -> source `refund` to the sender.
         The destination's processed bit makes unlock and cancel exclusive; the source's
-        pending bit makes mark_transferred and refund exclusive (docs/bridge.md).
+        settled bit makes mark_transferred and refund exclusive (docs/bridge.md).
 @dev Layout (why packed: lock, burn and unlock each touch few cold slots; docs/gas.md).
        _peer:            bits 0..159 peer Bridge | 160..223 peer chain id | 224..247
                          relayer-set epoch | 248..253 threshold M | 255 paused (one word
@@ -25,15 +25,28 @@
                          so a new set invalidates the old one without clearing it)
        _token[local]:    bits 0..159 peer-chain token | 160 home flag | 161 listed flag
        _inbound[peer]:   bits 0..159 local token | 160 home flag | 161 listed flag (the same
-                         flags as `_token[local]`, kept equal, so unlock reads one slot)
+                         flags as `_token[local]`, kept equal)
+       _route[k]:        k = keccak(peer chain, peer Bridge, peer token): `_inbound[peer]`'s
+                         bits 0..161 | 224..247 epoch | 248..253 M | 255 paused (`_peer`'s
+                         bits, at the same places); every governed write keeps it equal, so
+                         unlock and cancel read one configuration word, and a transfer from
+                         any other chain or Bridge finds no route
        _limit[t][d]:     bits 0..95 capacity | 96..159 refill per second | 160..255 max per
                          transfer (d: 0 outbound, 1 inbound)
-       _bucket[t][d]:    bits 0..95 level | 96..159 last update | 160..223 next outbound nonce
-                         (d = 0 only) | 254 home flag | 255 listed flag (d = 0 only: the
-                         flags of `_token[t]`, kept equal, so lock and burn read no other
-                         token word)
-       _pending[t][w]:   bit i: outbound nonce 256 * w + i is pending
-       _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled
+       _bucket[t][0]:    (outbound) bits 0..95 level | 96..135 last update | 136..175 next
+                         nonce | 176..239 peer chain id | 253 paused | 254 home flag | 255
+                         listed flag (the flags of `_token[t]`, the peer chain and the pause
+                         of `_peer`, kept equal by every governed write, so lock and burn
+                         read no other configuration word)
+       _bucket[t][1]:    (inbound) bits 0..95 level | 96..135 last update | 160..223 the
+                         processed bits of nonces 64 * k .. 64 * k + 63 | 224..255 k (the
+                         processed cache: unlock writes its bit and the bucket in one word)
+       _settled[t][w]:   bit i: outbound nonce 256 * w + i was completed or refunded (a
+                         transfer is pending iff its nonce < the next nonce and its bit is
+                         clear, so lock and burn write no bitmap)
+       _processed[t][w]: bit i: inbound nonce 256 * w + i was unlocked or cancelled, for
+                         every nonce outside the cached window (the window is flushed here
+                         when a later window replaces it)
      Nonces count per token (the id binds the token, so ids stay unique); the bitmaps keyed
      by nonce make replay protection cost one warm-able word per 256 transfers instead of a
      fresh slot per id.
@@ -95,6 +108,8 @@ struct LimitView:
 # Bounds: the relayer set, a page of `locked_transfers`.
 MAX_RELAYERS: public(constant(uint256)) = 32
 MAX_PAGE: public(constant(uint256)) = 256
+# Tokens ever listed: set_peer and set_paused rewrite each one's outbound word.
+MAX_TOKENS: public(constant(uint256)) = 32
 # A destination transfer can be cancelled by anyone with relayer attestations this long
 # after it was sent (its recipient can cancel it earlier).
 REFUND_DELAY: public(constant(uint256)) = 7 * 86400
@@ -122,12 +137,29 @@ HALF_N: constant(uint256) = (
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_160: constant(uint256) = 2**160 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+MASK_40: constant(uint256) = 2**40 - 1
+# A bucket word: the last update (40 bits) from TIME_SHIFT; the fields above it from
+# KEEP_SHIFT (the outbound nonce, or the inbound processed cache) are not the bucket's.
+TIME_SHIFT: constant(uint256) = 96
+KEEP_SHIFT: constant(uint256) = 136
+NONCE_SHIFT: constant(uint256) = 136
+# The copies of `_peer`'s peer chain and pause in each outbound word.
+OUT_CHAIN_SHIFT: constant(uint256) = 176
+OUT_PAUSED: constant(uint256) = 1 << 253
+OUT_SYNCED: constant(uint256) = (MASK_64 << OUT_CHAIN_SHIFT) | OUT_PAUSED
+# The processed cache in a token's inbound bucket word: 64 bits from CACHE_SHIFT, the
+# window's index (nonce >> 6) from CACHE_INDEX_SHIFT.
+CACHE_SHIFT: constant(uint256) = 160
+CACHE_INDEX_SHIFT: constant(uint256) = 224
 PAUSED_FLAG: constant(uint256) = 1 << 255
 # The relayer set's epoch and M, in the `_peer` word.
 EPOCH_SHIFT: constant(uint256) = 224
 MASK_EPOCH: constant(uint256) = 2**24 - 1
 THRESHOLD_SHIFT: constant(uint256) = 248
 SET_BITS: constant(uint256) = (2**30 - 1) << EPOCH_SHIFT
+# The peer chain and Bridge in the `_peer` word.
+PEER_BITS: constant(uint256) = 2**224 - 1
 # A token's flags in its outbound bucket word.
 BUCKET_HOME: constant(uint256) = 1 << 254
 BUCKET_LISTED: constant(uint256) = 1 << 255
@@ -151,13 +183,18 @@ _peer: uint256
 # @dev Relayer set: each member's epoch (current iff equal to the epoch in `_peer`).
 _member: HashMap[address, uint256]
 _relayers: DynArray[address, MAX_RELAYERS]
+# @dev Every token ever listed (the outbound words the peer chain and the pause are copied to).
+_tokens: DynArray[address, MAX_TOKENS]
 
 _token: HashMap[address, uint256]
 # @dev Peer-chain token -> the local token it maps to, with its flags.
 _inbound: HashMap[address, uint256]
+# @dev The hot copy of `_inbound` for unlock and cancel, keyed by (peer chain, peer Bridge,
+#      peer token), with the set's epoch and M and the pause of `_peer` (see the layout).
+_route: HashMap[bytes32, uint256]
 _limit: HashMap[address, uint256[2]]
 _bucket: HashMap[address, uint256[2]]
-_pending: HashMap[address, HashMap[uint256, uint256]]
+_settled: HashMap[address, HashMap[uint256, uint256]]
 _processed: HashMap[address, HashMap[uint256, uint256]]
 
 
@@ -283,7 +320,8 @@ def burn(token: address, amount: uint256, dest_chain: uint256, recipient: addres
     bucket: uint256 = self._listed_bucket(token)
     assert bucket & BUCKET_HOME == 0, "bridge: not a wrapped token"
     id: bytes32 = self._send(token, bucket, amount, dest_chain, recipient)
-    extcall IWrapped(token).bridge_burn(msg.sender, amount)
+    # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+    extcall IWrapped(token).bridge_burn(msg.sender, amount, skip_contract_check=True)
     return id
 
 
@@ -294,23 +332,100 @@ def unlock(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
             wrapped token, to the recipient. Anyone may submit it with the attestations.
     @param transfer The transfer, as in the source chain's `TransferSent` event.
     @param signatures At least M UNLOCK attestations over the transfer id, signers ascending.
+    @dev The hot path, written out: the same checks as `_check_inbound`, `_check_signatures`,
+         `_draw` and `_deliver` in the same order, without their internal calls (each would
+         copy the transfer or the signatures once more and return through memory).
     """
-    peer: uint256 = self._peer
-    assert peer & PAUSED_FLAG == 0, "bridge: paused"
-    local: address = empty(address)
-    cfg: uint256 = 0
-    word: uint256 = 0
-    local, cfg, word = self._check_inbound(transfer, peer)
-    assert cfg & LISTED_FLAG != 0, "bridge: token not listed"
-    assert transfer.recipient != empty(address), "bridge: zero recipient"
-    id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_UNLOCK, signatures, peer)
-    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
-    self._draw(local, INBOUND, transfer.amount, self._bucket[local][INBOUND])
-    self._deliver(local, cfg, transfer.recipient, transfer.amount)
+    route: uint256 = self._route[
+        keccak256(abi_encode(transfer.source_chain, transfer.source_bridge, transfer.token))
+    ]
+    if route == 0:
+        self._refuse_inbound(transfer, True)
+    assert route & PAUSED_FLAG == 0, "bridge: paused"
+    assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+    amount: uint256 = transfer.amount
+    assert amount != 0, "bridge: zero amount"
+    local: address = convert(convert(route & MASK_160, uint160), address)
+    nonce: uint256 = transfer.nonce
+    bucket: uint256 = self._bucket[local][INBOUND]
+    cached: bool = nonce >> 6 == bucket >> CACHE_INDEX_SHIFT
+    if cached:
+        bit: uint256 = 1 << (CACHE_SHIFT + (nonce & 63))
+        assert bucket & bit == 0, "bridge: already processed"
+        bucket |= bit
+    else:
+        assert not self._is_processed(local, nonce, bucket), "bridge: already processed"
+    assert route & LISTED_FLAG != 0, "bridge: token not listed"
+    recipient: address = transfer.recipient
+    assert recipient != empty(address), "bridge: zero recipient"
+    id: bytes32 = keccak256(
+        abi_encode(
+            TRANSFER_TYPEHASH,
+            transfer.source_chain,
+            transfer.source_bridge,
+            nonce,
+            transfer.dest_chain,
+            transfer.sender,
+            recipient,
+            transfer.token,
+            amount,
+            transfer.timestamp,
+        )
+    )
+    # The signatures, as in `_check_signatures`; the route carries the set's epoch and M
+    # (the copies of `_peer`'s).
+    threshold: uint256 = (route >> THRESHOLD_SHIFT) & 63
+    assert threshold != 0, "bridge: no relayer set"
+    assert len(signatures) >= threshold, "bridge: fewer than M signatures"
+    epoch: uint256 = (route >> EPOCH_SHIFT) & MASK_EPOCH
+    # `_digest(id, ACTION_UNLOCK)`.
+    digest: bytes32 = keccak256(
+        concat(
+            x"1901",
+            eip712._domain_separator_v4(),
+            keccak256(abi_encode(ATTESTATION_TYPEHASH, id, ACTION_UNLOCK)),
+        )
+    )
+    last: uint256 = 0
+    for sig: Signature in signatures:
+        assert convert(sig.s, uint256) <= HALF_N, "bridge: malleable signature"
+        signer: address = ecrecover(digest, sig.v, sig.r, sig.s)
+        assert signer != empty(address), "bridge: bad signature"
+        as_int: uint256 = convert(signer, uint256)
+        assert as_int > last, "bridge: signers not ascending"
+        assert self._member[signer] == epoch, "bridge: signer not a relayer"
+        last = as_int
+    if not cached:
+        bucket = self._mark_processed(local, nonce, bucket)
+    # The inbound bucket, as in `_draw`; one write of the word (processed bit and bucket).
+    lim: uint256 = self._limit[local][INBOUND]
+    assert amount <= lim >> 160, "bridge: over per-transfer max"
+    # `_level(lim, bucket)`.
+    level: uint256 = min(
+        lim & MASK_96,
+        unsafe_add(
+            bucket & MASK_96,
+            unsafe_mul(
+                block.timestamp - ((bucket >> TIME_SHIFT) & MASK_40), (lim >> 96) & MASK_64
+            ),
+        ),
+    )
+    if amount > level:
+        self._over_limit(amount, level, lim)
+    self._bucket[local][INBOUND] = (
+        unsafe_sub(level, amount)
+        | (block.timestamp << TIME_SHIFT)
+        | (bucket >> KEEP_SHIFT << KEEP_SHIFT)
+    )
+    if route & HOME_FLAG != 0:
+        assert extcall IERC20(local).transfer(recipient, amount, default_return_value=True), (
+            "bridge: transfer failed"
+        )
+    else:
+        # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+        extcall IWrapped(local).mint(recipient, amount, skip_contract_check=True)
     log TransferUnlocked(
-        id=id, token=local, recipient=transfer.recipient, nonce=transfer.nonce,
-        amount=transfer.amount
+        id=id, token=local, recipient=recipient, nonce=nonce, amount=amount
     )
 
 
@@ -325,18 +440,19 @@ def cancel(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     @param transfer The transfer.
     @param signatures At least M CANCEL attestations, signers ascending.
     """
-    peer: uint256 = self._peer
     local: address = empty(address)
-    cfg: uint256 = 0
-    word: uint256 = 0
-    local, cfg, word = self._check_inbound(transfer, peer)
+    route: uint256 = 0
+    bucket: uint256 = 0
+    local, route, bucket = self._check_inbound(transfer, False)
     assert (
         msg.sender == transfer.recipient
         or block.timestamp >= transfer.timestamp + REFUND_DELAY
     ), "bridge: too early to cancel"
     id: bytes32 = self._transfer_id(transfer)
-    self._check_signatures(id, ACTION_CANCEL, signatures, peer)
-    self._processed[local][transfer.nonce >> 8] = word | (1 << (transfer.nonce & 255))
+    self._check_signatures(id, ACTION_CANCEL, signatures, route)
+    marked: uint256 = self._mark_processed(local, transfer.nonce, bucket)
+    if marked != bucket:
+        self._bucket[local][INBOUND] = marked
     log TransferCancelled(id=id, token=local, nonce=transfer.nonce)
 
 
@@ -364,7 +480,9 @@ def refund(transfer: Transfer, signatures: DynArray[Signature, MAX_RELAYERS]):
     assert peer & PAUSED_FLAG == 0, "bridge: paused"
     id: bytes32 = self._settle(transfer, ACTION_REFUND, signatures, peer)
     token: address = transfer.token
-    self._draw(token, INBOUND, transfer.amount, self._bucket[token][INBOUND])
+    self._bucket[token][INBOUND] = self._draw(
+        token, INBOUND, transfer.amount, self._bucket[token][INBOUND]
+    )
     self._deliver(token, self._token[token], transfer.sender, transfer.amount)
     log TransferRefunded(
         id=id, token=token, sender=transfer.sender, nonce=transfer.nonce, amount=transfer.amount
@@ -376,7 +494,8 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
     """
     @notice Replaces the relayer set and its threshold M. Governed: only by a Council vote.
     @dev The old set stops counting at once (a new epoch), so attestations of removed
-         relayers are worthless from this block on.
+         relayers are worthless from this block on. Rewrites every listed token's route
+         (its copy of the epoch and M).
     @param relayers The new set (distinct, non-zero).
     @param threshold M, with 1 <= M <= N.
     """
@@ -391,7 +510,9 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
         assert self._member[r] != epoch, "bridge: duplicate relayer"
         self._member[r] = epoch
     # threshold <= n <= MAX_RELAYERS = 32 < 2**6.
-    self._peer = (peer & ~SET_BITS) | (epoch << EPOCH_SHIFT) | (threshold << THRESHOLD_SHIFT)
+    peer = (peer & ~SET_BITS) | (epoch << EPOCH_SHIFT) | (threshold << THRESHOLD_SHIFT)
+    self._peer = peer
+    self._sync_tokens(peer, peer)
     self._relayers = relayers
     log RelayersSet(epoch=epoch, relayers=relayers, threshold=threshold)
 
@@ -400,6 +521,8 @@ def set_relayers(relayers: DynArray[address, MAX_RELAYERS], threshold: uint256):
 def set_peer(chain_id: uint256, bridge: address):
     """
     @notice Sets the other chain and its Bridge. Governed: only by a Council vote.
+    @dev Rewrites every listed token's copies (outbound word, route; the old peer's routes
+         are deleted), so transfers from the old peer are refused at once.
     @param chain_id The peer chain's id (not this chain's).
     @param bridge The peer Bridge.
     """
@@ -407,9 +530,12 @@ def set_peer(chain_id: uint256, bridge: address):
     assert chain_id != 0 and chain_id != local_chain, "bridge: bad peer chain"
     assert bridge != empty(address), "bridge: zero peer"
     assert chain_id <= MASK_64, "bridge: bad peer chain"
-    self._peer = (
+    peer: uint256 = (
         (self._peer & (PAUSED_FLAG | SET_BITS)) | (chain_id << 160) | convert(bridge, uint256)
     )
+    old_peer: uint256 = self._peer
+    self._peer = peer
+    self._sync_tokens(peer, old_peer)
     log PeerSet(chain_id=chain_id, bridge=bridge)
 
 
@@ -421,6 +547,7 @@ def list_token(token: address, peer_token: address, home: bool):
     @param token The local token (a contract).
     @param peer_token Its counterpart on the peer chain.
     @param home True for a home token, False for a `WrappedToken` minted by this bridge.
+    @dev At most `MAX_TOKENS` tokens are ever listed (each keeps its place when delisted).
     """
     self._only_governance()
     assert token.is_contract, "bridge: token has no code"
@@ -443,8 +570,15 @@ def list_token(token: address, peer_token: address, home: bool):
     bucket_flags: uint256 = BUCKET_LISTED
     if home:
         bucket_flags |= BUCKET_HOME
+    peer: uint256 = self._peer
+    if previous == 0:
+        assert len(self._tokens) < MAX_TOKENS, "bridge: too many tokens"
+        self._tokens.append(token)
     bucket: uint256 = self._bucket[token][OUTBOUND]
-    self._bucket[token][OUTBOUND] = (bucket & ~BUCKET_FLAGS) | bucket_flags
+    self._bucket[token][OUTBOUND] = (
+        (bucket & ~(BUCKET_FLAGS | OUT_SYNCED)) | bucket_flags | self._synced(peer)
+    )
+    self._write_route(peer_token, peer)
     log TokenListed(token=token, peer_token=peer_token, home=home)
 
 
@@ -461,6 +595,7 @@ def delist_token(token: address):
     self._token[token] = cfg ^ LISTED_FLAG
     peer_token: address = convert(convert(cfg & MASK_160, uint160), address)
     self._inbound[peer_token] ^= LISTED_FLAG
+    self._write_route(peer_token, self._peer)
     self._bucket[token][OUTBOUND] &= ~BUCKET_LISTED
     log TokenDelisted(token=token)
 
@@ -494,7 +629,7 @@ def set_limit(
     )
     bucket: uint256 = self._bucket[token][direction]
     self._bucket[token][direction] = (
-        (bucket >> 160 << 160) | capacity | (block.timestamp << 96)
+        (bucket >> KEEP_SHIFT << KEEP_SHIFT) | capacity | (block.timestamp << TIME_SHIFT)
     )
     log LimitSet(
         token=token, direction=direction, capacity=capacity,
@@ -506,6 +641,7 @@ def set_limit(
 def set_paused(paused: bool):
     """
     @notice Pauses or resumes lock, burn, unlock and refund. Governed.
+    @dev Rewrites every listed token's copies of the pause (outbound word, route).
     @param paused True to pause.
     """
     self._only_governance()
@@ -513,6 +649,7 @@ def set_paused(paused: bool):
     if paused:
         peer |= PAUSED_FLAG
     self._peer = peer
+    self._sync_tokens(peer, peer)
     log PausedSet(paused=paused)
 
 
@@ -654,7 +791,7 @@ def next_nonce(token: address) -> uint256:
     @param token The token.
     @return The nonce.
     """
-    return (self._bucket[token][OUTBOUND] >> 160) & MASK_64
+    return (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40
 
 
 @view
@@ -666,7 +803,7 @@ def is_pending(token: address, nonce: uint256) -> bool:
     @param nonce Its nonce.
     @return True if pending.
     """
-    return (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+    return self._pending(token, nonce, (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40)
 
 
 @view
@@ -678,7 +815,7 @@ def is_processed(token: address, nonce: uint256) -> bool:
     @param nonce The transfer's nonce.
     @return True if processed.
     """
-    return (self._processed[token][nonce >> 8] >> (nonce & 255)) & 1 != 0
+    return self._is_processed(token, nonce, self._bucket[token][INBOUND])
 
 
 @view
@@ -694,15 +831,65 @@ def locked_transfers(token: address, start: uint256, count: uint256) -> DynArray
     """
     assert count <= MAX_PAGE, "bridge: page too large"
     result: DynArray[uint256, MAX_PAGE] = []
-    end: uint256 = min(start + count, (self._bucket[token][OUTBOUND] >> 160) & MASK_64)
+    next_nonce: uint256 = (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40
+    end: uint256 = min(start + count, next_nonce)
     nonce: uint256 = start
     for _: uint256 in range(MAX_PAGE):
         if nonce >= end:
             break
-        if (self._pending[token][nonce >> 8] >> (nonce & 255)) & 1 != 0:
+        if self._pending(token, nonce, next_nonce):
             result.append(nonce)
         nonce += 1
     return result
+
+
+@pure
+@internal
+def _synced(peer: uint256) -> uint256:
+    # The fields of `peer` copied into each outbound word: the peer chain and the pause.
+    return (((peer >> 160) & MASK_64) << OUT_CHAIN_SHIFT) | ((peer & PAUSED_FLAG) >> 2)
+
+
+@pure
+@internal
+def _route_key(chain_id: uint256, bridge: address, peer_token: address) -> bytes32:
+    # `unlock` computes the same key in place (keep the two equal).
+    return keccak256(abi_encode(chain_id, bridge, peer_token))
+
+
+@internal
+def _write_route(peer_token: address, peer: uint256):
+    # The route of `peer_token` from the peer of `peer`: `_inbound`'s word (local token and
+    # flags) with `peer`'s epoch, M and pause. No peer yet: no route.
+    chain_id: uint256 = (peer >> 160) & MASK_64
+    if chain_id != 0:
+        key: bytes32 = self._route_key(
+            chain_id, convert(convert(peer & MASK_160, uint160), address), peer_token
+        )
+        self._route[key] = (self._inbound[peer_token] & (MASK_160 | FLAGS)) | (
+            peer & (SET_BITS | PAUSED_FLAG)
+        )
+
+
+@internal
+def _sync_tokens(peer: uint256, old_peer: uint256):
+    # Every copy of `_peer`'s fields, after `_peer` changed from `old_peer` to `peer`: each
+    # listed token's outbound word and route (a new peer: the old peer's routes deleted).
+    synced: uint256 = self._synced(peer)
+    moved: bool = (old_peer ^ peer) & PEER_BITS != 0
+    for token: address in self._tokens:
+        word: uint256 = self._bucket[token][OUTBOUND]
+        self._bucket[token][OUTBOUND] = (word & ~OUT_SYNCED) | synced
+        peer_token: address = convert(convert(self._token[token] & MASK_160, uint160), address)
+        if moved and (old_peer >> 160) & MASK_64 != 0:
+            self._route[
+                self._route_key(
+                    (old_peer >> 160) & MASK_64,
+                    convert(convert(old_peer & MASK_160, uint160), address),
+                    peer_token,
+                )
+            ] = 0
+        self._write_route(peer_token, peer)
 
 
 @internal
@@ -723,14 +910,19 @@ def _listed_bucket(token: address) -> uint256:
 def _send(
     token: address, bucket: uint256, amount: uint256, dest_chain: uint256, recipient: address
 ) -> bytes32:
-    peer: uint256 = self._peer
-    assert peer & PAUSED_FLAG == 0, "bridge: paused"
+    # The pause and the peer chain: the copies in the token's outbound word.
+    assert bucket & OUT_PAUSED == 0, "bridge: paused"
     assert amount != 0, "bridge: zero amount"
     assert recipient != empty(address), "bridge: zero recipient"
-    assert dest_chain == (peer >> 160) & MASK_64 and dest_chain != 0, "bridge: wrong destination"
-    nonce: uint256 = self._draw(token, OUTBOUND, amount, bucket)
-    word: uint256 = nonce >> 8
-    self._pending[token][word] |= 1 << (nonce & 255)
+    assert dest_chain == (bucket >> OUT_CHAIN_SHIFT) & MASK_64 and dest_chain != 0, (
+        "bridge: wrong destination"
+    )
+    drawn: uint256 = self._draw(token, OUTBOUND, amount, bucket)
+    nonce: uint256 = (drawn >> NONCE_SHIFT) & MASK_40
+    assert nonce < MASK_40, "bridge: nonces exhausted"
+    # The transfer is pending from now on by its nonce alone (below the next nonce, not
+    # settled): no bitmap write here. nonce + 1 <= MASK_40: it stays in its field.
+    self._bucket[token][OUTBOUND] = unsafe_add(drawn, 1 << NONCE_SHIFT)
     transfer: Transfer = Transfer(
         source_chain=local_chain,
         source_bridge=self,
@@ -750,11 +942,22 @@ def _send(
     return id
 
 
+@pure
+@internal
+def _over_limit(amount: uint256, level: uint256, lim: uint256):
+    # Reverts with the seconds to wait until the bucket holds `amount`.
+    rate: uint256 = (lim >> 96) & MASK_64
+    assert rate != 0, "bridge: over limit, no refill"
+    wait: uint256 = (amount - level + rate - 1) // rate
+    raise concat("bridge: over limit, wait ", uint2str(wait), " s")
+
+
 @view
 @internal
-def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint256):
-    # The checks every inbound action shares; returns the local token, its flags and the
-    # processed-bitmap word of the transfer's nonce.
+def _refuse_inbound(transfer: Transfer, check_pause: bool):
+    # A transfer with no route: from another chain or Bridge, or of a token never listed.
+    peer: uint256 = self._peer
+    assert not check_pause or peer & PAUSED_FLAG == 0, "bridge: paused"
     assert transfer.dest_chain == local_chain, "bridge: wrong destination"
     assert transfer.source_chain == (peer >> 160) & MASK_64 and transfer.source_chain != 0, (
         "bridge: wrong source chain"
@@ -763,58 +966,68 @@ def _check_inbound(transfer: Transfer, peer: uint256) -> (address, uint256, uint
         "bridge: wrong source bridge"
     )
     assert transfer.amount != 0, "bridge: zero amount"
-    entry: uint256 = self._inbound[transfer.token]
-    assert entry != 0, "bridge: token not listed"
-    local: address = convert(convert(entry & MASK_160, uint160), address)
-    word: uint256 = self._processed[local][transfer.nonce >> 8]
-    assert (word >> (transfer.nonce & 255)) & 1 == 0, "bridge: already processed"
-    return local, entry & FLAGS, word
+    raise "bridge: token not listed"
+
+
+@view
+@internal
+def _check_inbound(transfer: Transfer, check_pause: bool) -> (address, uint256, uint256):
+    # The checks every inbound action shares; returns the local token, its route word and
+    # its inbound bucket word (which caches the processed bits of the current 64 nonces).
+    # A route exists only for the configured peer's chain and Bridge, so a transfer from
+    # anywhere else finds none; `_peer` is read only then, for the precise reason.
+    route: uint256 = self._route[
+        self._route_key(transfer.source_chain, transfer.source_bridge, transfer.token)
+    ]
+    if route == 0:
+        self._refuse_inbound(transfer, check_pause)
+    assert not check_pause or route & PAUSED_FLAG == 0, "bridge: paused"
+    assert transfer.dest_chain == local_chain, "bridge: wrong destination"
+    assert transfer.amount != 0, "bridge: zero amount"
+    local: address = convert(convert(route & MASK_160, uint160), address)
+    bucket: uint256 = self._bucket[local][INBOUND]
+    assert not self._is_processed(local, transfer.nonce, bucket), "bridge: already processed"
+    return local, route, bucket
 
 
 @internal
 def _settle(
     transfer: Transfer, action: uint8, signatures: DynArray[Signature, MAX_RELAYERS], peer: uint256
 ) -> bytes32:
-    # Source side: the transfer must be one of ours and pending; clears the pending bit.
+    # Source side: the transfer must be one of ours and pending; sets its settled bit.
     assert transfer.source_chain == local_chain, "bridge: wrong source chain"
     assert transfer.source_bridge == self, "bridge: wrong source bridge"
     token: address = transfer.token
     nonce: uint256 = transfer.nonce
-    word: uint256 = self._pending[token][nonce >> 8]
+    word: uint256 = self._settled[token][nonce >> 8]
     bit: uint256 = 1 << (nonce & 255)
-    assert word & bit != 0, "bridge: not pending"
+    assert (
+        nonce < (self._bucket[token][OUTBOUND] >> NONCE_SHIFT) & MASK_40 and word & bit == 0
+    ), "bridge: not pending"
     id: bytes32 = self._transfer_id(transfer)
     self._check_signatures(id, action, signatures, peer)
-    self._pending[token][nonce >> 8] = word ^ bit
+    self._settled[token][nonce >> 8] = word | bit
     return id
 
 
 @internal
 def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) -> uint256:
     # Takes `amount` from the bucket (`bucket`: its word, read by the caller); returns the
-    # outbound nonce (and advances it when outbound). Reverts with the seconds to wait when
+    # word to store (the caller stores it): the new level and time, bits 160..255 as given
+    # (the nonce and flags, or the processed cache). Reverts with the seconds to wait when
     # the bucket is short.
     lim: uint256 = self._limit[token][direction]
     assert amount <= lim >> 160, "bridge: over per-transfer max"
     level: uint256 = self._level(lim, bucket)
     if amount > level:
-        rate: uint256 = (lim >> 96) & MASK_64
-        assert rate != 0, "bridge: over limit, no refill"
-        wait: uint256 = (amount - level + rate - 1) // rate
-        raise concat("bridge: over limit, wait ", uint2str(wait), " s")
-    nonce: uint256 = (bucket >> 160) & MASK_64
-    next_nonce: uint256 = nonce
-    if direction == OUTBOUND:
-        next_nonce = nonce + 1
-    # level - amount < 2**96, block.timestamp < 2**64, nonce < 2**64 in any real chain;
-    # the token's flags (outbound word) are kept.
-    self._bucket[token][direction] = (
+        self._over_limit(amount, level, lim)
+    # level - amount < 2**96 (level <= capacity); block.timestamp < 2**40 until the year
+    # 36812 (then `_level`'s subtraction reverts: nothing is ever mis-read).
+    return (
         unsafe_sub(level, amount)
-        | (block.timestamp << 96)
-        | (next_nonce << 160)
-        | (bucket & BUCKET_FLAGS)
+        | (block.timestamp << TIME_SHIFT)
+        | (bucket >> KEEP_SHIFT << KEEP_SHIFT)
     )
-    return nonce
 
 
 @view
@@ -822,9 +1035,52 @@ def _draw(token: address, direction: uint256, amount: uint256, bucket: uint256) 
 def _level(lim: uint256, bucket: uint256) -> uint256:
     capacity: uint256 = lim & MASK_96
     level: uint256 = bucket & MASK_96
-    elapsed: uint256 = block.timestamp - ((bucket >> 96) & MASK_64)
-    # elapsed < 2**64 and rate < 2**64: the product fits; the sum is capped at once.
-    return min(capacity, level + elapsed * ((lim >> 96) & MASK_64))
+    elapsed: uint256 = block.timestamp - ((bucket >> TIME_SHIFT) & MASK_40)
+    # elapsed < 2**40, rate < 2**64, level < 2**96: neither the product nor the sum can
+    # overflow; the sum is capped at once.
+    return min(capacity, unsafe_add(level, unsafe_mul(elapsed, (lim >> 96) & MASK_64)))
+
+
+@view
+@internal
+def _pending(token: address, nonce: uint256, next_nonce: uint256) -> bool:
+    # Sent (below the next nonce) and neither completed nor refunded.
+    return nonce < next_nonce and (self._settled[token][nonce >> 8] >> (nonce & 255)) & 1 == 0
+
+
+@view
+@internal
+def _is_processed(local: address, nonce: uint256, bucket: uint256) -> bool:
+    # `bucket`: the inbound bucket word of `local`. The window of 64 nonces it caches is
+    # authoritative for its nonces; `_processed` for every other nonce.
+    if nonce >> 6 == bucket >> CACHE_INDEX_SHIFT:
+        return (bucket >> (CACHE_SHIFT + (nonce & 63))) & 1 != 0
+    return (self._processed[local][nonce >> 8] >> (nonce & 255)) & 1 != 0
+
+
+@internal
+def _mark_processed(local: address, nonce: uint256, bucket: uint256) -> uint256:
+    # Sets the processed bit of `nonce` (the caller checked it is clear); returns the inbound
+    # bucket word to store. The cache only moves forward: a nonce of a later window flushes
+    # the cached window into `_processed` and loads the new one (once per 64 nonces in
+    # order); a nonce of an earlier window is set in `_processed` directly.
+    index: uint256 = nonce >> 6
+    cached: uint256 = bucket >> CACHE_INDEX_SHIFT
+    if index == cached:
+        return bucket | (1 << (CACHE_SHIFT + (nonce & 63)))
+    if index < cached or index > MASK_32:
+        self._processed[local][nonce >> 8] |= 1 << (nonce & 255)
+        return bucket
+    window: uint256 = (bucket >> CACHE_SHIFT) & MASK_64
+    if window != 0:
+        # Window `cached` is lane `cached & 3` of bitmap word `cached >> 2`.
+        self._processed[local][cached >> 2] |= window << ((cached & 3) << 6)
+    loaded: uint256 = (self._processed[local][nonce >> 8] >> ((index & 3) << 6)) & MASK_64
+    return (
+        (bucket & MASK_160)
+        | ((loaded | (1 << (nonce & 63))) << CACHE_SHIFT)
+        | (index << CACHE_INDEX_SHIFT)
+    )
 
 
 @internal
@@ -834,7 +1090,8 @@ def _deliver(token: address, cfg: uint256, to: address, amount: uint256):
             "bridge: transfer failed"
         )
     else:
-        extcall IWrapped(token).mint(to, amount)
+        # Listed only with code (and post-cancun code cannot vanish): no EXTCODESIZE.
+        extcall IWrapped(token).mint(to, amount, skip_contract_check=True)
 
 
 @view

@@ -7,10 +7,11 @@ from ape import accounts
 
 from scripts._auction_gas import measure_auction
 from scripts._balancing_gas import measure_balancing
+from scripts._bridge_gas import measure_bridge
 from scripts._gas import GasRow
 from scripts._hive_market_gas import measure_hive_market
 
-SECTIONS = ("auction", "balancing", "hive")
+SECTIONS = ("auction", "balancing", "bridge", "hive")
 
 
 def measure_section(name: str) -> list[GasRow]:
@@ -19,6 +20,8 @@ def measure_section(name: str) -> list[GasRow]:
         return measure_auction(test[0], test[1], test[7], [test[i] for i in range(20, 26)])
     if name == "balancing":
         return measure_balancing(test[0], [test[i] for i in range(30, 36)])
+    if name == "bridge":
+        return measure_bridge(test[0], test[2], test[3], [test[i] for i in range(10, 15)])
     if name == "hive":
         return measure_hive_market(test[0], test[6], test[26], test[27])
     raise ValueError(f"no section {name!r}")
