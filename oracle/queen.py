@@ -154,6 +154,12 @@ class QueenClient(ChainClient):
     """The chain client (retries, PoA, fees, nonces) pointed at the HiveMarket, `unit` being
     the queen's address."""
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # Each worker's index in its hive, as `worker_state` last read it (fixed from its
+        # first enrolment in the hive; `deliver` reads every worker's state before it signs).
+        self.indices: dict[str, int] = {}
+
     @property
     def market(self):
         return self.ledger
@@ -182,8 +188,10 @@ class QueenClient(ChainClient):
         )  # fmt: skip
 
     def worker_state(self, worker: str) -> tuple[int, int, int]:
-        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled))."""
+        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled)); also notes
+        the worker's index in its hive, which `sign_submit`'s entries name it by."""
         w = self.view("worker", worker)
+        self.indices[worker] = int(w[6])
         return int(w[0]), int(w[2]), int(w[3])
 
     def head_timestamp(self) -> int:
@@ -199,7 +207,7 @@ class QueenClient(ChainClient):
             period.period,
             period.production,
             period.consumption,
-            [e.packed() for e in batch],
+            [e.packed(self.indices[e.worker]) for e in batch],
         )
         try:
             estimate = self.rpc(call.estimate_gas, {"from": self.unit})

@@ -24,9 +24,10 @@ HVT = 10**18
 PER_WORKER_TARGET = 6_000
 
 
-def pack(worker: str, produced: int = 0, consumed: int = 0) -> int:
-    """One batch entry: `produced << 192 | consumed << 160 | worker` (Wh)."""
-    return (produced << 192) | (consumed << 160) | int(worker, 16)
+def pack(index: int, produced: int = 0, consumed: int = 0) -> int:
+    """One batch entry: `produced << 192 | consumed << 160 | index` (Wh; the worker's index in
+    the hive, `worker(w).index`)."""
+    return (produced << 192) | (consumed << 160) | index
 
 
 def _hive(governance, treasury, owner):
@@ -73,6 +74,7 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
             note=f"{tx.gas_used:,} for the whole call (a Beekeeper meter check per worker)",
         )
     )
+    index = {w: market.worker(w).index for w in workers}
     eeuro.mint(owner, 10_000 * EUR, sender=governance)
     eeuro.approve(market, 2**256 - 1, sender=owner)
     rows.append(
@@ -92,7 +94,7 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
         energy = _energy(period)
         p = sum(a for a, _ in energy)
         c = sum(b for _, b in energy)
-        entries = [pack(w.address, a, b) for w, (a, b) in zip(workers, energy, strict=True)]
+        entries = [pack(index[w], a, b) for w, (a, b) in zip(workers, energy, strict=True)]
         size = WORKERS // parts
         return [
             market.submit(hive, period, p, c, entries[k : k + size], sender=queen)
