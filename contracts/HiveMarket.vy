@@ -19,15 +19,15 @@
                  | worker of even index in bits 0..127, of odd index in 128..255, each:
        (half)    | balance + 2**93 0..93 | settled parity 94 | forecast flag 95 |
                  | rated max Wh 96..127 (0: not enrolled) |
-     profile     | `_workers[worker]`: index in its hive 0..15 | hive 96..127 |
-                 | forecast period + 1 192..223 | forecast net Wh + 2**31 224..255 |
+     profile     | `_workers[worker]`: index in its hive 0..15 | reputation score 32..63 |
+                 | forecasts scored 64..95 | hive 96..127 | forecast period + 1 192..223 |
+                 | forecast net Wh + 2**31 224..255 |
      hive word   | start 0..39 | period seconds 40..71 | next period 72..103 | decimals 104..111 |
                  | workers 112..127 | open: submitted 128..143 | open flag 144 |
                  | indices used 160..175 |
      tariffs     | grid buy 0..31 | grid sell 32..63 | hive buy 64..95 | hive sell 96..127 |
                  | (pending only) effective period 128..159 | pending flag 160 |
      open period | declared P 0..63 | declared C 64..127 | cumulative P 128..191 | cum C 192..255 |
-     reputation  | score 0..31 | forecasts scored 32..63 |
 
      Why two workers per word (issue 13: at most 6,000 gas per worker): settlement reads and
      writes only the pair words, so two workers share one cold read and one write (2,100 +
@@ -38,7 +38,8 @@
      for the worker: enrol sets it to the hive's next period's, settlement checks and
      flips it, and as a period closes only when every enrolled worker was settled once,
      all enrolled workers share it whenever no period is open. The forecast flag says a
-     forecast waits in the profile (read only then). Tariffs are
+     forecast waits in the profile (read only then; scoring it writes the reputation in
+     the same word). Tariffs are
      in 1e-4 of the coin's unit per kWh (20 cents = 2000): amount = Wh x tariff x 10**decimals
      / 10**7. Consumers' amounts round up, producers' down, the owner takes the exact
      residual, so nothing is created by rounding.
@@ -158,7 +159,6 @@ _workers: HashMap[address, uint256]
 _pairs: HashMap[uint256, uint256]
 # @dev A hive's worker of index i (its first enrolment there): `(hive << 16) | i`.
 member: public(HashMap[uint256, address])
-_reputation: HashMap[address, uint256]
 
 
 event GovernanceTransferred:
@@ -265,8 +265,9 @@ event BatchSettled:
     paid_out: uint256
     fee: uint256
     owner_delta: int256
-    # The batch as submitted: with the tariffs and totals in force, each worker's amount
-    # follows from the settlement rule (docs/protocol.md), so no event per worker (~2,900 gas).
+    # The batch as submitted (workers by index: `member`): with the tariffs and totals in
+    # force, each worker's amount follows from the settlement rule (docs/protocol.md), so no
+    # event per worker (~2,900 gas).
     entries: DynArray[uint256, MAX_BATCH]
 
 
@@ -492,7 +493,8 @@ def enrol(hive: uint256, workers: DynArray[address, MAX_WORKERS], max_wh: DynArr
             used += 1
         key: uint256 = self._key(hive, index)
         self._pairs[key] = self._put(self._pairs[key], index, ub | parity | (m << 96))
-        self._workers[w] = index | (hive << 96)
+        # The reputation stays with the worker (bits 32..95); a forecast does not.
+        self._workers[w] = index | (prof & (MASK64 << 32)) | (hive << 96)
         count += 1
         log WorkerEnrolled(hive=hive, worker=w, max_wh=m)
     assert count <= MAX_WORKERS, "market: too many workers"
@@ -930,8 +932,8 @@ def reputation(worker: address) -> (uint256, uint256):
     @param worker The worker.
     @return score (0 .. SCORE_ONE), count.
     """
-    r: uint256 = self._reputation[worker]
-    return r & MASK32, r >> 32
+    prof: uint256 = self._workers[worker]
+    return (prof >> 32) & MASK32, (prof >> 64) & MASK32
 
 
 @view
@@ -949,12 +951,13 @@ def ranking(hive: uint256, n: uint256) -> DynArray[Ranked, MAX_RANKED]:
     keys: DynArray[uint256, 128] = []
     for m: address in meters:
         prof: uint256 = self._workers[m]
-        r: uint256 = self._reputation[m]
-        if prof == 0 or (prof >> 96) & MASK32 != hive or r >> 32 == 0:
+        score: uint256 = (prof >> 32) & MASK32
+        count: uint256 = (prof >> 64) & MASK32
+        if prof == 0 or (prof >> 96) & MASK32 != hive or count == 0:
             continue
         index: uint256 = prof & MASK16
         if self._half(self._pairs[self._key(hive, index)], index) >> 96 != 0:
-            keys.append(((r & MASK32) << 192) | ((r >> 32) << 160) | convert(m, uint256))
+            keys.append((score << 192) | (count << 160) | convert(m, uint256))
     out: DynArray[Ranked, MAX_RANKED] = []
     for _: uint256 in range(min(n, MAX_RANKED), bound=MAX_RANKED):
         best: uint256 = 0
@@ -1047,19 +1050,18 @@ def _score(member: uint256, half: uint256, period: uint256, net: int256, cap: ui
     fp: uint256 = (word >> 192) & MASK32
     if fp > period + 1:
         return half
-    self._workers[w] = word & (2**192 - 1)
     out: uint256 = half & ~FLAG
     if fp != period + 1:
+        self._workers[w] = word & (2**192 - 1)
         return out
     forecast: int256 = convert(word >> 224, int256) - OFFSET32
     err: uint256 = convert(abs(forecast - net), uint256)
     accuracy: uint256 = SCORE_ONE - min(SCORE_ONE, err * SCORE_ONE // cap)
-    r: uint256 = self._reputation[w]
-    count: uint256 = r >> 32
+    count: uint256 = (word >> 64) & MASK32
     score: uint256 = accuracy
     if count > 0:
-        score = ((r & MASK32) * 3 + accuracy) // 4
-    self._reputation[w] = score | ((count + 1) << 32)
+        score = (((word >> 32) & MASK32) * 3 + accuracy) // 4
+    self._workers[w] = (word & (MASK16 | (MASK32 << 96))) | (score << 32) | (min(count + 1, MASK32) << 64)
     log ReputationChanged(worker=w, period=period, error_wh=err, score=score)
     return out
 

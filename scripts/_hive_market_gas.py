@@ -134,4 +134,24 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
     rows.append(row(s, "withdraw (part of a prepaid balance, above the reserve)", tx))
     tx = market.withdraw_deposit(hive, 100 * EUR, sender=owner)
     rows.append(row(s, "withdraw_deposit", tx))
+    # Every worker forecasts the period after next: the next period's settlement reads the
+    # waiting forecasts (flag set), the one after scores them (reputation written).
+    ahead = market.current_period(hive) + 1
+    for w in workers:
+        market.post_forecast(ahead, 1_000, sender=w)
+    chain.pending_timestamp += PERIOD
+    (waiting,) = settle(ahead - 1, 1)
+    chain.pending_timestamp += PERIOD
+    (scored,) = settle(ahead, 1)
+    rows.append(
+        GasRow(
+            s,
+            f"submit: a {WORKERS}-worker period in one transaction, every worker's forecast "
+            "scored, per worker",
+            -(-scored.gas_used // WORKERS),
+            note=f"{scored.gas_used:,} for the transaction; the period before, with the "
+            f"forecasts waiting: {-(-waiting.gas_used // WORKERS):,} per worker (the profile "
+            "is read only for a worker whose forecast flag is set)",
+        )
+    )
     return rows
