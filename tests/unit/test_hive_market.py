@@ -405,6 +405,14 @@ def test_forecasts_reputation_and_ranking(world):
     ranked = m.ranking(world.hive, 16)
     assert [(r.worker, r.score) for r in ranked] == [(p1, 10000), (p2, 9000)]
     assert len(m.ranking(world.hive, 1)) == 1
+    # A second scored forecast averages: off by 4 kWh of 20 (accuracy 8000), (3 x 10000 +
+    # 8000) / 4 = 9500; the reputation lives in the worker's profile word.
+    m.post_forecast(3, 6 * KWH, sender=p1)
+    world.end_period()
+    world.end_period()
+    settle(world, zero, 0, 0)
+    settle(world, entries, 4 * KWH, 4 * KWH)
+    assert m.reputation(p1) == (9500, 2)
     world.assert_conserved()
 
 
