@@ -118,6 +118,10 @@ struct Ranked:
 MAX_BATCH: public(constant(uint256)) = 128
 # @dev The Beekeeper's bound on meters per hive, so every hive's workers fit two batches.
 MAX_WORKERS: public(constant(uint256)) = 128
+# @dev Indices a hive hands out over its life (one per worker's first enrolment there, never
+#      reused, so a removed worker's balance stays at its index); only the hive's owner
+#      enrols, each worker a Beekeeper meter of the hive, so only the owner can use them up.
+MAX_INDICES: public(constant(uint256)) = 2**16 - 1
 # @dev `ranking` returns at most this many workers.
 MAX_RANKED: public(constant(uint256)) = 16
 # @dev The platform fee never exceeds 10% of what consumers pay.
@@ -455,6 +459,8 @@ def enrol(hive: uint256, workers: DynArray[address, MAX_WORKERS], max_wh: DynArr
     """
     @notice Enrols meters of the hive as workers, each with its rated maximum Wh per period.
     @dev Not while a period is half submitted: the worker count of an open period is fixed.
+         A worker enrolled in the hive before gets its index (and balance) back; a new one
+         the hive's next index (at most `MAX_INDICES` over the hive's life).
     @param hive The hive.
     @param workers Meters of the hive (Beekeeper), active.
     @param max_wh Their rated maxima (1 .. 2**32 - 1), one per worker.
@@ -488,7 +494,7 @@ def enrol(hive: uint256, workers: DynArray[address, MAX_WORKERS], max_wh: DynArr
             else:
                 assert half & MASK94 == convert(OFFSET94, uint256), "market: balance in another hive"
         if index == used:
-            assert used < MASK16, "market: worker table full"
+            assert used < MAX_INDICES, "market: worker table full"
             self.member[(hive << 16) | index] = w
             used += 1
         key: uint256 = self._key(hive, index)
