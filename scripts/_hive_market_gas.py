@@ -71,7 +71,9 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
             s,
             f"enrol {WORKERS} workers: per worker",
             -(-tx.gas_used // WORKERS),
-            note=f"{tx.gas_used:,} for the whole call (a Beekeeper meter check per worker)",
+            note=f"{tx.gas_used:,} for the whole call (a Beekeeper meter check per worker; a "
+            "new worker writes its profile, its `member` slot and half of a pair word, all "
+            "zero -> non-zero: above a fixed 6,000,000 gas limit, enrol in calls of <= 90)",
         )
     )
     index = {w: market.worker(w).index for w in workers}
