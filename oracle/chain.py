@@ -133,6 +133,7 @@ class Mined:
     gas_used: int
     # The over-consumption the ledger recorded in this transaction (issue 15, item 4).
     over_consumed: tuple[OverConsumption, ...] = ()
+    block_hash: str | None = None
 
 
 class ChainClient:
@@ -393,19 +394,30 @@ class ChainClient:
 
         Raises `ReportReverted` when the ledger would refuse it (nothing is spent).
         """
+        method = "report_batch" if len(reports) > 1 else SINGLE_METHODS[reports[0].kind]
+        return self.sign_call(
+            lambda: self._call(reports), method, int(reports[0].seq), len(reports), "unit"
+        )
+
+    def sign_call(
+        self, make_call: Callable[[], Any], method: str, first_seq: int, count: int, role: str
+    ) -> SignedReport:
+        """Estimate and sign the contract call `make_call()` returns, with the next nonce.
+
+        Raises `ReportReverted` when the contract would refuse it (nothing is spent), and
+        `UnitUnfunded` when the node refuses the estimate for want of gas money."""
         if self.account is None:
             raise ChainError("no signing key loaded")
         self._ensure_poa()
-        call = self._call(reports)
-        sender = {"from": self.unit}
+        call = make_call()
         try:
-            estimate = self.rpc(call.estimate_gas, sender)
+            estimate = self.rpc(call.estimate_gas, {"from": self.unit})
         except ContractLogicError as exc:
             raise ReportReverted(revert_reason(exc)) from None
         except ChainError as exc:
             if "insufficient funds" in str(exc).lower():  # nodes that estimate with a fee
                 raise UnitUnfunded(
-                    f"unit {self.unit} has no funds for gas (the node refused the gas "
+                    f"{role} {self.unit} has no funds for gas (the node refused the gas "
                     "estimate): fund it with the chain's native coin"
                 ) from None
             raise
@@ -421,14 +433,13 @@ class ChainClient:
             }
         )
         signed = self.account.sign_transaction(tx)
-        method = "report_batch" if len(reports) > 1 else SINGLE_METHODS[reports[0].kind]
         return SignedReport(
             tx_hash=signed.hash.to_0x_hex(),
             raw=bytes(signed.raw_transaction),
             nonce=self._nonce,
             method=method,
-            first_seq=int(reports[0].seq),
-            count=len(reports),
+            first_seq=first_seq,
+            count=count,
             gas=int(tx["gas"]),
         )
 
@@ -486,6 +497,7 @@ class ChainClient:
             int(receipt["blockNumber"]),
             int(receipt["gasUsed"]),
             self._over_consumed(receipt),
+            None if receipt.get("blockHash") is None else Web3.to_hex(receipt["blockHash"]),
         )
 
     def _over_consumed_event(self):
@@ -521,6 +533,15 @@ class ChainClient:
             tx_hash=entry["transactionHash"].to_0x_hex().lower(),
             block_number=int(entry["blockNumber"]),
         )
+
+    def over_consumed_in(self, tx_hash: str) -> tuple[OverConsumption, ...]:
+        """The over-consumption the ledger recorded for this unit in mined `tx_hash` (a
+        transaction whose receipt the service did not see: found at reconciliation)."""
+        try:
+            receipt = self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
+        except TransactionNotFound:
+            return ()
+        return self._over_consumed(receipt)
 
     def over_consumption_since(self, from_block: int) -> list[OverConsumption]:
         """Every `OverConsumed` event for this unit from `from_block` to the head."""

@@ -6,6 +6,7 @@ unregistered unit, ...) is one line on stderr and exit status 1; no traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -17,34 +18,35 @@ from rich.console import Console
 from rich.table import Table
 
 from oracle import __version__
+from oracle.cli_base import OneLineGroup
 from oracle.config import OracleConfig, load_config
-from oracle.errors import ChainError, KeystoreError, OracleError
+from oracle.errors import ChainError, KeystoreError, StateError
 from oracle.lifecycle import StopRequest
 from oracle.logs import setup_logging
 
 log = logging.getLogger("oracle")
 
-CONFIG = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("oracle.toml"),
-    show_default=True,
-    envvar="POWERHIVE_ORACLE_CONFIG",
-    help="The service's TOML configuration.",
-)
+
+def config_option(default: str, envvar: str, what: str):
+    """The `--config/-c` option of a service's TOML file."""
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(default),
+        show_default=True,
+        envvar=envvar,
+        help=f"The {what}'s TOML configuration.",
+    )
 
 
-class OracleGroup(click.Group):
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except OracleError as exc:
-            raise click.ClickException(" ".join(str(exc).split())) from None
+CONFIG = config_option("oracle.toml", "POWERHIVE_ORACLE_CONFIG", "service")
+QUEEN_CONFIG = config_option("queen.toml", "POWERHIVE_QUEEN_CONFIG", "queen")
+RELAYER_CONFIG = config_option("relayer.toml", "POWERHIVE_RELAYER_CONFIG", "relayer")
 
 
-@click.group(cls=OracleGroup)
+@click.group(cls=OneLineGroup)
 @click.version_option(__version__, prog_name="oracle")
 def main() -> None:
     """PowerHive storage-unit oracle (meters in, ledger reports out), hive queen and bridge
@@ -57,78 +59,51 @@ def _iso(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def _serve(name: str, path: Path, load: tuple[str, str], start: tuple[str, str], **kw):
+    """Run service `name` until SIGTERM or SIGINT: `load = (module, function)` reads its
+    config at `path`, `start = (module, function)` opens it (`**kw` passed on). The stop
+    handler comes first of all (a stop signal while the service is still starting is a clean
+    stop too), the service's module after the config (web3 is slow to import)."""
+    stop = StopRequest.install()
+    config = getattr(importlib.import_module(load[0]), load[1])(path)
+    setup_logging(config.service.log_level, config.service.log_format)
+    opener = getattr(importlib.import_module(start[0]), start[1])
+    if stop.requested:
+        log.info(f"{name} stopped before it started", extra={"signal": stop.signal})
+        sys.exit(0)
+    stop.exit(opener(config, **kw).run(stop=stop))
+
+
 @main.command()
 @CONFIG
 def run(config_path: Path) -> None:
     """Run the service until SIGTERM or SIGINT."""
-    # First of all: a stop signal while the service is still starting is a clean stop too.
-    stop = StopRequest.install()
-    config = load_config(config_path)
-    setup_logging(config.service.log_level, config.service.log_format)
-    from oracle.service import open_service  # web3 is slow to import: after the config
-
-    if stop.requested:
-        log.info("oracle stopped before it started", extra={"signal": stop.signal})
-        sys.exit(0)
-    service = open_service(config, config_path=config_path)
-    stop.exit(service.run(stop=stop))
+    _serve(
+        "oracle",
+        config_path,
+        ("oracle.config", "load_config"),
+        ("oracle.service", "open_service"),
+        config_path=config_path,
+    )
 
 
 @main.command()
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("relayer.toml"),
-    show_default=True,
-    envvar="POWERHIVE_RELAYER_CONFIG",
-    help="The relayer's TOML configuration.",
-)
+@RELAYER_CONFIG
 def relay(config_path: Path) -> None:
     """Run the bridge relayer (two chains, one relayer key) until SIGTERM or SIGINT."""
-    stop = StopRequest.install()
-    from oracle.relayer_config import load_relayer_config
-
-    config = load_relayer_config(config_path)
-    setup_logging(config.service.log_level, config.service.log_format)
-    from oracle.relayer import open_relayer  # web3 is slow to import: after the config
-
-    if stop.requested:
-        log.info("relayer stopped before it started", extra={"signal": stop.signal})
-        sys.exit(0)
-    relayer = open_relayer(config)
-    stop.exit(relayer.run(stop=stop))
-
-
-QUEEN_CONFIG = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("queen.toml"),
-    show_default=True,
-    envvar="POWERHIVE_QUEEN_CONFIG",
-    help="The queen's TOML configuration.",
-)
+    load, start = (
+        ("oracle.relayer_config", "load_relayer_config"),
+        ("oracle.relayer", "open_relayer"),
+    )
+    _serve("relayer", config_path, load, start)
 
 
 @main.command()
 @QUEEN_CONFIG
 def queen(config_path: Path) -> None:
     """Run the hive queen (the hive's meters in, HiveMarket periods out) until SIGTERM."""
-    stop = StopRequest.install()
-    from oracle.queen_config import load_queen_config
-
-    config = load_queen_config(config_path)
-    setup_logging(config.service.log_level, config.service.log_format)
-    from oracle.queen import open_queen  # web3 is slow to import: after the config
-
-    if stop.requested:
-        log.info("queen stopped before it started", extra={"signal": stop.signal})
-        sys.exit(0)
-    service = open_queen(config)
-    stop.exit(service.run(stop=stop))
+    load, start = ("oracle.queen_config", "load_queen_config"), ("oracle.queen", "open_queen")
+    _serve("queen", config_path, load, start)
 
 
 @main.command("queen-status")
@@ -210,7 +185,6 @@ def rebind(config_path: Path) -> None:
     under the wrong binding); the next `oracle run` binds it to the configured chain and
     sends its pending reports there."""
     config = load_config(config_path)
-    from oracle.errors import StateError
     from oracle.outbox import Outbox
     from oracle.service import MARKER_FILE, OUTBOX_FILE
     from oracle.statelock import StateLock
@@ -467,6 +441,41 @@ def status(config_path: Path, as_json: bool) -> None:
             console.print("Over-consumption: none recorded by the ledger for this unit")
     else:
         console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
+
+
+@main.command("queen-export")
+@QUEEN_CONFIG
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CSV file to write: a row per period and worker.",
+)
+def queen_export(config_path: Path, csv_path: Path) -> None:
+    """Export the queen's periods: per worker the Wh settled, the tx hashes (pandas)."""
+    import pandas as pd
+
+    from oracle.queen import STATE_FILE
+    from oracle.queen_config import load_queen_config
+    from oracle.queen_store import EXPORT_COLUMNS, QueenStore
+
+    config = load_queen_config(config_path)
+    store = QueenStore(config.service.state_dir / STATE_FILE, readonly=True)
+    try:
+        frame = pd.DataFrame(store.export_rows(), columns=EXPORT_COLUMNS)
+    finally:
+        store.close()
+    names = {w.address: w.name for w in config.workers}
+    frame.insert(2, "name", frame["worker"].map(names).fillna(""))
+    for col in ("recorded_at", "settled_at"):
+        frame[f"{col}_utc"] = pd.to_datetime(frame[col], unit="s", utc=True)
+    try:
+        frame.to_csv(csv_path, index=False)
+    except OSError as exc:
+        raise StateError(f"{csv_path}: {exc.strerror or exc}") from None
+    periods = frame["period"].nunique()
+    click.echo(f"{csv_path}: {len(frame)} rows ({periods} periods)")
 
 
 @main.command()

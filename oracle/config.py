@@ -8,16 +8,12 @@ offending key.
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eth_utils import is_address, to_checksum_address
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -26,6 +22,14 @@ from pydantic import (
     model_validator,
 )
 
+from oracle.chain_settings import (
+    ChainSettings,
+    KeySettings,
+    Model,
+    ServiceSettings,
+    checksum_address,
+    resolve_path,
+)
 from oracle.drivers import DriverOptions, driver_class
 from oracle.errors import ConfigError, OracleError
 
@@ -35,60 +39,29 @@ Kind = Literal["produced", "consumed", "actual"]
 Counter = Literal["import", "export", "stored"]
 
 
-def _path(value: Any, info: ValidationInfo) -> Any:
-    if value is None:
-        return None
-    expanded = os.path.expandvars(str(value))
-    if "$" in expanded:
-        raise ValueError(f"{value!r}: environment variable not set")
-    path = Path(expanded).expanduser()
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not path.is_absolute():
-        path = Path(base) / path
-    return path
+_path = resolve_path
+_Model = Model
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServiceConfig(_Model):
+class ServiceConfig(ServiceSettings):
     # Seconds between two readings of every meter.
     period_s: float = Field(60.0, gt=0)
-    # The outbox database, the lock and the simulators' clocks live here.
-    state_dir: Path
-    # Health (`/health`) and Prometheus (`/metrics`) endpoint; port 0 picks a free port.
-    http_enabled: bool = True
-    http_host: str = "127.0.0.1"
     http_port: int = Field(9108, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
     # On SIGTERM, how long the sender may keep delivering pending reports before exiting.
     stop_drain_s: float = Field(5.0, ge=0)
     # Confirmed, final reports (and the readings and transactions only they refer to) older
     # than this are pruned from the outbox; their sums are kept. Pending ones never are.
     retain_s: float = Field(30 * 86400.0, gt=0)
 
-    resolve_paths = field_validator("state_dir", mode="before")(_path)
 
-
-class ChainConfig(_Model):
-    rpc_url: str
+class ChainConfig(ChainSettings, KeySettings):
     # Read from the RPC endpoint when left out; set it to start offline.
     chain_id: int | None = Field(None, gt=0)
     deployments_dir: Path
     # Name of the ledger contract in `deployments/<chain_id>.json`.
     ledger: str = "EnergyLedger"
-    # The unit's key: an encrypted JSON keystore (`ape accounts` format).
-    keystore: Path
-    passphrase_file: Path | None = None
     passphrase_env: str = "POWERHIVE_ORACLE_PASSPHRASE"
-    # Proof-of-authority chain (extraData longer than 32 bytes); detected when left out.
-    poa: bool | None = None
     batch_size: int = Field(64, ge=1, le=64)
-    rpc_timeout_s: float = Field(10.0, gt=0)
-    rpc_retries: int = Field(3, ge=0)
-    tx_timeout_s: float = Field(120.0, gt=0)
     # Longest wait between two delivery attempts while the chain is unreachable.
     retry_max_s: float = Field(30.0, gt=0)
     # How long reconciliation waits for this unit's own pending transactions.
@@ -99,20 +72,8 @@ class ChainConfig(_Model):
     # Refusals that concern one report only (substrings of the revert reason): such a report
     # is marked rejected and skipped. Any other refusal holds delivery back until it passes.
     reject_reasons: list[str] = ["no session", "session expired", "session closed"]
-    gas_margin: float = Field(1.25, ge=1.0)
-    max_fee_gwei: float | None = Field(None, gt=0)
-    priority_fee_gwei: float | None = Field(None, ge=0)
 
-    resolve_paths = field_validator(
-        "deployments_dir", "keystore", "passphrase_file", mode="before"
-    )(_path)
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    resolve_paths = field_validator("deployments_dir", mode="before")(_path)
 
 
 class MeterConfig(_Model):
@@ -167,14 +128,7 @@ class ChannelConfig(_Model):
     def name(self) -> str:
         return f"{self.meter}.{self.counter}"
 
-    @field_validator("account")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not is_address(value):
-            raise ValueError(f"not an address: {value!r}")
-        return to_checksum_address(value)
+    check_address = field_validator("account")(checksum_address)
 
     @model_validator(mode="after")
     def _consistent(self) -> ChannelConfig:

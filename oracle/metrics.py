@@ -20,67 +20,60 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 log = logging.getLogger("oracle.http")
 
 
-class Metrics:
+class MetricSet:
+    """A service's own registry and the counters and gauges it declares on it."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.readings = Counter("oracle_readings", "Meter readings recorded", ["meter"], registry=r)
-        self.reading_errors = Counter(
-            "oracle_reading_errors", "Meter reads that failed", ["meter"], registry=r
-        )
-        self.anomalies = Counter(
-            "oracle_anomalies",
-            "Counter resets, rollovers, rejected jumps, clock steps",
-            ["meter", "kind"],
-            registry=r,
-        )
-        self.reports = Counter(
-            "oracle_reports", "Ledger reports by outcome", ["kind", "outcome"], registry=r
-        )
-        self.energy = Counter(
-            "oracle_energy_confirmed_wh", "Wh confirmed on chain", ["kind"], registry=r
-        )
-        self.transactions = Counter(
-            "oracle_transactions",
-            "Transactions sent, by outcome",
-            ["method", "outcome"],
-            registry=r,
-        )
-        self.gas = Counter("oracle_gas_used", "Gas used by mined transactions", registry=r)
-        self.outbox_depth = Gauge(
-            "oracle_outbox_depth", "Reports waiting for confirmation", registry=r
-        )
-        self.last_confirmation = Gauge(
-            "oracle_last_confirmation_timestamp_seconds",
-            "Unix time of the last confirmed report",
-            registry=r,
-        )
-        self.last_reading = Gauge(
-            "oracle_last_reading_timestamp_seconds",
-            "Unix time of the last reading",
-            ["meter"],
-            registry=r,
-        )
-        self.chain_up = Gauge("oracle_chain_up", "1 when the last chain call succeeded", registry=r)
-        self.on_chain_seq = Gauge(
-            "oracle_last_seq", "The unit's last sequence number known on chain", registry=r
-        )
-        # The ledger's OverConsumed events for this unit, seen in the service's own receipts.
-        self.over_consumed = Counter(
-            "oracle_over_consumed_wh",
-            "Wh the ledger recorded as over-consumption (no session, or beyond its reserve)",
-            ["consumer"],
-            registry=r,
-        )
-        self.over_consumptions = Counter(
-            "oracle_over_consumptions",
-            "Reports the ledger recorded with over-consumption",
-            ["consumer"],
-            registry=r,
-        )
+
+    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, list(labels), registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Metrics(MetricSet):
+    def __init__(self) -> None:
+        super().__init__()
+        c, g = self.counter, self.gauge
+        self.readings = c("oracle_readings", "Meter readings recorded", "meter")
+        self.reading_errors = c("oracle_reading_errors", "Meter reads that failed", "meter")
+        self.anomalies = c(
+            "oracle_anomalies",
+            "Counter resets, rollovers, rejected jumps, clock steps",
+            "meter",
+            "kind",
+        )
+        self.reports = c("oracle_reports", "Ledger reports by outcome", "kind", "outcome")
+        self.energy = c("oracle_energy_confirmed_wh", "Wh confirmed on chain", "kind")
+        self.transactions = c(
+            "oracle_transactions", "Transactions sent, by outcome", "method", "outcome"
+        )
+        self.gas = c("oracle_gas_used", "Gas used by mined transactions")
+        self.outbox_depth = g("oracle_outbox_depth", "Reports waiting for confirmation")
+        self.last_confirmation = g(
+            "oracle_last_confirmation_timestamp_seconds", "Unix time of the last confirmed report"
+        )
+        self.last_reading = g(
+            "oracle_last_reading_timestamp_seconds", "Unix time of the last reading", "meter"
+        )
+        self.chain_up = g("oracle_chain_up", "1 when the last chain call succeeded")
+        self.on_chain_seq = g("oracle_last_seq", "The unit's last sequence number known on chain")
+        # The ledger's OverConsumed events for this unit, seen in the service's own receipts.
+        self.over_consumed = c(
+            "oracle_over_consumed_wh",
+            "Wh the ledger recorded as over-consumption (no session, or beyond its reserve)",
+            "consumer",
+        )
+        self.over_consumptions = c(
+            "oracle_over_consumptions",
+            "Reports the ledger recorded with over-consumption",
+            "consumer",
+        )
 
 
 # An extra route: (method, query string, request body) -> (status, JSON-serialisable body).
@@ -96,7 +89,7 @@ class HttpEndpoint:
         self,
         host: str,
         port: int,
-        metrics: Metrics,
+        metrics: Any,
         health: Callable[[], tuple[bool, dict[str, Any]]],
         routes: dict[str, Route] | None = None,
         *,

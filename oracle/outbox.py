@@ -30,6 +30,7 @@ from typing import Any
 from oracle.accounting import ActualState, Anomaly, Baseline, Delta, PlannedReport, pack_reading
 from oracle.drivers import Reading
 from oracle.errors import OutboxUnavailable, StateError
+from oracle.sqlite_db import open_db
 
 SCHEMA_VERSION = 2
 
@@ -150,28 +151,19 @@ class Outbox:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.RLock()
-        if readonly:
-            # For `oracle status` and `export` beside a running service (WAL allows it).
-            if not self.path.exists():
-                raise StateError(f"{self.path}: no outbox yet (has `oracle run` started?)")
-            try:
-                self._db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30
-                )
-                self._db.row_factory = sqlite3.Row
-                self._db.execute("SELECT COUNT(*) FROM reports").fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise StateError(f"{self.path}: {exc}") from None
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Read-only for `oracle status` and `export` beside a running service (WAL allows it).
+        # FULL: a committed sequence number survives a power cut before its broadcast.
+        self._db = open_db(
+            self.path,
+            readonly=readonly,
+            missing="no outbox yet (has `oracle run` started?)",
+            timeout=30,
+            row_factory=sqlite3.Row,
+        )
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed sequence number survives a power cut before its broadcast.
-            self._db.execute("PRAGMA synchronous=FULL")
+            if readonly:
+                self._db.execute("SELECT COUNT(*) FROM reports").fetchone()
+                return
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
 
 from oracle.accounting import Baseline, Limits, account
@@ -56,9 +55,9 @@ from oracle.errors import (
     UnitUnfunded,
 )
 from oracle.lifecycle import CrashPoints, StopRequest
-from oracle.metrics import HttpEndpoint
+from oracle.metrics import HttpEndpoint, MetricSet
 from oracle.queen_config import QueenConfig
-from oracle.queen_store import Entry, Period, QueenStore
+from oracle.queen_store import SETTLING, Entry, Period, QueenStore
 from oracle.retry import backoff
 from oracle.statelock import StateLock
 from oracle.wiring import check_served_chain, contract, load_key
@@ -71,6 +70,8 @@ CRASH_ENV = "POWERHIVE_QUEEN_CRASHPOINT"
 # Refusals meaning the chain moved under the queen (its own earlier transaction, mined after
 # all): read the chain again.
 RECONCILE_REASONS = ("wrong period", "worker already settled")
+# How often the retention runs (seconds; at start too).
+PRUNE_EVERY_S = 3600.0
 # Refusals that pass by themselves or by someone else's action: wait and try again.
 WAIT_REASONS = ("period not over", "owner deposit short")
 
@@ -101,6 +102,24 @@ def split(wh: int, parts: int) -> list[int]:
     return [base + (1 if i < rest else 0) for i in range(parts)]
 
 
+def _word(value: int) -> str:
+    return "0x" + value.to_bytes(32, "big").hex()
+
+
+def unpack(word: int, worker: str) -> Entry:
+    """A market entry word back into (worker, produced, consumed); `worker` is the address
+    of the index the word names (`QueenClient.member`)."""
+    return Entry(worker, (word >> 192) & (2**32 - 1), (word >> 160) & (2**32 - 1))
+
+
+@dataclass(frozen=True)
+class SettledBatch:
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    entries: tuple[Entry, ...]
+
+
 @dataclass(frozen=True)
 class MarketState:
     start: int
@@ -113,52 +132,53 @@ class MarketState:
     deposit: int
 
 
-class QueenMetrics:
+class QueenMetrics(MetricSet):
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        self.readings = Counter("queen_readings", "Meter readings", ["worker"], registry=r)
-        self.reading_errors = Counter(
-            "queen_reading_errors", "Meter reads that failed", ["worker"], registry=r
-        )
-        self.anomalies = Counter(
-            "queen_anomalies", "Counter resets, glitches, jumps", ["worker", "kind"], registry=r
-        )
-        self.recorded = Counter("queen_periods_recorded", "Periods written", registry=r)
-        self.settled = Counter("queen_periods_settled", "Periods the chain settled", registry=r)
-        self.batches = Counter(
-            "queen_batches", "submit transactions by outcome", ["outcome"], registry=r
-        )
-        self.energy = Counter(
-            "queen_energy_submitted_wh", "Wh in mined batches", ["kind"], registry=r
-        )
-        self.gas = Counter("queen_gas_used", "Gas used by mined batches", registry=r)
-        self.depth = Gauge("queen_outbox_depth", "Periods recorded, not settled", registry=r)
-        self.chain_up = Gauge("queen_chain_up", "1 when the last chain call worked", registry=r)
-        self.last_settled = Gauge(
-            "queen_last_settled_period", "The newest period the chain settled", registry=r
-        )
-        self.foreign = Counter(
+        super().__init__()
+        c, g = self.counter, self.gauge
+        self.readings = c("queen_readings", "Meter readings", "worker")
+        self.reading_errors = c("queen_reading_errors", "Meter reads that failed", "worker")
+        self.anomalies = c("queen_anomalies", "Counter resets, glitches, jumps", "worker", "kind")
+        self.recorded = c("queen_periods_recorded", "Periods written")
+        self.settled = c("queen_periods_settled", "Periods the chain settled")
+        self.batches = c("queen_batches", "submit transactions by outcome", "outcome")
+        self.energy = c("queen_energy_submitted_wh", "Wh in mined batches", "kind")
+        self.gas = c("queen_gas_used", "Gas used by mined batches")
+        self.depth = g("queen_outbox_depth", "Periods recorded, not settled")
+        self.chain_up = g("queen_chain_up", "1 when the last chain call worked")
+        self.last_settled = g("queen_last_settled_period", "The newest period the chain settled")
+        self.foreign = c(
             "queen_foreign_periods",
             "Periods settled (partly) by transactions the outbox did not sign",
-            registry=r,
         )
-        self.chain_time = Gauge(
-            "queen_chain_time_seconds", "The queen's estimate of the chain's time", registry=r
+        self.mismatched = c(
+            "queen_chain_mismatch_periods",
+            "Periods the chain settled with other numbers than the outbox recorded",
         )
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        self.reorged = c(
+            "queen_reorged_periods", "Settled periods a reorganisation took back (sent again)"
+        )
+        self.already_settled = c(
+            "queen_already_settled_workers",
+            "Workers the chain answered 'already settled' for, taken as done",
+        )
+        self.pruned = c("queen_periods_pruned", "Final periods deleted by the retention")
+        self.chain_time = g("queen_chain_time_seconds", "The queen's estimate of the chain's time")
 
 
 class QueenClient(ChainClient):
     """The chain client (retries, PoA, fees, nonces) pointed at the HiveMarket, `unit` being
     the queen's address."""
 
+    # Where the market's events start (its deployment block).
+    market_from_block: int = 0
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        # Each worker's index in its hive, as `worker_state` last read it (fixed from its
-        # first enrolment in the hive; `deliver` reads every worker's state before it signs).
+        # The market's index of each worker in its hive (`worker(w).index`, fixed from its
+        # first enrolment there and never reused): entries name workers by it.
         self.indices: dict[str, int] = {}
+        self._members: dict[tuple[int, int], str] = {}
 
     @property
     def market(self):
@@ -187,58 +207,77 @@ class QueenClient(ChainClient):
             to_checksum_address(m[7]), int(m[8]),
         )  # fmt: skip
 
-    def worker_state(self, worker: str) -> tuple[int, int, int]:
-        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled)); also notes
-        the worker's index in its hive, which `sign_submit`'s entries name it by."""
-        w = self.view("worker", worker)
+    def worker_state(self, worker: str, block: str = "latest") -> tuple[int, int, int]:
+        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled)) at `block`;
+        also notes the worker's index in its hive, which `sign_submit`'s entries name it by."""
+        self._ensure_poa()
+        try:
+            w = self.rpc(self.market.functions.worker(worker).call, block_identifier=block)
+        except (ContractLogicError, BadFunctionCallOutput):
+            w = self.view("worker", worker)  # the one-line error for a contract that is not
         self.indices[worker] = int(w[6])
         return int(w[0]), int(w[2]), int(w[3])
 
-    def head_timestamp(self) -> int:
-        return int(self.rpc(self.w3.eth.get_block, "latest")["timestamp"])
+    def batches(self, hive: int, period: int, from_block: int) -> list[SettledBatch]:
+        """The market's `BatchSettled` events of `period` (in chain order)."""
+        self._ensure_poa()
+        event = self.market.events.BatchSettled()
+        raw = self.rpc(
+            self.w3.eth.get_logs,
+            {
+                "address": self.market.address,
+                "fromBlock": from_block,
+                "toBlock": "latest",
+                "topics": [self.market.events.BatchSettled.topic, _word(hive), _word(period)],
+            },
+        )
+        out = []
+        for entry in raw:
+            log = event.process_log(entry)
+            out.append(
+                SettledBatch(
+                    log["transactionHash"].to_0x_hex(),
+                    int(log["blockNumber"]),
+                    log["blockHash"].to_0x_hex(),
+                    tuple(unpack(word, self.member(hive, word)) for word in log["args"]["entries"]),
+                )
+            )
+        return out
+
+    def member(self, hive: int, word: int) -> str:
+        """The worker an entry word names by its index in `hive` (`member`; cached: an index
+        is never reused)."""
+        key = (hive, word & (2**16 - 1))
+        if key not in self._members:
+            address = self.view("member", (hive << 16) | key[1])
+            self._members[key] = to_checksum_address(address)
+        return self._members[key]
+
+    def receipt(self, tx_hash: str) -> dict | None:
+        try:
+            return self.rpc(self.w3.eth.get_transaction_receipt, tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def head(self) -> tuple[int, str, int]:
+        """The newest block: (number, hash, timestamp)."""
+        block = self.rpc(self.w3.eth.get_block, "latest")
+        return int(block["number"]), block["hash"].to_0x_hex(), int(block["timestamp"])
 
     def sign_submit(self, hive: int, period: Period, batch: list[Entry]) -> SignedReport:
         """Estimate and sign one `submit`; `ReportReverted` when the market would refuse it."""
-        if self.account is None:
-            raise ChainError("no signing key loaded")
-        self._ensure_poa()
-        call = self.market.functions.submit(
-            hive,
+        return self.sign_call(
+            lambda: self.market.functions.submit(
+                hive,
+                period.period,
+                period.production,
+                period.consumption,
+                [e.packed(self.indices[e.worker]) for e in batch],
+            ),
+            "submit",
             period.period,
-            period.production,
-            period.consumption,
-            [e.packed(self.indices[e.worker]) for e in batch],
-        )
-        try:
-            estimate = self.rpc(call.estimate_gas, {"from": self.unit})
-        except ContractLogicError as exc:
-            raise ReportReverted(revert_reason(exc)) from None
-        except ChainError as exc:
-            if "insufficient funds" in str(exc).lower():
-                raise UnitUnfunded(
-                    f"queen {self.unit} has no funds for gas: fund it with the chain's coin"
-                ) from None
-            raise
-        if self._nonce is None:
-            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
-        tx = call.build_transaction(
-            {
-                "from": self.unit,
-                "nonce": self._nonce,
-                "gas": int(estimate * self.gas_margin),
-                "chainId": self.chain_id,
-                **self._fees(),
-            }
-        )
-        signed = self.account.sign_transaction(tx)
-        return SignedReport(
-            tx_hash=signed.hash.to_0x_hex(),
-            raw=bytes(signed.raw_transaction),
-            nonce=self._nonce,
-            method="submit",
-            first_seq=period.period,
-            count=len(batch),
-            gas=int(tx["gas"]),
+            len(batch),
+            "queen",
         )
 
 
@@ -271,6 +310,8 @@ class Queen:
         self._verified = False  # chain id, market, queen and workers checked since start
         self._waiting: str | None = None
         self._meter_problems: dict[str, str] = {}
+        self._pruned_at = -float("inf")
+        self._confirmed_at: tuple | None = None  # (head, periods) last checked
         self.fatal: str | None = None
         # The last period settled by transactions this outbox did not sign (sticky).
         self.foreign: str | None = None
@@ -470,7 +511,8 @@ class Queen:
     # -- sender ------------------------------------------------------------------------------
 
     def turn(self) -> bool:
-        self.observe(self.chain.head_timestamp())
+        head = self.chain.head()
+        self.observe(head[2])
         self.metrics.chain_time.set(self.now())
         self._chain_ok = True
         self.metrics.chain_up.set(1)
@@ -488,6 +530,8 @@ class Queen:
                 raise ChainUnavailable("the queen's own transactions are still pending")
             self._settle_txs()
             self._settled = True
+        self.confirm(head[:2])
+        self._prune()
         period = self.store.oldest_pending()
         self.metrics.depth.set(self.store.counts()["pending"])
         if period is None:
@@ -515,7 +559,11 @@ class Queen:
                 continue
             status = "mined" if receipt["status"] == 1 else "reverted"
             self.store.tx_done(
-                tx["tx_hash"], status, int(receipt["blockNumber"]), int(receipt["gasUsed"])
+                tx["tx_hash"],
+                status,
+                int(receipt["blockNumber"]),
+                int(receipt["gasUsed"]),
+                receipt["blockHash"].to_0x_hex(),
             )
 
     def deliver(self, period: Period) -> None:
@@ -538,6 +586,7 @@ class Queen:
                 "workers so that they match the period's (see docs/oracle.md, queen mode)"
             )
         names = {w.address: w.name for w in self.config.workers}
+        done = self.store.done_workers(period.period)
         todo = []
         for e in period.entries:
             hive, settled, cap = self.chain.worker_state(e.worker)
@@ -547,7 +596,7 @@ class Queen:
                     f"worker {e.worker} ({name}) is not a worker of hive {self.hive} on the "
                     "market: the hive owner enrols it, or remove it from the config"
                 )
-            if state.open and settled >= period.period:
+            if (state.open and settled >= period.period) or e.worker in done:
                 continue
             for what, wh in (("produced", e.produced), ("consumed", e.consumed)):
                 if wh > cap:
@@ -562,11 +611,20 @@ class Queen:
             self._submit(period, start // size, todo[start : start + size])
         if self.chain.market_state(self.hive).next_period > period.period:
             self._settled_period(period)
+        elif not todo:
+            # Every worker sent or taken as done on the chain's word, the period not closed:
+            # the chain has yet to show the rest (read again at the poll's pace, nothing sent).
+            raise _Wait(
+                f"period {period.period}: every worker is settled or taken as done, the "
+                "market has not closed the period yet"
+            )
 
     def _submit(self, period: Period, index: int, batch: list[Entry]) -> None:
         try:
             signed = self.chain.sign_submit(self.hive, period, batch)
         except ReportReverted as exc:
+            if "worker already settled" in exc.reason:
+                self._already_settled(period, index, batch, exc.reason)
             self._refused(period, exc.reason)
         self.store.tx_sent(signed.tx_hash, period.period, index, signed.nonce, len(batch))
         self.crash.hit("before_broadcast")
@@ -581,7 +639,9 @@ class Queen:
             self.store.tx_done(signed.tx_hash, "reverted", None, None)
             self.metrics.batches.labels("reverted").inc()
             raise _Reconcile(f"batch {index} of period {period.period} reverted on chain") from exc
-        self.store.tx_done(signed.tx_hash, "mined", mined.block_number, mined.gas_used)
+        self.store.tx_done(
+            signed.tx_hash, "mined", mined.block_number, mined.gas_used, mined.block_hash
+        )
         self.metrics.batches.labels("mined").inc()
         self.metrics.gas.inc(mined.gas_used)
         self.metrics.energy.labels("produced").inc(sum(e.produced for e in batch))
@@ -609,30 +669,133 @@ class Queen:
             f"submission: {reason}; nothing was sent, the period stays in the outbox"
         )
 
-    def _settled_period(self, period: Period) -> None:
-        ours = sum(
-            t["workers"]
-            for t in self.store.txs()
-            if t["period"] == period.period and t["status"] == "mined"
-        )
-        if ours != len(period.entries):
-            # Every path of this outbox (crashes included) leaves its own mined transactions
-            # carrying each worker once: the rest was signed elsewhere with the queen's key.
-            # The chain's numbers stand (the market settles a worker once per period); this
-            # is reported, not repaired, and delivery goes on.
-            self.foreign = (
-                f"period {period.period} of hive {self.hive}: {len(period.entries) - ours} of "
-                f"its {len(period.entries)} workers were settled by transactions this outbox "
-                "did not sign: another queen process uses this key (stop it), or the outbox "
-                "was restored from an older backup"
+    def _already_settled(self, period: Period, index: int, batch: list[Entry], reason: str) -> None:
+        """The market says a worker of `batch` is already settled for the period: check each
+        one's `settled_period` (latest and pending state); those the chain shows settled are
+        done for this period (kept in the outbox, never sent again), the rest go out at
+        once. With none of them settled on the chain, it is read again (`_Reconcile`)."""
+        done = []
+        for e in batch:
+            settled = max(
+                self.chain.worker_state(e.worker, block)[1] for block in ("latest", "pending")
             )
-            self.metrics.foreign.inc()
+            if settled >= period.period:
+                done.append(e.worker)
+        if not done:
+            raise _Reconcile(reason)
+        self.store.mark_done(period.period, done)
+        self.metrics.already_settled.inc(len(done))
+        log.warning(
+            "the market has workers of the period settled already: taken as done",
+            extra={"period": period.period, "workers": done},
+        )
+        rest = [e for e in batch if e.worker not in done]
+        if rest:
+            self._submit(period, index, rest)
+        raise _Reconcile(f"period {period.period}: {len(done)} workers settled already")
+
+    def _settled_period(self, period: Period) -> None:
+        """The chain has the whole period: its `BatchSettled` events are what was settled.
+        Those this outbox did not sign are adopted (kept for the reorg check); numbers that
+        differ from the recorded ones are reported (one error line, a metric) and the
+        chain's are recorded in their place. Nothing is sent for the period again."""
+        ours = {t["tx_hash"].lower() for t in self.store.txs() if t["status"] == "mined"}
+        batches = self.chain.batches(self.hive, period.period, self.chain.market_from_block)
+        chain: dict[str, Entry] = {}
+        for b in batches:
+            if b.tx_hash.lower() not in ours:
+                self.store.adopt_tx(
+                    b.tx_hash, period.period, len(b.entries), b.block_number, b.block_hash
+                )
+            chain.update({e.worker: e for e in b.entries})
+        recorded = {e.worker: e for e in period.entries}
+        foreign = sum(len(b.entries) for b in batches if b.tx_hash.lower() not in ours)
+        differ = [w for w in recorded if w in chain and chain[w] != recorded[w]]
+        entries = None
+        if differ or set(chain) - set(recorded):
+            order = [e.worker for e in period.entries] + sorted(set(chain) - set(recorded))
+            entries = tuple(chain.get(w, recorded.get(w)) for w in order)
+            detail = "; ".join(
+                f"{w}: chain {chain[w].produced}/{chain[w].consumed} Wh, outbox "
+                f"{recorded[w].produced}/{recorded[w].consumed} Wh"
+                for w in differ[:4]
+            )
+            self.foreign = (
+                f"period {period.period} of hive {self.hive}: the chain settled other numbers "
+                f"than this outbox recorded for {len(differ)} of its {len(recorded)} workers "
+                f"({detail}{'; ...' if len(differ) > 4 else ''}); the chain's are recorded: "
+                "another queen process uses this key (stop it), or the outbox was restored "
+                "from an older backup"
+            )
+            self.metrics.mismatched.inc()
             log.error(self.foreign)
-        self.store.mark_settled(period.period)
+        if foreign:
+            self.metrics.foreign.inc()
+            log.warning(
+                "period settled (partly) by transactions this outbox did not sign",
+                extra={"period": period.period, "workers": foreign},
+            )
+        self.store.mark_settled(period.period, entries)
         self.metrics.settled.inc()
         self.metrics.last_settled.set(period.period)
         self.metrics.depth.set(self.store.counts()["pending"])
         log.info("period settled", extra={"period": period.period})
+
+    def confirm(self, head: tuple[int, str]) -> None:
+        """Each settled period not final yet: its settling transactions looked up again. One
+        that moved to another block is followed; one gone from the chain (a reorganisation
+        dropped it) sends the period back to pending, to be delivered again (the market
+        refuses whatever it still has). Final once all have `confirmations` blocks on top."""
+        periods = self.store.unfinal()
+        if not periods:
+            return
+        # Receipts change only with the head (a reorganisation changes its hash too).
+        seen = (head, tuple(periods))
+        if seen == self._confirmed_at:
+            return
+        head_number = head[0]
+        need = self.config.chain.confirmations
+        txs: dict[int, list[dict]] = {}
+        for t in self.store.txs():
+            if t["status"] in SETTLING:
+                txs.setdefault(t["period"], []).append(t)
+        for p in periods:
+            gone, deepest = [], head_number
+            for t in txs.get(p, []):
+                receipt = self.chain.receipt(t["tx_hash"])
+                if receipt is None or receipt["status"] != 1:
+                    gone.append(t["tx_hash"])
+                    continue
+                block, block_hash = int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex()
+                if (block, block_hash) != (t["block_number"], t["block_hash"]):
+                    self.store.moved(t["tx_hash"], block, block_hash)
+                deepest = min(deepest, block)
+            if gone:
+                self.store.reorged(p, gone)
+                self.chain._nonce = None  # the chain's nonce went back with the blocks
+                self._settled = False
+                self.metrics.reorged.inc()
+                self.metrics.depth.set(self.store.counts()["pending"])
+                log.warning(
+                    "a reorganisation dropped a settled period: sending it again",
+                    extra={"period": p, "txs": gone},
+                )
+            elif not txs.get(p) or head_number - deepest >= need:
+                self.store.mark_final(p)
+                log.info(
+                    "period final", extra={"period": p, "confirmations": head_number - deepest}
+                )
+        self._confirmed_at = (head, tuple(self.store.unfinal()))
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        gone = self.store.prune(time.time() - self.config.service.retain_days * 86400)
+        if gone:
+            self.metrics.pruned.inc(gone)
+            log.info("settled periods past the retention deleted", extra={"periods": gone})
 
     # -- running -----------------------------------------------------------------------------
 
@@ -730,20 +893,15 @@ class Queen:
 def make_client(config: QueenConfig, account, address: str) -> QueenClient:
     c = config.chain
     record = contract(c.deployments_dir, c.chain_id, c.market)
-    return QueenClient(
-        rpc_url=c.rpc_url,
+    client = QueenClient(
         account=account,
         unit=address,
         ledger_address=record.address,
         ledger_abi=record.abi,
-        poa=c.poa,
-        rpc_timeout_s=c.rpc_timeout_s,
-        rpc_retries=c.rpc_retries,
-        tx_timeout_s=c.tx_timeout_s,
-        gas_margin=c.gas_margin,
-        max_fee_gwei=c.max_fee_gwei,
-        priority_fee_gwei=c.priority_fee_gwei,
+        **c.client_options(),
     )
+    client.market_from_block = record.block
+    return client
 
 
 def open_queen(

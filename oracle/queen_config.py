@@ -12,11 +12,17 @@ expanded. Every problem is one `ConfigError` line naming the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from eth_utils import is_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from oracle.chain_settings import (
+    ChainSettings,
+    KeySettings,
+    Model,
+    ServiceSettings,
+    checksum_address,
+)
 from oracle.config import MeterConfig, _errors, _path, load_toml
 from oracle.errors import ConfigError
 
@@ -24,61 +30,37 @@ from oracle.errors import ConfigError
 MAX_BATCH = 128
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class QueenServiceConfig(_Model):
-    # The queen's SQLite outbox (periods, baselines, transactions) and its lock.
-    state_dir: Path
+class QueenServiceConfig(ServiceSettings):
+    # state_dir: the queen's SQLite outbox (periods, baselines, transactions) and its lock.
     # Seconds between two looks at the chain's head and the clock.
     poll_s: float = Field(1.0, gt=0)
-    http_enabled: bool = True
-    http_host: str = "127.0.0.1"
     http_port: int = Field(9128, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
     # Longest wait between two attempts while the chain is unreachable or refusing for now.
     retry_max_s: float = Field(30.0, gt=0)
+    # Final settled periods (and their transactions) older than this many days are deleted
+    # from the outbox (`oracle queen-export` first to keep them); pending ones never are.
+    retain_days: float = Field(400.0, gt=0)
 
-    resolve_paths = field_validator("state_dir", mode="before")(_path)
 
-
-class QueenChainConfig(_Model):
-    rpc_url: str
+class QueenChainConfig(ChainSettings, KeySettings):
     # Required: the endpoint must serve this chain (checked at every start).
     chain_id: int = Field(gt=0)
     deployments_dir: Path
     # Name of the market contract in `deployments/<chain_id>.json`.
     market: str = "HiveMarket"
-    # The queen's key: an encrypted JSON keystore (`ape accounts` / `oracle keygen`).
-    keystore: Path
-    passphrase_file: Path | None = None
     passphrase_env: str = "POWERHIVE_QUEEN_PASSPHRASE"
-    poa: bool | None = None
-    rpc_timeout_s: float = Field(10.0, gt=0)
-    rpc_retries: int = Field(3, ge=0)
-    tx_timeout_s: float = Field(120.0, gt=0)
     # How long the queen waits at start (and after any doubt) for its own pending
     # transactions before it reads what the chain holds.
     settle_timeout_s: float = Field(30.0, ge=0)
-    gas_margin: float = Field(1.25, ge=1.0)
-    max_fee_gwei: float | None = Field(None, gt=0)
-    priority_fee_gwei: float | None = Field(None, ge=0)
+    # A settled period is final once the transactions that settled it have this many blocks
+    # on top; until then each is looked up again, and a period whose transaction a
+    # reorganisation dropped goes back to pending and is sent again.
+    confirmations: int = Field(12, ge=0)
 
-    resolve_paths = field_validator(
-        "deployments_dir", "keystore", "passphrase_file", mode="before"
-    )(_path)
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    resolve_paths = field_validator("deployments_dir", mode="before")(_path)
 
 
-class HiveConfig(_Model):
+class HiveConfig(Model):
     # The Beekeeper hive id whose market this queen submits for.
     hive: int = Field(gt=0, lt=2**32)
     # Workers per `submit` transaction (the market takes at most 128).
@@ -90,15 +72,10 @@ class WorkerConfig(MeterConfig):
 
     address: str
 
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not is_address(value):
-            raise ValueError(f"not an address: {value!r}")
-        return to_checksum_address(value)
+    check_address = field_validator("address")(checksum_address)
 
 
-class QueenConfig(_Model):
+class QueenConfig(Model):
     service: QueenServiceConfig
     chain: QueenChainConfig
     queen: HiveConfig

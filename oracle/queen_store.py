@@ -8,8 +8,13 @@ holding every worker's numbers, the meters' baselines, and the transactions sent
 - **Status.** `pending` until the market's `next_period` has passed it (`settled`). Which of
   its workers are already settled is never kept here: it is read from the chain (the market's
   open period and each worker's `settled_period`), so nothing kept can disagree with it.
-- **Transactions** are recorded (hash, nonce, batch) before they are broadcast, for `status`
-  and the operator; reconciliation does not need them.
+- **Final.** A settled period becomes `final` once every transaction that settled it (the
+  queen's own, `mined`, or the chain's `BatchSettled` ones it adopted, `adopted`) is still in
+  the block it was seen in and has `confirmations` blocks on top; one whose transaction
+  vanished (a reorganisation) goes back to `pending` (`reorged`). Only final periods older
+  than the retention are ever deleted.
+- **Transactions** are recorded (hash, nonce, batch) before they are broadcast, and with the
+  block (number and hash) they were mined in.
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ from pathlib import Path
 
 from oracle.accounting import Baseline
 from oracle.errors import OutboxUnavailable, StateError
+from oracle.sqlite_db import open_db
 
 PENDING = "pending"
 SETTLED = "settled"
+# Transaction states: sent, mined, reverted, dropped (never broadcast), adopted (the chain's,
+# not signed by this outbox), reorged (mined, then gone from the chain).
+MINED = "mined"
+ADOPTED = "adopted"
+REORGED = "reorged"
+SETTLING = (MINED, ADOPTED)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,14 +51,28 @@ CREATE TABLE IF NOT EXISTS periods (
     entries TEXT NOT NULL,
     production INTEGER NOT NULL, consumption INTEGER NOT NULL,
     recorded_at REAL NOT NULL, status TEXT NOT NULL,
-    settled_at REAL
+    settled_at REAL,
+    -- 1 once every transaction that settled it has `confirmations` blocks on top.
+    final INTEGER NOT NULL DEFAULT 0,
+    -- When the chain settled other numbers than recorded: the recorded entries (JSON).
+    recorded_entries TEXT
 );
 CREATE TABLE IF NOT EXISTS txs (
     tx_hash TEXT PRIMARY KEY, period INTEGER NOT NULL, batch INTEGER NOT NULL,
     nonce INTEGER NOT NULL, workers INTEGER NOT NULL, status TEXT NOT NULL,
-    sent_at REAL NOT NULL, block_number INTEGER, gas_used INTEGER
+    sent_at REAL NOT NULL, block_number INTEGER, gas_used INTEGER, block_hash TEXT
+);
+-- Workers of a period the chain answered "worker already settled" for (checked on chain).
+CREATE TABLE IF NOT EXISTS done_workers (
+    period INTEGER NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (period, worker)
 );
 """
+# Columns added since the first queen outbox (ALTER TABLE on an older file).
+MIGRATIONS = (
+    ("periods", "final", "INTEGER NOT NULL DEFAULT 0"),
+    ("periods", "recorded_entries", "TEXT"),
+    ("txs", "block_hash", "TEXT"),
+)
 
 
 @dataclass(frozen=True)
@@ -77,24 +103,47 @@ class Period:
         return sum(max(e.consumed - e.produced, 0) for e in self.entries)
 
 
+# `export_rows`'s columns, in order.
+EXPORT_COLUMNS = [
+    "period",
+    "worker",
+    "produced_wh",
+    "consumed_wh",
+    "status",
+    "final",
+    "recorded_produced_wh",
+    "recorded_consumed_wh",
+    "tx_hashes",
+    "recorded_at",
+    "settled_at",
+]
+
+
+def _entries_json(entries: tuple[Entry, ...]) -> str:
+    return json.dumps([[e.worker, e.produced, e.consumed] for e in entries])
+
+
 class QueenStore:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
+        self._db = open_db(
+            self.path,
+            readonly=readonly,
+            missing="no queen outbox yet (never started?)",
+            schema=SCHEMA,
+        )
+        if not readonly:
+            self._migrate()
+        self._lock = threading.RLock()
+
+    def _migrate(self) -> None:
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StateError(f"{self.path}: no queen outbox yet (never started?)")
-                self._db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-                )
-            else:
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(SCHEMA)
+            for table, column, decl in MIGRATIONS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: {exc}") from None
-        self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:
@@ -162,7 +211,7 @@ class QueenStore:
                 "recorded_at, status) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     p.period,
-                    json.dumps([[e.worker, e.produced, e.consumed] for e in p.entries]),
+                    _entries_json(p.entries),
                     p.production,
                     p.consumption,
                     now,
@@ -207,15 +256,131 @@ class QueenStore:
             ).fetchall()
         return [self._period(r) for r in rows]
 
-    def mark_settled(self, period: int) -> None:
+    def mark_settled(self, period: int, chain_entries: tuple[Entry, ...] | None = None) -> None:
+        """The chain has the period; with `chain_entries` (the chain's numbers, which differ
+        from the recorded ones) those replace the recorded entries, which are kept aside."""
+        statements: list[tuple[str, tuple]] = []
+        if chain_entries is not None:
+            p = Period(period, chain_entries)
+            statements.append(
+                (
+                    "UPDATE periods SET recorded_entries = COALESCE(recorded_entries, entries), "
+                    "entries = ?, production = ?, consumption = ? WHERE period = ?",
+                    (_entries_json(chain_entries), p.production, p.consumption, period),
+                )
+            )
+        statements.append(
+            (
+                "UPDATE periods SET status = ?, settled_at = ?, final = 0 WHERE period = ?",
+                (SETTLED, time.time(), period),
+            )
+        )
+        self._write(statements)
+
+    def unfinal(self) -> list[int]:
+        """Settled periods not final yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT period FROM periods WHERE status = ? AND final = 0 ORDER BY period",
+                (SETTLED,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_final(self, period: int) -> None:
+        self._write([("UPDATE periods SET final = 1 WHERE period = ?", (period,))])
+
+    def reorged(self, period: int, tx_hashes: list[str]) -> None:
+        """The transactions that settled `period` are gone from the chain: back to pending
+        (with the workers marked done for it), the transactions `reorged`."""
         self._write(
             [
                 (
-                    "UPDATE periods SET status = ?, settled_at = ? WHERE period = ?",
-                    (SETTLED, time.time(), period),
+                    "UPDATE periods SET status = ?, settled_at = NULL, final = 0 WHERE period = ?",
+                    (PENDING, period),
+                ),
+                ("DELETE FROM done_workers WHERE period = ?", (period,)),
+            ]
+            + [("UPDATE txs SET status = ? WHERE tx_hash = ?", (REORGED, h)) for h in tx_hashes]
+        )
+
+    def moved(self, tx_hash: str, block: int, block_hash: str) -> None:
+        """A transaction mined again in another block after a reorganisation."""
+        self._write(
+            [
+                (
+                    "UPDATE txs SET block_number = ?, block_hash = ? WHERE tx_hash = ?",
+                    (block, block_hash, tx_hash),
                 )
             ]
         )
+
+    def done_workers(self, period: int) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT worker FROM done_workers WHERE period = ?", (period,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def mark_done(self, period: int, workers: list[str]) -> None:
+        self._write(
+            [
+                ("INSERT OR IGNORE INTO done_workers (period, worker) VALUES (?, ?)", (period, w))
+                for w in workers
+            ]
+        )
+
+    def prune(self, before: float) -> int:
+        """Delete final periods settled before `before` (Unix time), their transactions and
+        marks; never a pending or a not yet final one. Returns how many periods went."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT period FROM periods WHERE status = ? AND final = 1 AND settled_at < ?",
+                (SETTLED, before),
+            ).fetchall()
+        periods = [r[0] for r in rows]
+        if periods:
+            statements: list[tuple[str, tuple]] = []
+            for p in periods:
+                statements += [
+                    ("DELETE FROM txs WHERE period = ?", (p,)),
+                    ("DELETE FROM done_workers WHERE period = ?", (p,)),
+                    ("DELETE FROM periods WHERE period = ?", (p,)),
+                ]
+            self._write(statements)
+        return len(periods)
+
+    def export_rows(self) -> list[dict]:
+        """One row per period and worker: the numbers settled (or recorded, while pending),
+        what was recorded when the chain's differ, and the transactions that settled it."""
+        txs: dict[int, list[str]] = {}
+        for t in self.txs():
+            if t["status"] in SETTLING:
+                txs.setdefault(t["period"], []).append(t["tx_hash"])
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT period, entries, status, final, recorded_at, settled_at, "
+                "recorded_entries FROM periods ORDER BY period"
+            ).fetchall()
+        out = []
+        for period, entries, status, final, recorded_at, settled_at, recorded in rows:
+            before = {w: (p, c) for w, p, c in json.loads(recorded)} if recorded else {}
+            for worker, produced, consumed in json.loads(entries):
+                out.append(
+                    {
+                        "period": period,
+                        "worker": worker,
+                        "produced_wh": produced,
+                        "consumed_wh": consumed,
+                        "status": status,
+                        "final": bool(final),
+                        "recorded_produced_wh": before.get(worker, (produced, consumed))[0],
+                        "recorded_consumed_wh": before.get(worker, (produced, consumed))[1],
+                        "tx_hashes": " ".join(txs.get(period, [])),
+                        "recorded_at": recorded_at,
+                        "settled_at": settled_at,
+                    }
+                )
+        return out
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -247,12 +412,33 @@ class QueenStore:
             ]
         )
 
-    def tx_done(self, tx_hash: str, status: str, block: int | None, gas: int | None) -> None:
+    def tx_done(
+        self,
+        tx_hash: str,
+        status: str,
+        block: int | None,
+        gas: int | None,
+        block_hash: str | None = None,
+    ) -> None:
         self._write(
             [
                 (
-                    "UPDATE txs SET status = ?, block_number = ?, gas_used = ? WHERE tx_hash = ?",
-                    (status, block, gas, tx_hash),
+                    "UPDATE txs SET status = ?, block_number = ?, gas_used = ?, block_hash = ? "
+                    "WHERE tx_hash = ?",
+                    (status, block, gas, block_hash, tx_hash),
+                )
+            ]
+        )
+
+    def adopt_tx(self, tx_hash: str, period: int, workers: int, block: int, block_hash: str):
+        """A `BatchSettled` of the period this outbox did not sign (another process with the
+        queen's key, or a copy of the outbox that was lost): kept for reorg checks."""
+        self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO txs (tx_hash, period, batch, nonce, workers, status, "
+                    "sent_at, block_number, block_hash) VALUES (?, ?, -1, -1, ?, ?, ?, ?, ?)",
+                    (tx_hash, period, workers, ADOPTED, time.time(), block, block_hash),
                 )
             ]
         )
@@ -261,7 +447,7 @@ class QueenStore:
         with self._lock:
             cursor = self._db.execute(
                 "SELECT tx_hash, period, batch, nonce, workers, status, sent_at, block_number, "
-                "gas_used FROM txs ORDER BY sent_at"
+                "gas_used, block_hash FROM txs ORDER BY sent_at"
             )
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]

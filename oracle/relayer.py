@@ -91,8 +91,25 @@ EVENT_KINDS = {
 }
 # Reverts meaning the call was already made (by a peer, or by us before a crash).
 DONE_REASONS = ("already processed", "not pending")
+# Unlock refusals no wait can end (only a Council vote could): a transfer refused for one of
+# these and sent more than the Bridge's REFUND_DELAY ago is cancelled on its destination,
+# then refunded on its source. Every other refusal (paused, "over limit, wait N s", fewer
+# signatures than M, a signer not in the set, a token's own revert) is waited out.
+PERMANENT_REASONS = (
+    "over per-transfer max",
+    "over limit, no refill",
+    "token not listed",
+    "zero recipient",
+    "transfer failed",
+)
 # How long a mined call is not repeated while its event gets its confirmations.
 MINED_HOLD_S = 5.0
+# How long an unlock found done is not looked at again when its source shows the transfer
+# settled: what a source rescanned from its start after pruning (a reorg deeper than the
+# window) brings back without the destination's events, which are not rescanned.
+SETTLED_HOLD_S = 600.0
+# How long an unlock refused for a permanent reason is not estimated again.
+STUCK_HOLD_S = 60.0
 # The relayer set is re-read this often (and after a refusal naming a signer).
 SET_REFRESH_S = 30.0
 BATCH = 200
@@ -100,6 +117,8 @@ BATCH = 200
 DOWN_LOG_S = 60.0
 # Requests per JSON-RPC batch (public nodes often cap batches at 100).
 BATCH_RPC = 100
+# Settled transfers are pruned from the state at start and then this often.
+PRUNE_EVERY_S = 600.0
 
 
 def bridge_abi() -> list[dict[str, Any]]:
@@ -141,6 +160,27 @@ class RelayerMetrics:
         )
         self.peer_errors = Counter(
             "relayer_peer_errors", "Failed signature requests to peers", ["peer"], registry=r
+        )
+        self.pruned = Counter(
+            "relayer_pruned_transfers", "Settled transfers removed from the state", registry=r
+        )
+        self.stuck = Gauge(
+            "relayer_stuck_transfers",
+            "Transfers whose unlock is refused for a permanent reason (cancelled once old enough)",
+            ["chain"],
+            registry=r,
+        )
+        self.gap = Gauge(
+            "relayer_scan_gap_block",
+            "A block the node cannot return at a scan range's end (0: none); scanning backs off",
+            ["chain"],
+            registry=r,
+        )
+        self.gaps = Counter(
+            "relayer_scan_gaps",
+            "Scan ranges not read for a missing end block",
+            ["chain"],
+            registry=r,
         )
 
     def exposition(self) -> bytes:
@@ -222,6 +262,10 @@ class BridgeClient(ChainClient):
             out.extend(answer)
         return out
 
+    def latest_timestamp(self) -> int:
+        """The timestamp of the chain's newest block."""
+        return int(self.rpc(self.w3.eth.get_block, "latest")["timestamp"])
+
     def nonce(self) -> int:
         if self._nonce is None:
             self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
@@ -290,6 +334,15 @@ class Side:
     # for a big request must not stall the relayer on it for ever), doubled after a success.
     batch_limit: int = BATCH
     range_limit: int | None = None
+    # A block the node cannot return at the end of a scan range (a permanent gap in its
+    # history, or a backend still catching up): the block, how often it was met in a row,
+    # and when scanning this chain is tried again (monotonic). Acting goes on meanwhile.
+    # The Bridge's REFUND_DELAY (read at verification): a transfer sent to this chain that
+    # long ago may be cancelled by anyone.
+    refund_delay: int | None = None
+    gap_block: int | None = None
+    gap_failures: int = 0
+    scan_retry_at: float = 0.0
 
     @property
     def id(self) -> int:
@@ -329,6 +382,11 @@ class Relayer:
         self._held: dict[tuple[int, int, str], float] = {}
         self._refusals: dict[tuple[int, int, str], str] = {}
         self._peer_retry: dict[str, float] = {}
+        self._pruned_at: float | None = None
+        # (destination chain, id) -> wall time this relayer first saw its unlock refused for
+        # a permanent reason (since then, for the cancel's turn-taking). In memory only: after
+        # a restart the next refused estimate finds it again.
+        self._stuck: dict[tuple[int, str], float] = {}
         self.fatal: str | None = None
         self.http: HttpEndpoint | None = None
         svc = config.service
@@ -368,6 +426,8 @@ class Relayer:
                 "threshold": side.threshold,
                 "relayers": side.relayers,
                 "counts": self.store.counts(side.id),
+                "stuck": sorted(tid for chain, tid in self._stuck if chain == side.id),
+                "gap_block": side.gap_block,
             }
         if self.fatal:
             problems.append(self.fatal)
@@ -401,6 +461,7 @@ class Relayer:
                 f"chain {side.name}: the Bridge at {side.bridge} has peer {peer_bridge} on "
                 f"chain {peer_chain}, not {other.bridge} on chain {other.id}"
             )
+        side.refund_delay = int(side.client.view("REFUND_DELAY"))
         # Bound only once verified: a Bridge address typed wrong binds nothing.
         self.store.bind(**{f"bridge:{side.id}": side.bridge})
         side.verified = True
@@ -473,6 +534,11 @@ class Relayer:
         span = min(side.range_limit or cfg.max_block_range, cfg.max_block_range)
         to = min(safe, last + span)
         end_hash = client.block_hash(to)
+        if end_hash is None:
+            # No block at `to` although the head is past it: read again later, not at once
+            # (a node with a permanent gap would otherwise make the loop spin on it).
+            self._scan_gap(side, to)
+            return False
         try:
             raw = client.bridge_logs(last + 1, to)
         except ChainUnavailable:
@@ -480,8 +546,15 @@ class Relayer:
             raise
         side.range_limit = min(cfg.max_block_range, span * 2)
         # The logs belong to the branch ending in `end_hash` only if it is still canonical.
-        if end_hash is None or client.block_hash(to) != end_hash:
-            return True
+        end_now = client.block_hash(to)
+        if end_now is None:
+            self._scan_gap(side, to)
+            return False
+        if end_now != end_hash:
+            # A reorg during the read: read again after `poll_s`, not at once (an endpoint
+            # whose backends disagree would otherwise flip the hash in a loop that never
+            # slept).
+            return False
         if cursor is not None and client.block_hash(cursor[0]) != cursor[1]:
             return True
         events = [e for e in (self._event(side, entry) for entry in raw) if e is not None]
@@ -490,9 +563,32 @@ class Relayer:
         for e in events:
             self.metrics.events.labels(side.name, e.kind).inc()
         self.metrics.cursor.labels(side.name).set(to)
+        if side.gap_block is not None:
+            log.info(
+                "scan range readable again",
+                extra={"chain": side.name, "block": side.gap_block, "times": side.gap_failures},
+            )
+            side.gap_block, side.gap_failures = None, 0
+            self.metrics.gap.labels(side.name).set(0)
         if new:
             log.debug("events stored", extra={"chain": side.name, "to": to, "new": new})
         return to < safe
+
+    def _scan_gap(self, side: Side, block: int) -> None:
+        """The node has no block `block` (a scan range's end) under its head: scanning this
+        chain backs off (0.5 s doubling up to `retry_max_s`); logged once per missing block,
+        not per try, and shown by `relayer_scan_gap_block`."""
+        side.gap_failures += 1
+        wait = backoff(side.gap_failures, self.config.service.retry_max_s)
+        side.scan_retry_at = self._clock() + wait
+        self.metrics.gaps.labels(side.name).inc()
+        self.metrics.gap.labels(side.name).set(block)
+        if side.gap_block != block:
+            log.warning(
+                "the node has no block at the end of the scan range; scanning backs off",
+                extra={"chain": side.name, "block": block, "head": side.head, "retry_s": wait},
+            )
+        side.gap_block = block
 
     def _event(self, side: Side, entry: dict) -> Event | None:
         topic = entry["topics"][0]
@@ -647,21 +743,17 @@ class Relayer:
 
     # -- acting ------------------------------------------------------------------------------
 
-    def outstanding(self) -> list[tuple[Side, list[Work]]]:
+    def outstanding(self) -> list[tuple[Side, int, list[Work]]]:
+        """(chain, action, the calls still to make there) for every kind of call."""
         a, b = self.sides.values()
         out = []
         for source, dest in ((a, b), (b, a)):
             s, d = source.id, dest.id
-            out.append((dest, self.store.needs_unlock(s, d, ACTION_UNLOCK, BATCH)))
-            out.append(
-                (
-                    source,
-                    self.store.needs_settle(s, d, UNLOCKED, COMPLETED, ACTION_DELIVERED, BATCH),
-                )
-            )
-            out.append(
-                (source, self.store.needs_settle(s, d, CANCELLED, REFUNDED, ACTION_REFUND, BATCH))
-            )
+            out.append((dest, ACTION_UNLOCK, self.store.needs_unlock(s, d, ACTION_UNLOCK, BATCH)))
+            marks = self.store.needs_settle(s, d, UNLOCKED, COMPLETED, ACTION_DELIVERED, BATCH)
+            out.append((source, ACTION_DELIVERED, marks))
+            refunds = self.store.needs_settle(s, d, CANCELLED, REFUNDED, ACTION_REFUND, BATCH)
+            out.append((source, ACTION_REFUND, refunds))
         return out
 
     def my_turn(self, side: Side, work: Work, now_wall: float) -> bool:
@@ -675,15 +767,17 @@ class Relayer:
     def act_once(self) -> int:
         """Make the attested calls that are due; returns how many were mined or found done."""
         done = 0
-        for side, works in self.outstanding():
-            action = works[0].action if works else None
-            if action is not None:
-                self.metrics.work.labels(side.name, ACTION_NAMES[action]).set(len(works))
+        for side, action, works in self.outstanding():
+            self.metrics.work.labels(side.name, ACTION_NAMES[action]).set(len(works))
+            if action == ACTION_UNLOCK and not works:
+                self._forget_stuck(side, works)
             if not works or side.up is not True or not side.verified:
                 continue
             try:
                 self.refresh_set(side)
                 done += self._submit(side, works[: side.batch_limit])
+                if action == ACTION_UNLOCK:
+                    done += self._cancel_stuck(side, works)
                 side.batch_limit = min(BATCH, side.batch_limit * 2)
                 self._side_ok(side)
             except ChainUnavailable as exc:
@@ -693,6 +787,53 @@ class Relayer:
                 log.warning("submitting failed", extra={"chain": side.name, "error": str(exc)})
                 side.client._nonce = None
         return done
+
+    def _cancel_stuck(self, side: Side, works: list[Work]) -> int:
+        """Cancel, on their destination `side`, the transfers of `works` (still to unlock)
+        whose unlock this relayer saw refused for a permanent reason, once they were sent
+        `REFUND_DELAY` ago by the destination's clock (the Bridge refuses an earlier cancel
+        but from the recipient). The refund on the source follows from the confirmed
+        `TransferCancelled` like a mark from a `TransferUnlocked`."""
+        stuck = self._forget_stuck(side, works)
+        if not stuck or side.refund_delay is None:
+            return 0
+        now = side.client.latest_timestamp()
+        due = [
+            Work(side.id, ACTION_CANCEL, w.transfer, w.id, self._stuck[(side.id, w.id)])
+            for w in stuck
+            if now >= w.transfer.timestamp + side.refund_delay
+        ]
+        if not due:
+            return 0
+        return self._submit(side, due[: side.batch_limit])
+
+    def _forget_stuck(self, side: Side, works: list[Work]) -> list[Work]:
+        """Drop the stuck entries of `side` no longer to unlock (unlocked or cancelled
+        meanwhile); returns the stuck ones of `works`."""
+        waiting = {w.id for w in works}
+        for key in [k for k in self._stuck if k[0] == side.id and k[1] not in waiting]:
+            del self._stuck[key]
+        stuck = [w for w in works if (side.id, w.id) in self._stuck]
+        self.metrics.stuck.labels(side.name).set(len(stuck))
+        return stuck
+
+    def _note_unlock_estimate(self, side: Side, w: Work, reason: str | None, wall: float) -> None:
+        key = (side.id, w.id)
+        if reason is not None and any(r in reason for r in PERMANENT_REASONS):
+            if key not in self._stuck:
+                self._stuck[key] = wall
+                log.warning(
+                    "unlock refused for a permanent reason; cancelled once REFUND_DELAY old",
+                    extra={
+                        "chain": side.name,
+                        "id": w.id,
+                        "reason": reason,
+                        "sent_at": w.transfer.timestamp,
+                        "cancel_from": w.transfer.timestamp + (side.refund_delay or 0),
+                    },
+                )
+        else:
+            self._stuck.pop(key, None)
 
     def _submit(self, side: Side, works: list[Work]) -> int:
         """Estimate, sign, broadcast and wait for the due calls of one kind on one chain, each
@@ -735,13 +876,22 @@ class Relayer:
         to_send: list[tuple[Work, str, int]] = []
         for (w, data), answer in zip(ready, estimates, strict=True):
             key = (side.id, action, w.id)
-            if "error" not in answer:
+            reason = None if "error" not in answer else rpc_revert_reason(answer["error"])
+            if action == ACTION_UNLOCK:
+                self._note_unlock_estimate(side, w, reason, wall)
+            if reason is None:
                 to_send.append((w, data, int(answer["result"], 16)))
                 continue
-            reason = rpc_revert_reason(answer["error"])
             if any(r in reason for r in DONE_REASONS):
                 self.metrics.calls.labels(side.name, name, "done_already").inc()
-                self._held[key] = now + MINED_HOLD_S
+                hold = MINED_HOLD_S
+                source = w.transfer.source_chain
+                if action == ACTION_UNLOCK and (
+                    self.store.has(source, COMPLETED, w.id)
+                    or self.store.has(source, REFUNDED, w.id)
+                ):
+                    hold = SETTLED_HOLD_S
+                self._held[key] = now + hold
                 self._refusals.pop(key, None)
                 done += 1
                 continue
@@ -752,7 +902,12 @@ class Relayer:
                     extra={"chain": side.name, "action": name, "id": w.id, "reason": reason},
                 )
             self._refusals[key] = f"{name} {w.id[:10]} on {side.name}: {reason}"
-            self._held[key] = now + min(self.config.service.retry_max_s, 10.0)
+            hold = min(self.config.service.retry_max_s, 10.0)
+            if action == ACTION_UNLOCK and (side.id, w.id) in self._stuck:
+                # Refused for good: looked at again a minute later (the Council may have
+                # raised the limit); its cancel is due on the destination's clock, not this.
+                hold = STUCK_HOLD_S
+            self._held[key] = now + hold
             if "relayer" in reason or "signature" in reason:
                 side.set_read_at = -1e9
         if not to_send:
@@ -765,6 +920,7 @@ class Relayer:
         self.crash.hit("before_broadcast")
         answers = side.client.batch([("eth_sendRawTransaction", [hexid(s.raw)]) for _, s in signed])
         self.crash.hit("after_broadcast")
+        self.crash.hit(f"after_broadcast_{name}")
         sent: list[tuple[Work, Signed]] = []
         for (w, tx), answer in zip(signed, answers, strict=True):
             error = answer.get("error")
@@ -841,6 +997,8 @@ class Relayer:
         for side in self.sides.values():
             if side.up is False and self._clock() < side.retry_at:
                 continue
+            if side.verified and self._clock() < side.scan_retry_at:
+                continue
             try:
                 if not side.verified:
                     self.verify(side)
@@ -857,7 +1015,29 @@ class Relayer:
                     raise
                 self._side_down(side, exc)
         progress += self.act_once()
+        self.prune()
         return progress
+
+    def prune(self, *, force: bool = False) -> int:
+        """Remove settled transfers from the state by the retention settings, at most every
+        `PRUNE_EVERY_S` (and on the first turn); returns how many were removed."""
+        now = self._clock()
+        if not force and self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return 0
+        self._pruned_at = now
+        svc = self.config.service
+        removed = self.store.prune(
+            time.time(),
+            svc.retention_days * 86400.0 if svc.retention_days else None,
+            svc.retention_transfers or None,
+        )
+        if removed:
+            self.metrics.pruned.inc(removed)
+            log.info(
+                "settled transfers pruned from the state",
+                extra={"removed": removed, "kept": self.store.transfers()},
+            )
+        return removed
 
     def stop(self, *_: object) -> None:
         self._stop.set()

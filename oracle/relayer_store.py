@@ -21,7 +21,6 @@ old cursor (the range is scanned again; inserting an event twice is a no-op) or 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from oracle.bridge_codec import Transfer
 from oracle.errors import StateError
+from oracle.sqlite_db import open_db
 
 SENT = "sent"
 UNLOCKED = "unlocked"
@@ -96,13 +96,7 @@ class RelayerStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: {exc}") from None
+        self._db = open_db(self.path, schema=SCHEMA)
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -157,11 +151,19 @@ class RelayerStore:
         return [(int(n), h) for n, h in rows]
 
     def advance(
-        self, chain_id: int, events: Iterable[Event], number: int, block_hash: str, window: int
+        self,
+        chain_id: int,
+        events: Iterable[Event],
+        number: int,
+        block_hash: str,
+        window: int,
+        *,
+        now: float | None = None,
     ) -> int:
         """Record `events` and the new cursor (`number`, `block_hash`) in one transaction;
-        returns how many events were new."""
-        now = time.time()
+        returns how many events were new. `now` (wall clock, default the time) is their
+        `seen_at`."""
+        now = time.time() if now is None else now
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -216,6 +218,57 @@ class RelayerStore:
                 self._db.execute("ROLLBACK")
                 raise
         return dropped
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(self, now: float, max_age_s: float | None, max_transfers: int | None) -> int:
+        """Forget settled transfers: those whose source shows `TransferCompleted` or
+        `TransferRefunded` (nothing is left to do for them on either chain) and that were
+        settled more than `max_age_s` ago (by the settling event's `seen_at`), or that are
+        beyond the newest `max_transfers` settled ones. Every event of such a transfer goes,
+        on both chains, in one transaction; a transfer not settled on its source (to unlock,
+        to mark, to cancel or to refund) is never touched. None: no limit. Returns how many
+        transfers were removed."""
+        settled = (
+            "SELECT s.id AS id, c.seen_at AS at, c.number AS number, c.log_index AS li "
+            "FROM events s JOIN events c ON c.id = s.id AND c.chain_id = s.chain_id "
+            "AND c.kind IN ('completed', 'refunded') WHERE s.kind = 'sent'"
+        )
+        parts, args = [], []
+        if max_age_s is not None:
+            parts.append(f"SELECT id FROM ({settled}) WHERE at < ?")
+            args.append(now - max_age_s)
+        if max_transfers is not None:
+            parts.append(
+                f"SELECT id FROM (SELECT id FROM ({settled}) "
+                "ORDER BY at DESC, number DESC, li DESC LIMIT -1 OFFSET ?)"
+            )
+            args.append(max_transfers)
+        if not parts:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)")
+                self._db.execute("DELETE FROM prune_ids")
+                self._db.execute(
+                    "INSERT OR IGNORE INTO prune_ids (id) " + " UNION ".join(parts), args
+                )
+                removed = self._db.execute("SELECT COUNT(*) FROM prune_ids").fetchone()[0]
+                self._db.execute("DELETE FROM events WHERE id IN (SELECT id FROM prune_ids)")
+                self._db.execute("DELETE FROM prune_ids")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(removed)
+
+    def transfers(self) -> int:
+        """How many transfers (`TransferSent` events) the store holds."""
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM events WHERE kind = 'sent'").fetchone()[0]
+            )
 
     # -- what the events say -----------------------------------------------------------------
 

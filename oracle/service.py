@@ -21,7 +21,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from oracle.accounting import Anomaly, Limits, account, plan_reports
-from oracle.chain import ChainClient
+from oracle.chain import ChainClient, OverConsumption
 from oracle.config import MeterConfig, OracleConfig
 from oracle.drivers import DriverContext, MeterDriver, driver_class
 from oracle.errors import (
@@ -306,6 +306,7 @@ class Service:
         own = self.outbox.own_txs()
         matched: set[int] = set()
         found, lost, displaced = 0, [], []
+        found_in: dict[str, set[int]] = {}  # tx hash -> the seqs confirmed here, not by a receipt
         for r in self.outbox.assigned():
             if r["final"] or r["seq"] <= final_seq:
                 # Below the newest final report the events are not read again (mined in
@@ -326,6 +327,7 @@ class Service:
                     gas = self.chain.gas_used(c.tx_hash)
                     self.outbox.confirm_on_chain(r["id"], r["seq"], c.tx_hash, c.block_number, gas)
                     found += 1
+                    found_in.setdefault(c.tx_hash, set()).add(r["seq"])
                 elif r["block_number"] != c.block_number:
                     self.outbox.confirm_on_chain(r["id"], r["seq"], c.tx_hash, c.block_number, None)
             elif r["status"] == "confirmed":
@@ -344,6 +346,11 @@ class Service:
             log.info(
                 "reconciled: reports found on chain", extra={"confirmed": found, "last_seq": last}
             )
+        for tx_hash, seqs in found_in.items():
+            # Their receipts were never seen (a crash, an outage, a stop while waiting): the
+            # over-consumption they recorded counts now, once, as the live path counts it.
+            over = self.chain.over_consumed_in(tx_hash)
+            self._over_consumed(tuple(o for o in over if o.seq in seqs))
         accepted = int(meta.get("accepted_through", "0"))
         unknown = [on_chain[s] for s in sorted(on_chain) if s > accepted and s not in matched]
         if displaced or unknown:
@@ -502,7 +509,7 @@ class Service:
         self.outbox.finalize(mined.block_number - self.config.chain.confirmations)
         self._next_seq = batch[-1].seq + 1
         self.metrics.on_chain_seq.set(batch[-1].seq)
-        self._over_consumed(mined)
+        self._over_consumed(getattr(mined, "over_consumed", ()))
         self._chain_up()
         self._after_confirm()
         self.metrics.transactions.labels(signed.method, "mined").inc()
@@ -521,10 +528,10 @@ class Service:
             },
         )
 
-    def _over_consumed(self, mined) -> None:
+    def _over_consumed(self, found: tuple[OverConsumption, ...]) -> None:
         """The ledger recorded energy drawn without a session (or beyond its reserve): not
         an error of the oracle, but the operator and the consumer must know."""
-        for over in getattr(mined, "over_consumed", ()):
+        for over in found:
             self.metrics.over_consumed.labels(over.consumer).inc(over.wh)
             self.metrics.over_consumptions.labels(over.consumer).inc()
             self._over_wh += over.wh

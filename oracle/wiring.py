@@ -80,16 +80,9 @@ def chain_client(
     c = config.chain
     record = contract(c.deployments_dir, chain_id, c.ledger)
     return ChainClient(
-        rpc_url=c.rpc_url,
         account=account,
         unit=unit or keystore_address(c.keystore),
         ledger_address=record.address,
         ledger_abi=record.abi,
-        poa=c.poa,
-        rpc_timeout_s=c.rpc_timeout_s,
-        rpc_retries=c.rpc_retries,
-        tx_timeout_s=c.tx_timeout_s,
-        gas_margin=c.gas_margin,
-        max_fee_gwei=c.max_fee_gwei,
-        priority_fee_gwei=c.priority_fee_gwei,
+        **c.client_options(),
     )

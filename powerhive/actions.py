@@ -11,7 +11,8 @@ to revoke), `kwh` (ENT), `wh` (ledger energy, given in kWh), `fraction` (wad: `0
 `20%`), `seconds` (`900`, `15m`, `7d`), `hvt`, `tariff` (a hive tariff in coin per kWh, 4
 decimals), `bps` (a fee as `0.5%`), `price` (a book's price in EUR/kWh, decimals
 of the book's quote token), `amount:<arg>` (decimals of the token named by argument `<arg>`),
-`direction` (`out` or `in`), `bool` (`on`/`off`), `int`, `text`.
+`direction` (`out` or `in`), `bool` (`on`/`off`), `int`, `text`; and in members' own calls
+`meter_status` (`active` 1, `inactive` 2).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from powerhive.client import checksum, name_of
 from powerhive.errors import ActionError, AmountError
 
 ZERO = "0x0000000000000000000000000000000000000000"
+# The Beekeeper's METER_ACTIVE and METER_INACTIVE.
+METER_STATUS_NAMES = {1: "active", 2: "inactive"}
 
 
 @dataclass(frozen=True)
@@ -49,214 +52,190 @@ class Action:
     book_target: bool = False  # an order book: `--book` picks another than "OrderBook"
 
 
+def _act(name: str, call: str, help: str, *params: Param, book_target: bool = False) -> Action:
+    """`Action(name, contract, function, params, help)` of `call = "Contract.function"`."""
+    contract, function = call.split(".")
+    return Action(name, contract, function, params, help, book_target)
+
+
 def _params_field(index: int):
     return lambda contract: contract.functions.params().call()[index]
+
+
+def _current(getter: str):
+    """The value in force, read by the target's view `getter()`."""
+    return lambda contract: getattr(contract.functions, getter)().call()
 
 
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
         # Council
-        Action("add-voter", "Council", "add_voter", (Param("voter", "address"),), "Add a voter."),
-        Action(
+        _act("add-voter", "Council.add_voter", "Add a voter.", Param("voter", "address")),
+        _act(
             "remove-voter",
-            "Council",
-            "remove_voter",
-            (Param("voter", "address"),),
+            "Council.remove_voter",
             "Remove a voter (never the last).",
+            Param("voter", "address"),
         ),
-        Action(
+        _act(
             "set-ballot-lifetime",
-            "Council",
-            "set_ballot_lifetime",
-            (Param("lifetime", "seconds", "1h to 90d"),),
+            "Council.set_ballot_lifetime",
             "How long new ballots stay open.",
+            Param("lifetime", "seconds", "1h to 90d"),
         ),
         # Energy ledger
-        Action(
+        _act(
             "register-unit",
-            "EnergyLedger",
-            "register_storage_unit",
-            (Param("unit", "address"), Param("owner", "address", "earns the storage fee")),
+            "EnergyLedger.register_storage_unit",
             "Register (or re-activate) a storage unit.",
+            Param("unit", "address"),
+            Param("owner", "address", "earns the storage fee"),
         ),
-        Action(
+        _act(
             "remove-unit",
-            "EnergyLedger",
-            "remove_storage_unit",
-            (Param("unit", "address"),),
+            "EnergyLedger.remove_storage_unit",
             "Deactivate a storage unit.",
+            Param("unit", "address"),
         ),
-        Action(
+        _act(
             "set-ledger-params",
-            "EnergyLedger",
-            "set_parameters",
-            (
-                Param("max_mint_cost", "fraction", "M", _params_field(0)),
-                Param("max_burn_cost", "fraction", "B", _params_field(1)),
-                Param("recovery_share", "fraction", "C", _params_field(2)),
-                Param("storage_fee", "fraction", "F", _params_field(3)),
-                Param("session_lifetime", "seconds", "H", _params_field(4)),
-            ),
+            "EnergyLedger.set_parameters",
             "Set M, B, C, F and H (each defaults to the value in force).",
+            Param("max_mint_cost", "fraction", "M", _params_field(0)),
+            Param("max_burn_cost", "fraction", "B", _params_field(1)),
+            Param("recovery_share", "fraction", "C", _params_field(2)),
+            Param("storage_fee", "fraction", "F", _params_field(3)),
+            Param("session_lifetime", "seconds", "H", _params_field(4)),
         ),
-        Action(
+        _act(
             "set-session-grace",
-            "EnergyLedger",
-            "set_session_grace",
-            (Param("grace", "seconds", "60s to 1d"),),
+            "EnergyLedger.set_session_grace",
             "How long an ended session still pays for reports.",
+            Param("grace", "seconds", "60s to 1d"),
         ),
-        Action(
+        _act(
             "set-unit-max-report",
-            "EnergyLedger",
-            "set_unit_max_report",
-            (Param("unit", "address"), Param("max_report_wh", "wh", "kWh")),
+            "EnergyLedger.set_unit_max_report",
             "The largest single report of a unit (its battery's capacity).",
+            Param("unit", "address"),
+            Param("max_report_wh", "wh", "kWh"),
         ),
         # eEuro
-        Action(
+        _act(
             "set-banker",
-            "EEuro",
-            "set_banker",
-            (Param("new_banker", "banker", "an address, or none to revoke"),),
+            "EEuro.set_banker",
             "Set or revoke the banker.",
+            Param("new_banker", "banker", "an address, or none to revoke"),
         ),
         # Order book
-        Action(
+        _act(
             "set-book-rules",
-            "OrderBook",
-            "set_rules",
-            (
-                Param("tick_size", "price", "EUR/kWh", lambda c: c.functions.tick_size().call()),
-                Param("lot_size", "kwh", "kWh", lambda c: c.functions.lot_size().call()),
-                Param("min_size", "kwh", "kWh", lambda c: c.functions.min_size().call()),
-            ),
+            "OrderBook.set_rules",
             "Tick, lot and minimum order size for new orders (each defaults to the rule in force).",
+            Param("tick_size", "price", "EUR/kWh", _current("tick_size")),
+            Param("lot_size", "kwh", "kWh", _current("lot_size")),
+            Param("min_size", "kwh", "kWh", _current("min_size")),
             book_target=True,
         ),
         # Beekeeper
-        Action(
+        _act(
             "set-hive-prices",
-            "Beekeeper",
-            "set_prices",
-            (
-                Param("hive_cost", "hvt", "HVT", lambda c: c.functions.hive_cost().call()),
-                Param("meter_cost", "hvt", "HVT", lambda c: c.functions.meter_cost().call()),
-            ),
+            "Beekeeper.set_prices",
             "HVT price of a hive and of each meter.",
+            Param("hive_cost", "hvt", "HVT", _current("hive_cost")),
+            Param("meter_cost", "hvt", "HVT", _current("meter_cost")),
         ),
-        Action(
+        _act(
             "add-meter",
-            "Beekeeper",
-            "add_meter",
-            (
-                Param("meter", "address"),
-                Param("owner", "address"),
-                Param("serial", "text"),
-                Param("manufacturer", "text"),
-            ),
+            "Beekeeper.add_meter",
             "Certify a meter for its owner.",
+            Param("meter", "address"),
+            Param("owner", "address"),
+            Param("serial", "text"),
+            Param("manufacturer", "text"),
         ),
-        Action(
+        _act(
             "add-stablecoin",
-            "Beekeeper",
-            "add_stablecoin",
-            (Param("token", "address"), Param("code", "text", "e.g. EUR")),
+            "Beekeeper.add_stablecoin",
             "List a stablecoin.",
+            Param("token", "address"),
+            Param("code", "text", "e.g. EUR"),
         ),
-        Action(
+        _act(
             "freeze-stablecoin",
-            "Beekeeper",
-            "freeze_stablecoin",
-            (Param("token", "address"),),
+            "Beekeeper.freeze_stablecoin",
             "No new hive, meter or book may use the coin.",
+            Param("token", "address"),
         ),
-        Action(
+        _act(
             "create-book",
-            "Beekeeper",
-            "create_book",
-            (
-                Param("stablecoin", "address"),
-                Param("tick_size", "amount:stablecoin", "coin per kWh"),
-                Param("lot_size", "kwh", "kWh"),
-                Param("min_size", "kwh", "kWh"),
-            ),
+            "Beekeeper.create_book",
             "Deploy the ENT / coin order book.",
+            Param("stablecoin", "address"),
+            Param("tick_size", "amount:stablecoin", "coin per kWh"),
+            Param("lot_size", "kwh", "kWh"),
+            Param("min_size", "kwh", "kWh"),
         ),
         # Hive market (the Beekeeper's hives' markets, SPEC section 8)
-        Action(
+        _act(
             "set-hive-fee",
-            "HiveMarket",
-            "set_fee",
-            (
-                Param("fee_bps", "bps", "of what consumers pay: 0.5% (at most 10%)"),
-                Param("fee_to", "address", "where claimed fees go"),
-            ),
+            "HiveMarket.set_fee",
             "The hive markets' platform fee and its receiver.",
+            Param("fee_bps", "bps", "of what consumers pay: 0.5% (at most 10%)"),
+            Param("fee_to", "address", "where claimed fees go"),
         ),
-        Action(
+        _act(
             "set-tariff-bounds",
-            "HiveMarket",
-            "set_tariff_bounds",
-            (
-                Param("tariff_min", "tariff", "coin per kWh, 4 decimals"),
-                Param("tariff_max", "tariff", "coin per kWh, 4 decimals"),
-            ),
+            "HiveMarket.set_tariff_bounds",
             "Bounds of every tariff a hive owner sets.",
+            Param("tariff_min", "tariff", "coin per kWh, 4 decimals"),
+            Param("tariff_max", "tariff", "coin per kWh, 4 decimals"),
         ),
         # Bridge
-        Action(
+        _act(
             "set-relayers",
-            "Bridge",
-            "set_relayers",
-            (Param("relayers", "addresses", "comma separated"), Param("threshold", "int", "M")),
+            "Bridge.set_relayers",
             "Replace the relayer set and its threshold M.",
+            Param("relayers", "addresses", "comma separated"),
+            Param("threshold", "int", "M"),
         ),
-        Action(
+        _act(
             "set-peer",
-            "Bridge",
-            "set_peer",
-            (Param("chain_id", "int"), Param("bridge", "address")),
+            "Bridge.set_peer",
             "The other chain and its Bridge.",
+            Param("chain_id", "int"),
+            Param("bridge", "address"),
         ),
-        Action(
+        _act(
             "list-token",
-            "Bridge",
-            "list_token",
-            (
-                Param("token", "address"),
-                Param("peer_token", "address"),
-                Param("home", "bool", "on: home token (lock/release), off: wrapped"),
-            ),
+            "Bridge.list_token",
             "List a token for bridging.",
+            Param("token", "address"),
+            Param("peer_token", "address"),
+            Param("home", "bool", "on: home token (lock/release), off: wrapped"),
         ),
-        Action(
+        _act(
             "delist-token",
-            "Bridge",
-            "delist_token",
-            (Param("token", "address"),),
+            "Bridge.delist_token",
             "Stop new transfers of a token.",
+            Param("token", "address"),
         ),
-        Action(
+        _act(
             "set-bridge-limit",
-            "Bridge",
-            "set_limit",
-            (
-                Param("token", "address"),
-                Param("direction", "direction", "out or in"),
-                Param("capacity", "amount:token", "token units"),
-                Param("refill_per_second", "amount:token", "token units per second"),
-                Param("max_per_transfer", "amount:token", "token units"),
-            ),
+            "Bridge.set_limit",
             "A token bucket for one token and direction.",
+            Param("token", "address"),
+            Param("direction", "direction", "out or in"),
+            Param("capacity", "amount:token", "token units"),
+            Param("refill_per_second", "amount:token", "token units per second"),
+            Param("max_per_transfer", "amount:token", "token units"),
         ),
-        Action(
+        _act(
             "set-bridge-paused",
-            "Bridge",
-            "set_paused",
-            (Param("paused", "bool", "on or off"),),
+            "Bridge.set_paused",
             "Pause or resume the bridge.",
+            Param("paused", "bool", "on or off"),
         ),
     )
 }
@@ -276,6 +255,7 @@ MEMBER_CALLS: dict[tuple[str, str], dict[str, str]] = {
     ("HiveMarket", "deposit"): {"amount": "coin:hive"},
     ("HiveMarket", "withdraw_deposit"): {"amount": "coin:hive"},
     ("HiveMarket", "claim_fees"): {"stablecoin": "address"},
+    ("Beekeeper", "change_meter_status"): {"meter": "address", "status": "meter_status"},
     ("Bridge", "lock"): {"token": "address", "amount": "amount:token", "recipient": "address"},
     ("Bridge", "burn"): {"token": "address", "amount": "amount:token", "recipient": "address"},
 }
@@ -409,6 +389,8 @@ def format_arg(kind: str, value, *, args: dict, target: str, dec: Decimals, name
             return {0: "out (lock, burn)", 1: "in (unlock, refund)"}.get(value, f"{value}?")
         if kind == "bool":
             return "on" if value else "off"
+        if kind == "meter_status":
+            return f"{METER_STATUS_NAMES.get(value, '?')} ({value})"
     except ActionError:
         pass  # offline without the token's decimals: show the base units
     return str(value)

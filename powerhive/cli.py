@@ -6,6 +6,7 @@ contract's refusal) is one line on stderr and exit status 1; never a traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -13,9 +14,17 @@ from pathlib import Path
 import click
 from web3.logs import DISCARD
 
+from oracle.cli_base import OneLineGroup, one_line
 from oracle.errors import OracleError
 from powerhive import __version__, units, views
-from powerhive.actions import ACTIONS, Action, Decimals, chain_lookup, encode
+from powerhive.actions import (
+    ACTIONS,
+    METER_STATUS_NAMES,
+    Action,
+    Decimals,
+    chain_lookup,
+    encode,
+)
 from powerhive.ballots import action_key, decode_call, find_ballot, open_ballots
 from powerhive.client import Client, checksum
 from powerhive.errors import AmountError, PowerhiveError
@@ -24,21 +33,18 @@ from powerhive.market import Level, preview
 KWH, EUR, PRICE = units.format_kwh, units.format_eur, units.format_price
 
 
-class PowerhiveGroup(click.Group):
+class PowerhiveGroup(OneLineGroup):
+    errors = (PowerhiveError, OracleError)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (PowerhiveError, OracleError) as exc:
-            raise click.ClickException(" ".join(str(exc).split())) from None
-        except click.UsageError as exc:  # a missing or malformed argument: one line, exit 1
-            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
-            raise click.ClickException(" ".join(exc.format_message().split()) + where) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as exc:  # the promise: one line, never a traceback
             if os.environ.get("POWERHIVE_DEBUG"):
                 raise
-            text = " ".join(str(exc).split())[:300]
+            text = one_line(exc)[:300]
             raise click.ClickException(f"unexpected {type(exc).__name__}: {text}") from None
 
 
@@ -462,51 +468,42 @@ def banker_queue(s: Session):
     click.echo(f"total locked {EUR(sum(locked for _, locked in queue))} EUR")
 
 
-def _banker_op(s: Session, fn_name: str, account: str, amount: str):
-    client = s.client(signer=True)
-    eeuro = client.contract("EEuro")
-    value = units.parse_eur(amount)
-    sent = client.send(getattr(eeuro.functions, fn_name)(checksum(account), value))
-    click.echo(f"{fn_name} {EUR(value)} EUR for {checksum(account)}; tx {sent.tx_hash}")
+BANKER_OPS = {
+    "burn": "Burn AMOUNT EUR that ACCOUNT locked (after paying them out).",
+    "release": "Return AMOUNT EUR of ACCOUNT's locked eEuro to it.",
+    "mint": "Mint AMOUNT EUR to ACCOUNT against euros received.",
+}
 
 
-@banker.command("burn")
-@click.argument("account")
-@click.argument("amount")
-@click.pass_obj
-def banker_burn(s, account, amount):
-    """Burn AMOUNT EUR that ACCOUNT locked (after paying them out)."""
-    _banker_op(s, "burn", account, amount)
+def _banker_command(fn_name: str, helptext: str):
+    @banker.command(fn_name, help=helptext)
+    @click.argument("account")
+    @click.argument("amount")
+    @click.pass_obj
+    def command(s: Session, account: str, amount: str):
+        client = s.client(signer=True)
+        eeuro = client.contract("EEuro")
+        value = units.parse_eur(amount)
+        sent = client.send(getattr(eeuro.functions, fn_name)(checksum(account), value))
+        click.echo(f"{fn_name} {EUR(value)} EUR for {checksum(account)}; tx {sent.tx_hash}")
+
+    return command
 
 
-@banker.command("release")
-@click.argument("account")
-@click.argument("amount")
-@click.pass_obj
-def banker_release(s, account, amount):
-    """Return AMOUNT EUR of ACCOUNT's locked eEuro to it."""
-    _banker_op(s, "release", account, amount)
-
-
-@banker.command("mint")
-@click.argument("account")
-@click.argument("amount")
-@click.pass_obj
-def banker_mint(s, account, amount):
-    """Mint AMOUNT EUR to ACCOUNT against euros received."""
-    _banker_op(s, "mint", account, amount)
+for _op, _help in BANKER_OPS.items():
+    _banker_command(_op, _help)
 
 
 # -- calls a member sends itself: hive owners, workers, the bridge, ballots' upkeep -------
 
 
-def _transact(s: Session, handle, fn, *, dry_run: bool, approve=None):
-    """Print the decoded call of `fn` on `handle`; unless `dry_run`, approve `approve =
-    (token handle, amount)` to `handle` if the allowance is short, then send it."""
+def _transact(s: Session, fn, *, dry_run: bool, approve=None):
+    """Print the decoded call `fn`; unless `dry_run`, approve `approve = (token handle,
+    amount)` to the called contract if the allowance is short, then send it."""
     client = s.client()
     data = bytes.fromhex(fn._encode_transaction_data()[2:])
     decimals = Decimals(client.deployment, lookup=chain_lookup(client))
-    call = decode_call(client.deployment, handle.address, data, decimals=decimals)
+    call = decode_call(client.deployment, fn.address, data, decimals=decimals)
     click.echo(f"call     {call.describe()}")
     if dry_run:
         click.echo(f"calldata 0x{data.hex()}")
@@ -516,8 +513,8 @@ def _transact(s: Session, handle, fn, *, dry_run: bool, approve=None):
     if approve is not None:
         token, amount = approve
         me = client.account.address
-        if client.call(token.functions.allowance(me, handle.address)) < amount:
-            client.send(token.functions.approve(handle.address, amount))
+        if client.call(token.functions.allowance(me, fn.address)) < amount:
+            client.send(token.functions.approve(fn.address, amount))
     return client.send(fn)
 
 
@@ -530,6 +527,30 @@ def _done(client: Client, sent, contract: str, *events: str) -> None:
             args = ", ".join(f"{k}={_show(v)}" for k, v in log["args"].items())
             click.echo(f"event    {name}({args})")
     click.echo(f"tx {sent.tx_hash}")
+
+
+def _sends(contract: str, *events: str):
+    """Make the decorated `build(s, **arguments)` a command that sends one call a member
+    sends itself (not through a ballot): `build` checks and parses the arguments and returns
+    the web3 call, or `(call, (token, amount))` when the call spends an allowance. The
+    command prints the decoded call, stops there with `--dry-run`, else approves what is
+    short, sends, and prints `events` of `contract` from the receipt. Stack the command's
+    click decorators (group, arguments, options) above this one."""
+
+    def wrap(build):
+        @functools.wraps(build)
+        def command(s: Session, dry_run: bool, **values):
+            built = build(s, **values)
+            fn, approve = built if isinstance(built, tuple) else (built, None)
+            sent = _transact(s, fn, dry_run=dry_run, approve=approve)
+            _done(s.client(), sent, contract, *events)
+
+        command = click.option("--dry-run", is_flag=True, help="Print the decoded call only.")(
+            command
+        )
+        return click.pass_obj(command)
+
+    return wrap
 
 
 def _show(value) -> str:
@@ -568,8 +589,8 @@ def _hive_market(client: Client, hive_text: str):
 
 @main.group()
 def hive():
-    """A hive owner's hive (Beekeeper: create, meters, freeze) and market (HiveMarket: open
-    it, its queen, tariffs, workers, deposit)."""
+    """A hive owner's hive and meters (Beekeeper: create, meters, meter status, freeze) and
+    market (HiveMarket: open it, its queen, tariffs, workers, deposit)."""
 
 
 @hive.command("show")
@@ -602,105 +623,105 @@ def hive_show(s: Session, hive_id: str):
         click.echo(f"pending  {shown(pending)} per kWh from period {effective}")
 
 
-def _dry(f):
-    return click.option("--dry-run", is_flag=True, help="Print the decoded call only.")(f)
+def _hvt_cost(client: Client, meters: int, *, hive: bool) -> tuple:
+    """Print and return (HiveToken handle, cost) of a hive of `meters` (or `meters` more)."""
+    keeper = client.contract("Beekeeper")
+    cost = meters * client.call(keeper.functions.meter_cost())
+    cost += client.call(keeper.functions.hive_cost()) if hive else 0
+    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
+    return client.contract("HiveToken"), cost
 
 
 @hive.command("create")
 @click.argument("coin")
 @click.argument("meters", nargs=-1, required=True)
-@_dry
-@click.pass_obj
-def hive_create(s: Session, coin: str, meters: tuple[str, ...], dry_run: bool):
+@_sends("Beekeeper", "HiveCreated")
+def hive_create(s: Session, coin: str, meters: tuple[str, ...]):
     """Create a hive (Beekeeper) of your METERS on stablecoin COIN (eEuro, or an address),
     paying hive_cost + meter_cost per meter in HVT (half burned, half staked)."""
     client = s.client()
-    keeper = client.contract("Beekeeper")
     token = _token(client, coin)
     chosen = [checksum(m, what="meter") for m in meters]
-    cost = client.call(keeper.functions.hive_cost()) + len(chosen) * client.call(
-        keeper.functions.meter_cost()
-    )
-    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
-    fn = keeper.functions.create_hive(token, chosen)
-    hvt = client.contract("HiveToken")
-    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(hvt, cost))
-    _done(client, sent, "Beekeeper", "HiveCreated")
+    approve = _hvt_cost(client, len(chosen), hive=True)
+    return client.contract("Beekeeper").functions.create_hive(token, chosen), approve
 
 
 @hive.command("add-meter")
 @click.argument("hive_id")
 @click.argument("meter")
-@_dry
-@click.pass_obj
-def hive_add_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+@_sends("Beekeeper", "MeterAddedToHive")
+def hive_add_meter(s: Session, hive_id: str, meter: str):
     """Add your METER to your hive HIVE for meter_cost HVT (half burned, half staked)."""
     client = s.client()
-    keeper = client.contract("Beekeeper")
-    cost = client.call(keeper.functions.meter_cost())
-    click.echo(f"cost     {units.format_hvt(cost)} HVT (half burned, half staked)")
-    fn = keeper.functions.add_meter_to_hive(
+    approve = _hvt_cost(client, 1, hive=False)
+    fn = client.contract("Beekeeper").functions.add_meter_to_hive(
         _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
     )
-    sent = _transact(s, keeper, fn, dry_run=dry_run, approve=(client.contract("HiveToken"), cost))
-    _done(client, sent, "Beekeeper", "MeterAddedToHive")
+    return fn, approve
 
 
 @hive.command("drop-meter")
 @click.argument("hive_id")
 @click.argument("meter")
-@_dry
-@click.pass_obj
-def hive_drop_meter(s: Session, hive_id: str, meter: str, dry_run: bool):
+@_sends("Beekeeper", "MeterDroppedFromHive")
+def hive_drop_meter(s: Session, hive_id: str, meter: str):
     """Take METER out of your hive HIVE; the HVT it staked comes back."""
-    client = s.client()
-    keeper = client.contract("Beekeeper")
-    fn = keeper.functions.drop_meter_from_hive(
-        _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+    return (
+        s.client()
+        .contract("Beekeeper")
+        .functions.drop_meter_from_hive(
+            _whole(hive_id, "hive", minimum=1), checksum(meter, what="meter")
+        )
     )
-    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "MeterDroppedFromHive")
+
+
+METER_STATUS = {name: code for code, name in METER_STATUS_NAMES.items()}
+
+
+@hive.command("meter-status")
+@click.argument("meter")
+@click.argument("status")
+@_sends("Beekeeper", "MeterStatusChanged")
+def hive_meter_status(s: Session, meter: str, status: str):
+    """Switch your METER (its owner's call) to STATUS: active, or inactive (it cannot join a
+    hive then; one already in a hive stays there)."""
+    code = METER_STATUS.get(str(status).strip().lower())
+    if code is None:
+        raise AmountError(f"status {status!r}: not 'active' or 'inactive'")
+    keeper = s.client().contract("Beekeeper")
+    return keeper.functions.change_meter_status(checksum(meter, what="meter"), code)
 
 
 @hive.command("freeze")
 @click.argument("hive_id")
-@_dry
-@click.pass_obj
-def hive_freeze(s: Session, hive_id: str, dry_run: bool):
+@_sends("Beekeeper", "HiveFrozen")
+def hive_freeze(s: Session, hive_id: str):
     """End your hive HIVE: its meters are free again and its whole stake comes back."""
-    client = s.client()
-    keeper = client.contract("Beekeeper")
-    fn = keeper.functions.freeze_hive(_whole(hive_id, "hive", minimum=1))
-    _done(client, _transact(s, keeper, fn, dry_run=dry_run), "Beekeeper", "HiveFrozen")
+    keeper = s.client().contract("Beekeeper")
+    return keeper.functions.freeze_hive(_whole(hive_id, "hive", minimum=1))
 
 
 @hive.command("open-market")
 @click.argument("hive_id")
 @click.argument("period")
 @click.argument("queen")
-@_dry
-@click.pass_obj
-def hive_open_market(s: Session, hive_id: str, period: str, queen: str, dry_run: bool):
+@_sends("HiveMarket", "MarketOpened")
+def hive_open_market(s: Session, hive_id: str, period: str, queen: str):
     """Open HIVE's market: periods of PERIOD (15m, 1h, ...) aggregated by QUEEN."""
-    client = s.client()
-    market = client.contract("HiveMarket")
+    market = s.client().contract("HiveMarket")
     hive_no = _whole(hive_id, "hive", minimum=1)
     seconds = units.parse_duration(period, what="period")
-    fn = market.functions.open_market(hive_no, seconds, checksum(queen, what="queen"))
-    sent = _transact(s, market, fn, dry_run=dry_run)
-    _done(client, sent, "HiveMarket", "MarketOpened")
+    return market.functions.open_market(hive_no, seconds, checksum(queen, what="queen"))
 
 
 @hive.command("set-queen")
 @click.argument("hive_id")
 @click.argument("queen")
-@_dry
-@click.pass_obj
-def hive_set_queen(s: Session, hive_id: str, queen: str, dry_run: bool):
+@_sends("HiveMarket", "QueenSet")
+def hive_set_queen(s: Session, hive_id: str, queen: str):
     """Replace HIVE's queen (its aggregator)."""
-    client = s.client()
-    market, hive_no, *_ = _hive_market(client, hive_id)
-    fn = market.functions.set_queen(hive_no, checksum(queen, what="queen"))
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "QueenSet")
+    market, hive_no, *_ = _hive_market(s.client(), hive_id)
+    return market.functions.set_queen(hive_no, checksum(queen, what="queen"))
 
 
 @hive.command("set-tariffs")
@@ -709,9 +730,8 @@ def hive_set_queen(s: Session, hive_id: str, queen: str, dry_run: bool):
 @click.option("--grid-sell", help="Workers' price for energy sold to the grid.")
 @click.option("--hive-buy", help="Consumers' price inside the hive.")
 @click.option("--hive-sell", help="Producers' price inside the hive.")
-@_dry
-@click.pass_obj
-def hive_set_tariffs(s: Session, hive_id, grid_buy, grid_sell, hive_buy, hive_sell, dry_run):
+@_sends("HiveMarket", "TariffsSet")
+def hive_set_tariffs(s: Session, hive_id, grid_buy, grid_sell, hive_buy, hive_sell):
     """HIVE's tariffs from the next period (each defaults to the tariff in force)."""
     client = s.client()
     market, hive_no, *_ = _hive_market(client, hive_id)
@@ -722,8 +742,7 @@ def hive_set_tariffs(s: Session, hive_id, grid_buy, grid_sell, hive_buy, hive_se
         units.parse_tariff(text, what=name) if text is not None else current
         for text, name, current in zip(given, names, now, strict=True)
     ]
-    fn = market.functions.set_tariffs(hive_no, *values)
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "TariffsSet")
+    return market.functions.set_tariffs(hive_no, *values)
 
 
 def _worker_max(text: str) -> tuple[str, int]:
@@ -736,57 +755,44 @@ def _worker_max(text: str) -> tuple[str, int]:
 @hive.command("enrol")
 @click.argument("hive_id")
 @click.argument("workers", nargs=-1, required=True)
-@_dry
-@click.pass_obj
-def hive_enrol(s: Session, hive_id: str, workers: tuple[str, ...], dry_run: bool):
+@_sends("HiveMarket", "WorkerEnrolled")
+def hive_enrol(s: Session, hive_id: str, workers: tuple[str, ...]):
     """Enrol meters of HIVE as workers: WORKER=MAX_KWH (rated kWh per period) each."""
-    client = s.client()
-    market, hive_no, *_ = _hive_market(client, hive_id)
+    market, hive_no, *_ = _hive_market(s.client(), hive_id)
     pairs = [_worker_max(w) for w in workers]
-    fn = market.functions.enrol(hive_no, [a for a, _ in pairs], [m for _, m in pairs])
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "WorkerEnrolled")
+    return market.functions.enrol(hive_no, [a for a, _ in pairs], [m for _, m in pairs])
 
 
 @hive.command("remove-worker")
 @click.argument("hive_id")
 @click.argument("worker")
-@_dry
-@click.pass_obj
-def hive_remove_worker(s: Session, hive_id: str, worker: str, dry_run: bool):
+@_sends("HiveMarket", "WorkerRemoved")
+def hive_remove_worker(s: Session, hive_id: str, worker: str):
     """End WORKER's enrolment in HIVE (its balance stays withdrawable)."""
-    client = s.client()
-    market, hive_no, *_ = _hive_market(client, hive_id)
-    fn = market.functions.remove_worker(hive_no, checksum(worker, what="worker"))
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "WorkerRemoved")
+    market, hive_no, *_ = _hive_market(s.client(), hive_id)
+    return market.functions.remove_worker(hive_no, checksum(worker, what="worker"))
 
 
 @hive.command("deposit")
 @click.argument("hive_id")
 @click.argument("amount")
-@_dry
-@click.pass_obj
-def hive_deposit(s: Session, hive_id: str, amount: str, dry_run: bool):
+@_sends("HiveMarket", "Deposited")
+def hive_deposit(s: Session, hive_id: str, amount: str):
     """Add AMOUNT (in the hive's coin) to HIVE's owner deposit."""
-    client = s.client()
-    market, hive_no, coin, decimals, label = _hive_market(client, hive_id)
+    market, hive_no, coin, decimals, label = _hive_market(s.client(), hive_id)
     value = units.parse_units(amount, decimals, unit=label)
-    fn = market.functions.deposit(hive_no, value)
-    sent = _transact(s, market, fn, dry_run=dry_run, approve=(coin, value))
-    _done(client, sent, "HiveMarket", "Deposited")
+    return market.functions.deposit(hive_no, value), (coin, value)
 
 
 @hive.command("withdraw-deposit")
 @click.argument("hive_id")
 @click.argument("amount")
-@_dry
-@click.pass_obj
-def hive_withdraw_deposit(s: Session, hive_id: str, amount: str, dry_run: bool):
+@_sends("HiveMarket", "DepositWithdrawn")
+def hive_withdraw_deposit(s: Session, hive_id: str, amount: str):
     """Take AMOUNT (in the hive's coin) back from HIVE's owner deposit."""
-    client = s.client()
-    market, hive_no, _coin_handle, decimals, label = _hive_market(client, hive_id)
+    market, hive_no, _coin_handle, decimals, label = _hive_market(s.client(), hive_id)
     value = units.parse_units(amount, decimals, unit=label)
-    fn = market.functions.withdraw_deposit(hive_no, value)
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "DepositWithdrawn")
+    return market.functions.withdraw_deposit(hive_no, value)
 
 
 @main.group()
@@ -822,29 +828,21 @@ def worker_show(s: Session, address: str | None):
 
 @worker.command("prepay")
 @click.argument("amount")
-@_dry
-@click.pass_obj
-def worker_prepay(s: Session, amount: str, dry_run: bool):
+@_sends("HiveMarket", "Prepaid")
+def worker_prepay(s: Session, amount: str):
     """Prepay AMOUNT (in your hive's coin) into your escrow; a debt is repaid first."""
-    client = s.client()
-    _view, market, _hive, coin, decimals, label = _worker_hive(client, s.me(None))
+    _view, market, _hive, coin, decimals, label = _worker_hive(s.client(), s.me(None))
     value = units.parse_units(amount, decimals, unit=label)
-    fn = market.functions.prepay(value)
-    sent = _transact(s, market, fn, dry_run=dry_run, approve=(coin, value))
-    _done(client, sent, "HiveMarket", "Prepaid")
+    return market.functions.prepay(value), (coin, value)
 
 
 @worker.command("withdraw")
 @click.argument("amount")
-@_dry
-@click.pass_obj
-def worker_withdraw(s: Session, amount: str, dry_run: bool):
+@_sends("HiveMarket", "Withdrawn")
+def worker_withdraw(s: Session, amount: str):
     """Withdraw AMOUNT (in your hive's coin) of what open periods do not reserve."""
-    client = s.client()
-    _view, market, _hive, _coin_handle, decimals, label = _worker_hive(client, s.me(None))
-    value = units.parse_units(amount, decimals, unit=label)
-    fn = market.functions.withdraw(value)
-    _done(client, _transact(s, market, fn, dry_run=dry_run), "HiveMarket", "Withdrawn")
+    _view, market, _hive, _coin_handle, decimals, label = _worker_hive(s.client(), s.me(None))
+    return market.functions.withdraw(units.parse_units(amount, decimals, unit=label))
 
 
 # -- the bridge ---------------------------------------------------------------------------
@@ -869,7 +867,8 @@ def _token(client: Client, text: str) -> str:
     raise AmountError(f"token {text!r}: not ENT, eEuro, wENT, wEEUR, a contract name or address")
 
 
-def _bridge_send(s: Session, home: bool, token_text, amount, recipient, dry_run):
+def _bridge_call(s: Session, home: bool, token_text, amount, recipient):
+    """The checked `lock` (home token) or `burn` (wrapped token) call, and its approval."""
     client = s.client()
     if not client.has("Bridge"):
         raise PowerhiveError("this deployment has no Bridge")
@@ -894,9 +893,7 @@ def _bridge_send(s: Session, home: bool, token_text, amount, recipient, dry_run)
         f"for {to} on chain {dest} (as {peer_token})"
     )
     fn = (bridge.functions.lock if home else bridge.functions.burn)(token, value, dest, to)
-    approve = (client.at(token, "EEuro"), value) if home else None
-    _done(client, _transact(s, bridge, fn, dry_run=dry_run, approve=approve), "Bridge",
-          "TransferSent")  # fmt: skip
+    return fn, ((client.at(token, "EEuro"), value) if home else None)
 
 
 @main.group()
@@ -908,22 +905,20 @@ def bridge():
 @click.argument("token")
 @click.argument("amount")
 @click.argument("recipient")
-@_dry
-@click.pass_obj
-def bridge_lock(s: Session, token: str, amount: str, recipient: str, dry_run: bool):
+@_sends("Bridge", "TransferSent")
+def bridge_lock(s: Session, token: str, amount: str, recipient: str):
     """Lock AMOUNT of home TOKEN (ENT, eEuro) here for RECIPIENT on the peer chain."""
-    _bridge_send(s, True, token, amount, recipient, dry_run)
+    return _bridge_call(s, True, token, amount, recipient)
 
 
 @bridge.command("burn")
 @click.argument("token")
 @click.argument("amount")
 @click.argument("recipient")
-@_dry
-@click.pass_obj
-def bridge_burn(s: Session, token: str, amount: str, recipient: str, dry_run: bool):
+@_sends("Bridge", "TransferSent")
+def bridge_burn(s: Session, token: str, amount: str, recipient: str):
     """Burn AMOUNT of wrapped TOKEN (wENT, wEEUR) to release it to RECIPIENT at home."""
-    _bridge_send(s, False, token, amount, recipient, dry_run)
+    return _bridge_call(s, False, token, amount, recipient)
 
 
 @bridge.command("pending")
@@ -967,47 +962,41 @@ def bridge_pending(s: Session, token: str):
 
 # -- a ballot's upkeep ----------------------------------------------------------------------
 
+BALLOT_EVENTS = ("BallotPassed", "BallotExpired", "BallotWithdrawn")
 
-def _ballot_call(s: Session, ballot_id: str, fn_name: str, dry_run: bool, *, by_key: bool):
-    client = s.client()
-    ballot = find_ballot(open_ballots(client), ballot_id)
-    council = client.contract("Council")
+
+def _ballot_call(s: Session, ballot_id: str, fn_name: str, *, by_key: bool):
+    ballot = find_ballot(open_ballots(s.client()), ballot_id)
+    council = s.client().contract("Council")
     key = bytes.fromhex(ballot.key[2:])
-    if by_key:
-        fn = getattr(council.functions, fn_name)(key)
-    else:
-        fn = getattr(council.functions, fn_name)(ballot.call.target, ballot.call.data)
+    call = getattr(council.functions, fn_name)
     click.echo(f"ballot   {ballot.short_id}: {ballot.call.describe()}")
-    sent = _transact(s, council, fn, dry_run=dry_run)
-    _done(client, sent, "Council", "BallotPassed", "BallotExpired", "BallotWithdrawn")
+    return call(key) if by_key else call(ballot.call.target, ballot.call.data)
 
 
 @main.command()
 @click.argument("ballot_id")
-@_dry
-@click.pass_obj
-def execute(s: Session, ballot_id: str, dry_run: bool):
+@_sends("Council", *BALLOT_EVENTS)
+def execute(s: Session, ballot_id: str):
     """Run a ballot that holds a majority of the current voters but has not run (voters were
     removed after its YES votes). Any voter."""
-    _ballot_call(s, ballot_id, "execute", dry_run, by_key=False)
+    return _ballot_call(s, ballot_id, "execute", by_key=False)
 
 
 @main.command("close-expired")
 @click.argument("ballot_id")
-@_dry
-@click.pass_obj
-def close_expired(s: Session, ballot_id: str, dry_run: bool):
+@_sends("Council", *BALLOT_EVENTS)
+def close_expired(s: Session, ballot_id: str):
     """Remove an expired ballot from the open list (frees its opener's quota). Anyone."""
-    _ballot_call(s, ballot_id, "close_expired", dry_run, by_key=True)
+    return _ballot_call(s, ballot_id, "close_expired", by_key=True)
 
 
 @main.command("withdraw-ballot")
 @click.argument("ballot_id")
-@_dry
-@click.pass_obj
-def withdraw_ballot(s: Session, ballot_id: str, dry_run: bool):
+@_sends("Council", *BALLOT_EVENTS)
+def withdraw_ballot(s: Session, ballot_id: str):
     """Withdraw a ballot you opened."""
-    _ballot_call(s, ballot_id, "withdraw", dry_run, by_key=True)
+    return _ballot_call(s, ballot_id, "withdraw", by_key=True)
 
 
 # -- the hand-over to the Council -----------------------------------------------------------

@@ -152,8 +152,13 @@ class Client:
         from_block: int | None = None,
     ) -> list:
         """Every `event` of deployment record `contract` since it was deployed."""
-        handle = getattr(self.contract(contract).events, event)
         start = self.deployment.contract(contract).block if from_block is None else from_block
+        return self.logs(self.contract(contract), event, start, argument_filters)
+
+    def logs(self, contract: Contract, event: str, start: int, argument_filters=None) -> list:
+        """Every `event` of handle `contract` (any address, e.g. another order book) from
+        block `start` to the head, in chunks of LOG_CHUNK blocks."""
+        handle = getattr(contract.events, event)
         end = self.w3.eth.block_number
         found = []
         while start <= end:

@@ -274,10 +274,15 @@ class Trade:
     amount: int
 
 
-def recent_trades(client: Client, *, limit: int = 20, record: str = "OrderBook") -> list[Trade]:
-    """The last `limit` trades of a book, newest first. A taker's order id carries its side
-    (`tag << 56` with `tag = seq << 1 | is_buy`, contracts/interfaces/IOrderBook.vyi)."""
-    logs = client.events(record, "Traded")[-limit:][::-1]
+def recent_trades(client: Client, book=None, *, since: int | None = None, limit: int = 20):
+    """The last `limit` trades of a book (default: the deployment's OrderBook; `since` its
+    first block), newest first. A taker's order id carries its side (`tag << 56` with
+    `tag = seq << 1 | is_buy`, contracts/interfaces/IOrderBook.vyi)."""
+    if book is None:
+        logs = client.events("OrderBook", "Traded")
+    else:
+        logs = client.logs(book, "Traded", since or 0)
+    logs = logs[-limit:][::-1]
     when = timestamps(client, [log["blockNumber"] for log in logs])
     return [
         Trade(
@@ -292,6 +297,56 @@ def recent_trades(client: Client, *, limit: int = 20, record: str = "OrderBook")
         )
         for log in logs
     ]
+
+
+@dataclass(frozen=True)
+class Book:
+    """One ENT / stablecoin order book: its coin, rules, depth and recent trades."""
+
+    address: str
+    coin: str
+    code: str  # the Beekeeper's code of the coin (EUR)
+    decimals: int  # the coin's: prices in coin per kWh, values in coin
+    tick: int
+    lot: int
+    min_size: int
+    asks: list[Level]
+    bids: list[Level]
+    trades: list[Trade]
+
+
+def books(client: Client) -> list[Book]:
+    """Every order book: the deployment's OrderBook (ENT / eEuro) first, then each other book
+    the Beekeeper created (`BookCreated`, one per listed stablecoin), in creation order."""
+    found: dict[str, tuple[str, int]] = {}  # book -> (coin, first block)
+    if client.has("OrderBook"):
+        main = client.contract("OrderBook")
+        found[main.address] = (client.call(main.functions.QUOTE()), None)
+    if client.has("Beekeeper"):
+        for log in client.events("Beekeeper", "BookCreated"):
+            book = checksum(log["args"]["book"])
+            found.setdefault(book, (checksum(log["args"]["stablecoin"]), log["blockNumber"]))
+    decimals_of = Decimals(client.deployment, lookup=chain_lookup(client)).of_token
+    keeper = client.contract("Beekeeper") if client.has("Beekeeper") else None
+    shown = []
+    for address, (coin, since) in found.items():
+        handle = client.at(address, "OrderBook")
+        code = client.call(keeper.functions.stablecoin_info(coin))[2] if keeper else ""
+        shown.append(
+            Book(
+                address=address,
+                coin=coin,
+                code=code or (client.name_of(coin) or coin),
+                decimals=decimals_of(coin),
+                tick=client.call(handle.functions.tick_size()),
+                lot=client.call(handle.functions.lot_size()),
+                min_size=client.call(handle.functions.min_size()),
+                asks=levels(client, handle, False),
+                bids=levels(client, handle, True),
+                trades=recent_trades(client, None if since is None else handle, since=since),
+            )
+        )
+    return shown
 
 
 # -- the Council ----------------------------------------------------------------------------
@@ -426,6 +481,7 @@ class BridgeToken:
     peer_token: str
     next_nonce: int
     pending: int  # transfers out still pending (the relayers' attestation)
+    held: int  # a home token: locked in the bridge; a wrapped token: its supply minted here
     out_available: int
     out_capacity: int
     in_available: int
@@ -444,6 +500,20 @@ class BridgeTransfer:
     recipient: str
     amount: int
     dest_chain: int
+    status: str  # pending, completed (delivered on the peer chain) or refunded
+
+
+@dataclass(frozen=True)
+class BridgeArrival:
+    """A transfer from the peer chain completed here (`TransferUnlocked`)."""
+
+    block: int
+    timestamp: int
+    token_name: str
+    decimals: int
+    nonce: int
+    recipient: str
+    amount: int
 
 
 @dataclass
@@ -456,22 +526,29 @@ class Bridge:
     threshold: int
     tokens: list[BridgeToken] = field(default_factory=list)
     sent: list[BridgeTransfer] = field(default_factory=list)
+    received: list[BridgeArrival] = field(default_factory=list)
 
 
 BRIDGE_PAGE = 256  # Bridge.MAX_PAGE nonces per locked_transfers call
 
 
+BRIDGED = ("EnergyLedger", "EEuro", "WrappedENT", "WrappedEEuro")
+
+
 def bridge(client: Client, *, limit: int = 20) -> Bridge | None:
-    """The bridge's settings, its tokens and the last `limit` transfers sent (None: the
+    """The bridge's settings, its tokens (home tokens locked, wrapped tokens minted), the last
+    `limit` transfers sent with their status and the last `limit` completed here (None: the
     deployment has no bridge)."""
     if not client.has("Bridge"):
         return None
     b = client.contract("Bridge")
+    decimals_of = Decimals(client.deployment, lookup=chain_lookup(client)).of_token
     tokens = []
-    for name, decimals in (("EnergyLedger", 18), ("EEuro", 6)):
+    for name in BRIDGED:
         if not client.has(name):
             continue
-        token = client.contract(name).address
+        handle = client.contract(name)
+        token = handle.address
         peer, home, listed = client.call(b.functions.token_info(token))
         nonce = client.call(b.functions.next_nonce(token))
         pending = 0
@@ -479,38 +556,67 @@ def bridge(client: Client, *, limit: int = 20) -> Bridge | None:
             pending += len(client.call(b.functions.locked_transfers(token, start, BRIDGE_PAGE)))
         out_cap, _, _, out_now = client.call(b.functions.limit(token, 0))
         in_cap, _, _, in_now = client.call(b.functions.limit(token, 1))
+        wrapped = name.startswith("Wrapped")
+        held = client.call(
+            handle.functions.totalSupply() if wrapped else handle.functions.balanceOf(b.address)
+        )
         tokens.append(
             BridgeToken(
                 name,
                 token,
-                decimals,
+                decimals_of(token),
                 listed,
                 home,
                 peer,
                 nonce,
                 pending,
+                held,
                 out_now,
                 out_cap,
                 in_now,
                 in_cap,
             )  # fmt: skip
         )
-    logs = client.events("Bridge", "TransferSent")[-limit:][::-1]
-    when = timestamps(client, [log["blockNumber"] for log in logs])
     known = {t.address: (t.name, t.decimals) for t in tokens}
+
+    def named(token: str) -> tuple[str, int]:
+        return known.get(token) or (token, decimals_of(token))
+
+    done = {bytes(log["args"]["id"]) for log in client.events("Bridge", "TransferCompleted")}
+    refunded = {bytes(log["args"]["id"]) for log in client.events("Bridge", "TransferRefunded")}
+    logs = client.events("Bridge", "TransferSent")[-limit:][::-1]
+    arrivals = client.events("Bridge", "TransferUnlocked")[-limit:][::-1]
+    when = timestamps(client, [log["blockNumber"] for log in logs + arrivals])
+
+    def status(log) -> str:
+        key = bytes(log["args"]["id"])
+        return "completed" if key in done else "refunded" if key in refunded else "pending"
+
     sent = [
         BridgeTransfer(
             log["blockNumber"],
             when[log["blockNumber"]],
             log["args"]["token"],
-            *known.get(log["args"]["token"], (log["args"]["token"], 18)),
+            *named(log["args"]["token"]),
             int(log["args"]["nonce"]),
             log["args"]["sender"],
             log["args"]["recipient"],
             int(log["args"]["amount"]),
             int(log["args"]["dest_chain"]),
+            status(log),
         )  # fmt: skip
         for log in logs
+    ]
+    received = [
+        BridgeArrival(
+            log["blockNumber"],
+            when[log["blockNumber"]],
+            *named(log["args"]["token"]),
+            int(log["args"]["nonce"]),
+            log["args"]["recipient"],
+            int(log["args"]["amount"]),
+        )
+        for log in arrivals
     ]
     return Bridge(
         address=b.address,
@@ -521,4 +627,5 @@ def bridge(client: Client, *, limit: int = 20) -> Bridge | None:
         threshold=client.call(b.functions.threshold()),
         tokens=tokens,
         sent=sent,
+        received=received,
     )

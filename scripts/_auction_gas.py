@@ -5,7 +5,16 @@ deposit, withdraw, settle (with and without a bid) and cancel, on the protocol a
 (the Council governs, the house checks the Beekeeper's stablecoin list at `create`).
 
 The state is what a running community has: the house already escrows ENT and eEuro of other
-auctions, bidders gave the house an unlimited eEuro allowance once, sellers hold eEuro."""
+auctions, bidders gave the house an unlimited eEuro allowance once, sellers hold eEuro.
+
+The notes of the rows that miss their target give the lower bound of the scenario, from the
+costs the house cannot change (measured with `debug_traceTransaction`, cancun): the 21,000
+base and the calldata; the coin's own call (eEuro `transferFrom` from a holder to the house,
+17,855 with the cold account; `transfer` between two holders, 15,497: two balance words of
+2,100 + 2,900, the Transfer event, eEuro's lock); ENT's `transfer` to a new holder, 32,244
+(20,000 of it the winner's balance word created); and the storage each operation must change:
+a cold word read is 2,100, rewritten 2,900 more, created 20,000 more, and a word cleared
+refunds 4,800 (at most a fifth of the gas)."""
 
 from __future__ import annotations
 
@@ -59,7 +68,11 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
             "bid, outbidding (paid by transferFrom; the outbid bidder's first refund)",
             tx,
             50_000,
-            note="a new storage slot for the refund: 22,100 of it",
+            note=(
+                "unreachable: 21,000 + 368 calldata + 17,855 eEuro transferFrom + 5,000 the bid"
+                " word + 22,100 the outbid bidder's credit word created + 2,100 the auction's"
+                " terms + 2,100 the bidder's free balance = 70,523 before the event and the lock"
+            ),
         )
     )
     tx = house.bid(a2, 104_040, sender=b1)
@@ -69,6 +82,10 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
             "bid, outbidding (its free balance pays part, transferFrom the rest; outbid new)",
             tx,
             50_000,
+            note=(
+                "unreachable: the row above's 70,523 + 2,900 (the bidder's free balance"
+                " rewritten) = 73,423"
+            ),
         )
     )
     tx = house.deposit(100 * EUR, sender=b3)
@@ -86,11 +103,25 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
             "bid, outbidding (its free balance pays part, transferFrom the rest; outbid known)",
             tx,
             50_000,
+            note=(
+                "unreachable: the row below's 53,423 + 2,900 (the free balance rewritten) = 56,323"
+            ),
         )
     )
     tx = house.bid(a2, 110_409, sender=b4)
     rows.append(
-        row(s, "bid, outbidding (paid by transferFrom; the outbid bidder known)", tx, 50_000)
+        row(
+            s,
+            "bid, outbidding (paid by transferFrom; the outbid bidder known)",
+            tx,
+            50_000,
+            note=(
+                "unreachable: 21,000 + 368 calldata + 17,855 eEuro transferFrom + 5,000 the bid"
+                " word (bidder and price: a full word) + 5,000 the outbid bidder's credit word +"
+                " 2,100 the auction's terms (a second word: 240 bits) = 51,323 > 50,000; + 2,100"
+                " the bidder's free balance (spent first) = 53,423; the rest: event 2,899, lock 300"
+            ),
+        )
     )
     chain.pending_timestamp = end3 - WINDOW // 2
     house.bid(a3, 100_000, sender=b2)
@@ -100,9 +131,31 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
         row(s, "bid, outbidding in the last window (end extended; from the balance)", tx, 50_000)
     )
     tx = house.withdraw(EUR, sender=b2)
-    rows.append(row(s, "withdraw (part of a refund, to an eEuro holder)", tx, 35_000))
+    rows.append(
+        row(
+            s,
+            "withdraw (part of a refund, to an eEuro holder)",
+            tx,
+            35_000,
+            note=(
+                "unreachable: 21,000 + 228 calldata + 15,497 eEuro transfer = 36,725 > 35,000"
+                " before the house's own credit word (5,000), event (1,637) and lock (300)"
+            ),
+        )
+    )
     tx = house.withdraw(house.credit_of(b2), sender=b2)
-    rows.append(row(s, "withdraw (the whole free balance)", tx, 35_000))
+    rows.append(
+        row(
+            s,
+            "withdraw (the whole free balance)",
+            tx,
+            35_000,
+            note=(
+                "unreachable: 21,000 + 240 calldata + 15,497 eEuro transfer + 2,100 + 2,900"
+                " - 4,800 (the credit word read and cleared) = 36,937"
+            ),
+        )
+    )
 
     a4, _, _ = create(seller2)
     tx = house.cancel(a4, sender=seller2)
@@ -116,14 +169,32 @@ def measure_auction(deployer, banker, unit, people: list) -> list[GasRow]:
             "settle (the winner's first ENT, seller holds eEuro)",
             tx,
             70_000,
-            note="22,100 of it: the winner's ENT balance goes 0 → >0; the auction's words cleared",
+            note=(
+                "unreachable: 21,000 + 192 calldata + 32,244 ENT transfer (the winner's balance"
+                " created: 22,100) + 15,497 eEuro transfer + 3 × (2,100 + 2,900 - 4,800) the"
+                " auction's three words read and cleared + 300 lock = 69,833; any event (a LOG1:"
+                " 750) makes it 70,583"
+            ),
         )
     )
     chain.pending_timestamp = max(end3 + WINDOW, chain.pending_timestamp)
     tx = house.settle(a1, sender=b4)
     rows.append(row(s, "settle (winner already holds ENT, seller holds eEuro)", tx, 70_000))
     tx = house.settle(a3, sender=b4)
-    rows.append(row(s, "settle (the winner's first ENT, after an extension)", tx, 70_000))
+    rows.append(
+        row(
+            s,
+            "settle (the winner's first ENT, after an extension)",
+            tx,
+            70_000,
+            note=(
+                "the first settle row's work (88,462 before refunds), cheaper because this"
+                " is the house's last ENT: its ENT balance is cleared too, and the refund hits"
+                " its cap (a fifth: 17,692); 70,000 needs 962 less before refunds, i.e."
+                " AuctionSettled without seller, amount, price and payment (not done)"
+            ),
+        )
+    )
     a5, end5, _ = create(seller)
     chain.pending_timestamp = end5
     tx = house.settle(a5, sender=b4)

@@ -45,7 +45,11 @@ def measure_balancing(governance, people) -> list[GasRow]:
             "commit, consumer, first commitment in a slot nobody opened",
             market.commit(slot, 1, 2_000, unit, BIG, sender=c1),
             COMMIT,
-            note="creates the slot's storage word (+17,100); open_slots avoids it",
+            note=(
+                "unreachable: 21,000 + 1,400 calldata + 22,100 the slot's word created + 22,100"
+                " the commitment's word created + 5,000 the consumer's balance word = 71,600;"
+                " open_slots creates slot words ahead (the rows below)"
+            ),
         )
     )
     opened = market.open_slots(slot + 1, 96, sender=governance)

@@ -12,6 +12,8 @@ class GasRow:
     gas: int
     target: int | None = None
     note: str = ""
+    # The measured transaction (empty for rows computed from several): `ape run gas_trace`.
+    txn_hash: str = ""
 
     @property
     def status(self) -> str:
@@ -21,7 +23,7 @@ class GasRow:
 
 
 def row(section: str, operation: str, receipt, target: int | None = None, note: str = ""):
-    return GasRow(section, operation, int(receipt.gas_used), target, note)
+    return GasRow(section, operation, int(receipt.gas_used), target, note, str(receipt.txn_hash))
 
 
 def to_markdown(rows: list[GasRow], header: str) -> str:
@@ -43,10 +45,16 @@ def to_markdown(rows: list[GasRow], header: str) -> str:
 
 
 def replace_sections(markdown: str, rows: list[GasRow]) -> str:
-    """`markdown` (a generated docs/gas.md) with the sections of `rows` replaced by them (or
-    appended when absent), every other section as it was: `gas_report --only`."""
-    names = {r.section for r in rows}
+    """`markdown` (a generated docs/gas.md) with the sections of `rows` replaced by them in
+    place (or appended when absent), every other section as it was: `gas_report --only`."""
     head, *blocks = markdown.split("\n## ")
-    kept = [b for b in blocks if b.split("\n", 1)[0] not in names]
-    new = to_markdown(rows, "").strip("\n").removeprefix("## ").split("\n## ")
-    return "\n## ".join([head, *(b.rstrip("\n") + "\n" for b in kept + new)])
+    new = to_markdown(rows, "").strip("\n").removeprefix("## ").split("\n## ") if rows else []
+    fresh = {b.split("\n", 1)[0]: b for b in new}
+    out = []
+    for b in blocks:
+        name = b.split("\n", 1)[0]
+        if name in fresh:
+            b = fresh.pop(name)
+        out.append(b)
+    out += fresh.values()
+    return "\n## ".join([head, *(b.rstrip("\n") + "\n" for b in out)])

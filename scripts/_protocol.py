@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 from ape import chain, project
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
@@ -21,6 +22,15 @@ from scripts._calls import encode_call
 from scripts._orderbook import ENT_LOT, ENT_MIN_SIZE, ENT_TICK
 
 DEPLOYMENTS_DIR = Path(__file__).resolve().parent.parent / "deployments"
+
+# `--out-dir` of `ape run deploy` and `ape run deploy_local`.
+out_dir_option = click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEPLOYMENTS_DIR,
+    show_default=True,
+    help="Where deployments/<chain_id>.json is written.",
+)
 
 
 @dataclass

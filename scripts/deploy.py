@@ -34,7 +34,7 @@ from scripts._bridge_deploy import (
     side_of_deployment,
     write_bridged,
 )
-from scripts._protocol import DEPLOYMENTS_DIR, deploy_protocol
+from scripts._protocol import deploy_protocol, out_dir_option
 
 HELP = """Deploy PowerHive (Council, ledger, eEuro, HVT, Beekeeper, order book, auction,
 balancing market, hive market, Bridge) and write deployments/<chain_id>.json (mode 0644)
@@ -74,13 +74,7 @@ def next_steps(path: Path, chain_id: int, rpc: str) -> list[str]:
     is_flag=True,
     help="Overwrite an existing deployments file (kept as <chain_id>.json.<UTC time>.bak).",
 )
-@click.option(
-    "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEPLOYMENTS_DIR,
-    show_default=True,
-    help="Where deployments/<chain_id>.json is written.",
-)
+@out_dir_option
 @click.option(
     "--peer",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

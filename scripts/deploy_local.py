@@ -27,7 +27,7 @@ from oracle.deployments import deployment_path, load_deployment
 from oracle.errors import OracleError
 from scripts._bridge_deploy import bridge_section, deploy_bridge, write_bridged
 from scripts._calls import encode_call
-from scripts._protocol import DEPLOYMENTS_DIR, deploy_protocol, pass_vote
+from scripts._protocol import deploy_protocol, out_dir_option, pass_vote
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = ROOT / ".local"
@@ -136,13 +136,7 @@ def oracle_config(local_dir: Path, rpc: str, deployments: Path, addresses: dict)
     show_default=True,
     help="Where the oracle's files go.",
 )
-@click.option(
-    "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEPLOYMENTS_DIR,
-    show_default=True,
-    help="Where deployments/<chain_id>.json is written.",
-)
+@out_dir_option
 def cli(network, local_dir, out_dir):
     try:
         _deploy_local(local_dir, out_dir)

@@ -12,13 +12,11 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.table import Table
 
-from scripts._auction_gas import measure_auction
-from scripts._balancing_gas import measure_balancing
 from scripts._beekeeper_gas import measure_beekeeper
 from scripts._bridge_gas import measure_bridge
 from scripts._calls import encode_call
 from scripts._gas import GasRow, replace_sections, row, to_markdown
-from scripts._hive_market_gas import measure_hive_market
+from scripts._gas_sections import SECTIONS, measure_section
 from scripts._protocol import deploy_protocol, governed, pass_vote
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "gas.md"
@@ -319,7 +317,7 @@ def _removal_with_full_list(section, council, voters, opened):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DOCS)
 @click.option(
     "--only",
-    type=click.Choice(["hive"]),
+    type=click.Choice(SECTIONS),
     default=None,
     help="Measure one section and replace only it in --out (the others stay as they were).",
 )
@@ -327,9 +325,8 @@ def cli(network, out, only):
     deployer, banker, alice, bob, carol, dave, treasury = (
         accounts.test_accounts[i] for i in range(7)
     )
-    hive = (deployer, treasury, accounts.test_accounts[26], accounts.test_accounts[27])
-    if only == "hive":
-        rows = measure_hive_market(*hive)
+    if only is not None:
+        rows = measure_section(only)
         out.write_text(replace_sections(out.read_text(), rows))
         _print(rows, out)
         return
@@ -344,14 +341,9 @@ def cli(network, out, only):
         owners.append(owner)
     rows += measure_beekeeper(deployer, treasury, alice, bob, owners)
     rows += measure_bridge(deployer, alice, bob, [accounts.test_accounts[i] for i in range(10, 15)])
-    rows += measure_auction(
-        deployer,
-        banker,
-        accounts.test_accounts[7],
-        [accounts.test_accounts[i] for i in range(20, 26)],
-    )
-    rows += measure_balancing(deployer, [accounts.test_accounts[i] for i in range(30, 36)])
-    rows += measure_hive_market(*hive)
+    rows += measure_section("auction")
+    rows += measure_section("balancing")
+    rows += measure_section("hive")
 
     header = (
         "# Gas per operation\n\n"

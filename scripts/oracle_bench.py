@@ -16,8 +16,6 @@ ledger, `tests/oracle/rig.py`):
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import signal
 import statistics
@@ -46,6 +44,7 @@ from tests.oracle.rig import (  # noqa: E402
     OracleSetup,
     deploy_ledger,
     ledger_artifact,
+    machine,
     make_unit,
     wait_for,
 )
@@ -191,18 +190,6 @@ def sustained(artifact, block_time: float | None, duration_s: float, meters: int
     }
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
-
-
 def render(backlogs: list[dict], runs: list[dict], duration_s: float) -> str:
     # The slowest chain decides: a unit must keep up there too.
     slowest = min(runs, key=lambda r: r["delivered"])
@@ -215,7 +202,7 @@ def render(backlogs: list[dict], runs: list[dict], duration_s: float) -> str:
 
     lines = [
         START,
-        f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()} by "
+        f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()} by "
         f"`ape run oracle_bench`, Anvil (cancun); sustained runs on {runs[0]['ledger']}._",
         "",
         "| target | result | |",

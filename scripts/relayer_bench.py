@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import signal
 import statistics
@@ -36,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.oracle import bridge_rig as br  # noqa: E402
 from tests.oracle.bridge_rig import Miner  # noqa: E402
-from tests.oracle.rig import PASSPHRASE, Anvil, wait_for  # noqa: E402
+from tests.oracle.rig import PASSPHRASE, Anvil, machine, wait_for  # noqa: E402
 
 DOC = REPO / "docs" / "bridge.md"
 START, END = "<!-- relayer-bench:start -->", "<!-- relayer-bench:end -->"
@@ -163,18 +162,6 @@ def run(art, relayers: int, threshold: int, duration_s: float, log, timeout: flo
             b.stop()
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
-
-
 def render(runs: list[dict], duration_s: float) -> str:
     def ok(good: bool) -> str:
         return "met" if good else "**missed**"
@@ -184,7 +171,7 @@ def render(runs: list[dict], duration_s: float) -> str:
     hwm = max(r["hwm"] for r in runs)
     lines = [
         START,
-        f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()} by "
+        f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()} by "
         "`ape run relayer_bench`, two Anvil chains (cancun, automine) on the same machine._",
         "",
         "| target | result | |",

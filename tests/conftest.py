@@ -97,6 +97,12 @@ def council_stand_in(accounts):
     return accounts[6]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_role(deployer, banker, alice, bob, attacker, treasury, carol, dave, council_stand_in):
+    """Every shared role exists before the first test: a session fixture first requested in the
+    middle of a module makes Ape rebase its chain isolation (InvalidIsolationWarning)."""
+
+
 @pytest.fixture(scope="module")
 def eeuro(project, deployer):
     return deployer.deploy(project.EEuro, deployer)

@@ -185,18 +185,7 @@ class Dashboard:
         }
 
     def market(self, client: Client, query):
-        book = client.contract("OrderBook")
-        return "market.html", {
-            "book": book.address,
-            "asks": views.levels(client, book, False),
-            "bids": views.levels(client, book, True),
-            "rules": {
-                "tick": client.call(book.functions.tick_size()),
-                "lot": client.call(book.functions.lot_size()),
-                "min": client.call(book.functions.min_size()),
-            },
-            "trades": views.recent_trades(client),
-        }
+        return "market.html", {"books": views.books(client)}
 
     def member(self, client: Client, query):
         address = query.get("address", "").strip()

@@ -67,7 +67,10 @@ def run(env, *args, who=None, ok=True, passphrase=PASS):
     runner = CliRunner(mix_stderr=False)
     extra = ["--keystore", str(env["keys"][who])] if who else []
     result = runner.invoke(
-        main, [*env["base"], *extra, *args], env={"POWERHIVE_PASSPHRASE": passphrase}
+        main,
+        [*env["base"], *extra, *args],
+        env={"POWERHIVE_PASSPHRASE": passphrase},
+        prog_name="powerhive",
     )
     if ok:
         assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
@@ -198,6 +201,12 @@ def test_bad_input_is_one_line(env):
     fails(env, "hive", "enrol", "1", match="Missing argument 'WORKERS...'")
     fails(env, "bridge", "lock", "ENT", "1", match="Missing argument 'RECIPIENT'")
     fails(env, "worker", "prepay", "1", "--bogus", match="No such option: --bogus")
+    # The top-level options are parsed before any command: their errors are one line too.
+    fails(env, "--chain-id", "abc", "ballots", match="'abc' is not a valid integer")
+    fails(env, "--bogus", "ballots", match="No such option: --bogus (see powerhive --help)")
+    fails(env, "--keystore", match="Option '--keystore' requires an argument")
+    fails(env, "nosuch", match="No such command 'nosuch'")
+    fails(env, "--rpc", "not-a-url", "ballots", match="cannot reach the node at not-a-url")
     fails(env, "redeem", "1.0000001", who="bob", match="too many decimals")
     fails(env, "redeem", "1e3", who="bob", match="not a non-negative decimal")
     fails(env, "--chain-id", "4242", "ballots", match="not chain 4242")
@@ -432,6 +441,22 @@ def test_hive_created_grown_shrunk_and_frozen(env):
     run(env, "hive", "drop-meter", "2", m2.address, who="owner")
     fails(env, "hive", "drop-meter", "2", m1.address, who="owner", match="beekeeper: last meter")
     fails(env, "hive", "freeze", "2", who="worker", match="beekeeper:")
+    # The meter's owner switches it off and on again; anyone else is refused.
+    out = run(env, "hive", "meter-status", m2.address, "inactive", "--dry-run").stdout
+    assert f"Beekeeper.change_meter_status(meter={m2.address}, status=inactive (2))" in out
+    assert "nothing sent" in out and keeper.meter_info(m2).status == 1
+    fails(env, "hive", "meter-status", m2.address, "broken", who="owner",
+          match="status 'broken': not 'active' or 'inactive'")  # fmt: skip
+    fails(env, "hive", "meter-status", m2.address, "inactive", who="worker",
+          match="beekeeper: not meter owner")  # fmt: skip
+    fails(env, "hive", "meter-status", "0x1234", "inactive", who="owner",
+          match="not an Ethereum address")  # fmt: skip
+    out = run(env, "hive", "meter-status", m2.address, "inactive", who="owner").stdout
+    assert f"event    MeterStatusChanged(meter={m2.address}, status=2)" in out
+    assert keeper.meter_info(m2).status == 2
+    fails(env, "hive", "add-meter", "2", m2.address, who="owner", match="beekeeper: meter inactive")
+    run(env, "hive", "meter-status", m2.address, "ACTIVE", who="owner")
+    assert keeper.meter_info(m2).status == 1
     out = run(env, "hive", "freeze", "2", who="owner").stdout
     assert "event    HiveFrozen(" in out
     burned = split_cost(paid)[0] + split_cost(keeper.meter_cost())[0]

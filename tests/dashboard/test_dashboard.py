@@ -120,6 +120,19 @@ def world(accounts, chain, project, tmp_path_factory):
     book.place(False, 210_000, 2 * 10**18, False, 0, sender=alice)
     book.place(True, 250_000, 10**18, False, 0, sender=bob)
     eeuro.lock(500_000, sender=bob)
+    # A second stablecoin (18 decimals) and its book: two asks of alice, bob's buy of 1.5 kWh
+    # at 0.300 USD/kWh against the better one, and a resting bid of bob.
+    usd = deployer.deploy(project.MockToken, "USD", 18)
+    governed(p, [deployer], keeper, "add_stablecoin", usd, "USD")
+    governed(p, [deployer], keeper, "create_book", usd, 10**15, 10**15, 10**16)
+    usd_book = project.OrderBook.at(keeper.book_of(usd))
+    usd.mint(bob, 10 * 10**18, sender=deployer)
+    ledger.approve(usd_book, 4 * 10**18, sender=alice)
+    usd.approve(usd_book, 10 * 10**18, sender=bob)
+    usd_book.place(False, 3 * 10**17, 3 * 10**18, False, 0, sender=alice)
+    usd_book.place(False, 32 * 10**16, 10**18, False, 0, sender=alice)
+    usd_trade = usd_book.place(True, 31 * 10**16, 15 * 10**17, False, 0, sender=bob)
+    usd_book.place(True, 25 * 10**16, 5 * 10**17, False, 0, sender=bob)
     # A hive of one meter with its market.
     governed(p, [deployer], keeper, "add_meter", meter, hive_owner, "SN-1", "Acme")
     p.HiveToken.transfer(hive_owner, 2_000 * HVT, sender=deployer)
@@ -129,7 +142,10 @@ def world(accounts, chain, project, tmp_path_factory):
     # A ballot left open: two voters now, one YES.
     governed(p, [deployer], p.Council, "add_voter", voter2)
     p.Council.vote(eeuro, eeuro.set_banker.encode_input(accounts[7]), sender=deployer)
-    return dict(p=p, root=root, a=accounts, alice=alice, bob=bob, unit=unit, chain=chain)
+    return dict(
+        p=p, root=root, a=accounts, alice=alice, bob=bob, unit=unit, chain=chain,
+        usd=usd, usd_book=usd_book, usd_trade=usd_trade,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -224,14 +240,38 @@ def test_every_page_shows_the_chain(world, dashboard, page):
     assert f"active {units.format_wh(info.available_wh)} {units.format_wh(info.locked_wh)}" in row
     assert f"#{info.last_seq}" in row
 
-    # The market: one ask of 1 kWh left at 0.210, the trade of 1 kWh at 0.210 for 0.21 EUR.
+    # The market: every book. ENT / eEuro: one ask of 1 kWh left at 0.210, the trade of 1 kWh
+    # at 0.210 for 0.21 EUR. ENT / USD (the Beekeeper's second book): depth and trade as the
+    # book has them.
     visit(page, dashboard + "/market", "market")
-    depth = page.locator("#depth tr.ask").all_inner_texts()
+    depth = page.locator("#depth-EUR tr.ask").all_inner_texts()
     assert [r.split("\t") for r in depth] == [["ask", "0.210", "1.000", "1"]]
-    assert page.locator("#depth tr.bid").count() == len(p.OrderBook.depth(True, 0, 0)[0]) == 0
-    (trade,) = page.locator("#trades tr").all_inner_texts()[1:]
+    assert page.locator("#depth-EUR tr.bid").count() == len(p.OrderBook.depth(True, 0, 0)[0]) == 0
+    (trade,) = page.locator("#trades-EUR tr").all_inner_texts()[1:]
     cells = trade.split("\t")
     assert cells[2:8] == ["buys", "0.210", "1.000", "0.21", alice.address, bob.address]
+    usd_book = world["usd_book"]
+    price = lambda v: units.format_price(v, quote_decimals=18)  # noqa: E731
+    asks, bids = usd_book.depth(False, 0, 0)[0], usd_book.depth(True, 0, 0)[0]
+    listed = [r.split("\t") for r in page.locator("#books tr").all_inner_texts()[1:]]
+    assert [r[:3] for r in listed] == [
+        ["ENT / EUR", eeuro.address, p.OrderBook.address],
+        ["ENT / USD", world["usd"].address, usd_book.address],
+    ]
+    assert listed[1][3:] == [price(bids[0].price), price(asks[0].price), "1"]
+    shown = [r.split("\t") for r in page.locator("#depth-USD tr.ask").all_inner_texts()]
+    assert shown == [["ask", price(lv.price), kwh(lv.amount), str(lv.orders)] for lv in asks[::-1]]
+    assert shown == [["ask", "0.320", "1.000", "1"], ["ask", "0.300", "1.500", "1"]]
+    shown = [r.split("\t") for r in page.locator("#depth-USD tr.bid").all_inner_texts()]
+    assert shown == [["bid", price(lv.price), kwh(lv.amount), str(lv.orders)] for lv in bids]
+    assert shown == [["bid", "0.250", "0.500", "1"]]
+    (traded,) = [e for e in world["usd_trade"].events if e.event_name == "Traded"]
+    (trade,) = page.locator("#trades-USD tr").all_inner_texts()[1:]
+    value = units.format_units(traded.amount * traded.price // 10**18, 18, min_places=2)
+    assert trade.split("\t")[2:8] == [
+        "buys", price(traded.price), kwh(traded.amount), value, alice.address, bob.address,
+    ]  # fmt: skip
+    assert value == "0.45"
 
     # A member: balances, the session and the resting order of alice; bob's eEuro.
     visit(page, f"{dashboard}/member?address={alice.address}", "member")

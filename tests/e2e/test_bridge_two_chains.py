@@ -7,10 +7,12 @@ limits), then one eEuro round trip A -> B -> A through 2-of-3 attestations, driv
 web3 from the files alone (what an off-chain relayer has), with the invariant after each step.
 """
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -182,6 +184,86 @@ def _sent(bridge, receipt, source_chain) -> Transfer:
     )  # fmt: skip
 
 
+# Anvil's second default account (`w3.eth.accounts[1]`, the holder below): the CLI signs
+# with a keystore of it.
+HOLDER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+def _keystore(root: Path, key: str, address: str) -> Path:
+    path = root / f"{address}.keystore.json"
+    data = Account.encrypt(key, "pass", kdf="scrypt", iterations=2**10)  # fast for the test
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _powerhive(w3, deployments: Path, keystore: Path):
+    """`powerhive --rpc <w3's node> ... ARGS` in process; its stdout (it must succeed)."""
+    from click.testing import CliRunner
+
+    from powerhive.cli import main
+
+    base = ["--rpc", w3.provider.endpoint_uri, "--deployments", str(deployments)]
+    base += ["--keystore", str(keystore)]
+
+    def run(*args) -> str:
+        result = CliRunner(mix_stderr=False).invoke(
+            main, [*base, *args], env={"POWERHIVE_PASSPHRASE": "pass"}, prog_name="powerhive"
+        )
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result.stdout
+
+    return run
+
+
+@contextlib.contextmanager
+def _dashboards(nodes, deployments: Path):
+    """The dashboard of each chain, in process on a free port: chain id -> its URL."""
+    from powerhive.dashboard.app import Dashboard, make_server
+
+    servers = {
+        chain_id: make_server(Dashboard(w3.provider.endpoint_uri, deployments), "127.0.0.1", 0)
+        for chain_id, (_, w3) in nodes.items()
+    }
+    for server in servers.values():
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield {c: f"http://127.0.0.1:{srv.server_address[1]}" for c, srv in servers.items()}
+    finally:
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
+
+
+@contextlib.contextmanager
+def _browser_page():
+    from playwright import sync_api as playwright_api
+
+    from tests.dashboard.test_dashboard import CHROMIUM, SHOTS
+
+    assert CHROMIUM.exists(), "chromium is missing: `make browser` installs it (apt)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 900})
+        finally:
+            browser.close()
+
+
+def _bridge_page(page, url: str, shot: str, token: str, held: int, last_status: str) -> None:
+    """The bridge page: `token`'s held amount (locked or wrapped supply) and the newest
+    transfer out's status, as the chain has them."""
+    from tests.dashboard.test_dashboard import visit
+
+    visit(page, url + "/bridge", shot)
+    rows = [r.split("\t") for r in page.locator("#bridge-tokens tr").all_inner_texts()[1:]]
+    (row,) = [r for r in rows if r[0] == token]
+    kind = "wrapped supply" if token.startswith("Wrapped") else "locked"
+    assert row[4] == f"{held // EUR} {kind}", row
+    newest = page.locator("#bridge-sent tr").all_inner_texts()[1].split("\t")
+    assert (newest[1], newest[-1]) == (token, last_status), newest
+
+
 def test_round_trip_of_eeuro_through_two_of_three(nodes, deployed):
     _, files = deployed
     w3a, w3b = nodes[CHAIN_A][1], nodes[CHAIN_B][1]
@@ -223,13 +305,36 @@ def test_round_trip_of_eeuro_through_two_of_three(nodes, deployed):
     relay(out, bridge_a, bridge_b, w3a, w3b, keys)
     assert wrapped.functions.balanceOf(holder).call() == 60 * EUR
 
-    # B -> A: 25 EUR burned on B, released on A by the other two relayers.
-    burn = bridge_b.functions.burn(wrapped.address, 25 * EUR, CHAIN_A, holder)
-    receipt = _send(w3b, burn, holder)
+    # B -> A: 25 EUR burned on B by `powerhive bridge burn`, released on A by the other two.
+    out_dir = deployed[0]
+    cli = _powerhive(w3b, out_dir, _keystore(out_dir, HOLDER_KEY, holder))
+    dry = cli("bridge", "burn", "wEEUR", "25", holder, "--dry-run")
+    assert f"burn 25 of {wrapped.address} for {holder} on chain {CHAIN_A}" in dry
+    assert wrapped.functions.balanceOf(holder).call() == 60 * EUR
+    sent = cli("bridge", "burn", "wEEUR", "25", holder)
+    assert "event    TransferSent(" in sent and "nonce=0" in sent
+    receipt = w3b.eth.get_transaction_receipt(sent.split("tx ")[-1].strip())
     back = _sent(bridge_b, receipt, CHAIN_B)
+    assert (back.amount, back.recipient, back.dest_chain) == (25 * EUR, holder, CHAIN_A)
     in_flight[back.id()] = back.amount
+    assert wrapped.functions.balanceOf(holder).call() == 35 * EUR
     assert conserved() == 60 * EUR
-    relay(back, bridge_b, bridge_a, w3b, w3a, [RELAYERS[1].key, RELAYERS[2].key])
+    pending = cli("bridge", "pending", "wEEUR")
+    assert f"nonce 0: 25 from {holder} to {holder} on chain {CHAIN_A}" in pending
+    assert "1 pending, 25 in all" in pending
+    assert bridge_b.functions.is_pending(wrapped.address, 0).call()
+    # The dashboards of both chains while the burn is pending: A's lock completed, B's burn
+    # pending, the lock's arrival on B; held amounts as on chain.
+    with _dashboards(nodes, out_dir) as urls, _browser_page() as page:
+        _bridge_page(page, urls[CHAIN_A], "bridge-a", "EEuro", 60 * EUR, "completed")
+        _bridge_page(page, urls[CHAIN_B], "bridge-b", "WrappedEEuro", 35 * EUR, "pending")
+        (arrival,) = page.locator("#bridge-received tr").all_inner_texts()[1:]
+        assert arrival.split("\t")[1:] == ["WrappedEEuro", "0", holder, "60"]
+        relay(back, bridge_b, bridge_a, w3b, w3a, [RELAYERS[1].key, RELAYERS[2].key])
+        _bridge_page(page, urls[CHAIN_B], "bridge-b-done", "WrappedEEuro", 35 * EUR, "completed")
+        _bridge_page(page, urls[CHAIN_A], "bridge-a-done", "EEuro", 35 * EUR, "completed")
+        assert "None yet" not in page.inner_text("#bridge-received")
+    assert "no pending transfers" in cli("bridge", "pending", "wEEUR")
     assert eeuro.functions.balanceOf(holder).call() == 65 * EUR
     assert wrapped.functions.balanceOf(holder).call() == 35 * EUR
     assert conserved() == 35 * EUR == wrapped.functions.totalSupply().call()

@@ -62,6 +62,23 @@ def settings_for(examples: int = EXAMPLES, steps: int = STEPS) -> settings:
     )
 
 
+def deploy_beekeeper(gov: str, treasury: str, hive_cost: int, meter_cost: int):
+    """HVT (supply to `treasury`), the Beekeeper V1 behind its ERC-1967 proxy governed by `gov`
+    (ENT and the stablecoins are mock tokens; order books from the real blueprint), and a V2
+    implementation to upgrade to. Returns (hvt, v1, v2, beekeeper at the proxy's address)."""
+    with boa.env.prank(gov):
+        hvt = quiet(deployer("HiveToken").deploy(treasury))
+        ent = deployer("MockToken").deploy("ENT", 18)
+        blueprint = deployer("OrderBook").deploy_as_blueprint()
+        v1 = deployer("Beekeeper").deploy()
+        v2 = deployer("BeekeeperV2").deploy()
+        init = v1.initialize.prepare_calldata(
+            gov, hvt.address, ent.address, blueprint.address, hive_cost, meter_cost
+        )
+        proxy = deployer("BeekeeperProxy").deploy(v1.address, init)
+    return hvt, v1, v2, quiet(deployer("Beekeeper").at(proxy.address))
+
+
 @dataclass
 class Depth:
     """How much a machine really exercised: examples, steps, and steps per rule."""

@@ -85,21 +85,14 @@ class World:
         self.treasury = boa.env.generate_address("treasury")
         self.owners = boa_env.accounts(2, "owner")
         self.meters = boa_env.accounts(N_METERS, "meter")
+        self.hvt, self.v1, self.v2, self.bk = boa_env.deploy_beekeeper(
+            self.gov, self.treasury, HIVE_COST, METER_COST
+        )
         with boa.env.prank(self.gov):
-            self.hvt = boa_env.quiet(boa_env.deployer("HiveToken").deploy(self.treasury))
             self.coins = [
                 boa_env.deployer("MockToken").deploy("EUR", 6),
                 boa_env.deployer("MockToken").deploy("USD", 18),
             ]
-            ent = boa_env.deployer("MockToken").deploy("ENT", 18)
-            blueprint = boa_env.deployer("OrderBook").deploy_as_blueprint()
-            self.v1 = boa_env.deployer("Beekeeper").deploy()
-            self.v2 = boa_env.deployer("BeekeeperV2").deploy()
-            init = self.v1.initialize.prepare_calldata(
-                self.gov, self.hvt.address, ent.address, blueprint.address, HIVE_COST, METER_COST
-            )
-            proxy = boa_env.deployer("BeekeeperProxy").deploy(self.v1.address, init)
-        self.bk = boa_env.quiet(boa_env.deployer("Beekeeper").at(proxy.address))
         with boa.env.prank(self.gov):
             for i, c in enumerate(self.coins):
                 self.bk.add_stablecoin(c.address, f"C{i}")

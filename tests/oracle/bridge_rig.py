@@ -128,28 +128,43 @@ class Pair:
             for e in logs
         ]
 
+    def _ids(self, chain: Chain, event: str) -> list[str]:
+        logs = getattr(chain.bridge.events, event)().get_logs(from_block=chain.deploy_block)
+        return ["0x" + bytes(e.args.id).hex() for e in logs]
+
     def completed(self, chain: Chain) -> set[str]:
-        logs = chain.bridge.events.TransferCompleted().get_logs(from_block=chain.deploy_block)
-        return {"0x" + bytes(e.args.id).hex() for e in logs}
+        return set(self._ids(chain, "TransferCompleted"))
+
+    def cancelled(self, chain: Chain) -> list[str]:
+        """Every TransferCancelled id on `chain` (a list: a repeat would show)."""
+        return self._ids(chain, "TransferCancelled")
+
+    def refunded(self, chain: Chain) -> list[str]:
+        return self._ids(chain, "TransferRefunded")
 
     def delivered(self) -> bool:
-        """Every transfer the test made is unlocked on its destination and marked on its
-        source."""
+        """Every transfer the test made is settled: unlocked on its destination and marked
+        on its source, or cancelled on its destination and refunded on its source."""
         ids = {c.chain_id: {u["id"] for u in self.unlocked(c)} for c in (self.a, self.b)}
         done = {c.chain_id: self.completed(c) for c in (self.a, self.b)}
+        back = {c.chain_id: set(self.refunded(c)) for c in (self.a, self.b)}
         for t in self.sent:
             dest = CHAIN_B if t["source"] == CHAIN_A else CHAIN_A
+            if t["id"] in back[t["source"]]:
+                continue
             if t["id"] not in ids[dest] or t["id"] not in done[t["source"]]:
                 return False
         return True
 
     def in_flight(self) -> int:
-        """Sent and not yet unlocked on the destination, either direction."""
+        """Sent, neither unlocked on the destination nor refunded on the source (cancelled
+        ones awaiting their refund included), either direction."""
         ids = {c.chain_id: {u["id"] for u in self.unlocked(c)} for c in (self.a, self.b)}
+        back = {c.chain_id: set(self.refunded(c)) for c in (self.a, self.b)}
         total = 0
         for t in self.sent:
             dest = CHAIN_B if t["source"] == CHAIN_A else CHAIN_A
-            if t["id"] not in ids[dest]:
+            if t["id"] not in ids[dest] and t["id"] not in back[t["source"]]:
                 total += t["amount"]
         return total
 
@@ -167,6 +182,13 @@ class Pair:
             for u in unlocks:
                 assert u["id"] in sent, f"unlock of a transfer never sent: {u}"
                 assert u["amount"] == sent[u["id"]]["amount"]
+            # Never both unlocked and cancelled, never cancelled or refunded twice, never a
+            # refund without a cancel on the other side.
+            cancelled, refunded = self.cancelled(chain), self.refunded(chain)
+            assert len(cancelled) == len(set(cancelled)) and len(refunded) == len(set(refunded))
+            assert not set(cancelled) & {u["id"] for u in unlocks}
+            other = self.b if chain is self.a else self.a
+            assert set(refunded) <= set(self.cancelled(other)), "a refund without a cancel"
 
 
 def deploy_pair(

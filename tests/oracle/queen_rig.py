@@ -178,6 +178,7 @@ class QueenSetup:
     workers: list[dict[str, Any]] = field(default_factory=list)
     service: dict[str, Any] = field(default_factory=dict)
     queen: dict[str, Any] = field(default_factory=dict)
+    chain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -202,6 +203,7 @@ class QueenSetup:
                 "rpc_retries": 1,
                 "settle_timeout_s": 5.0,
                 "tx_timeout_s": 10.0,
+                **self.chain,
             },
             "queen": {"hive": self.hive, **self.queen},
             "workers": self.workers,
@@ -235,3 +237,7 @@ class QueenSetup:
 
     def periods(self) -> dict:
         return self._read(lambda store: {p.period: p for p in store.periods()})
+
+    def final(self) -> set[int]:
+        """The periods the outbox holds as final."""
+        return {r["period"] for r in self._read(lambda s: s.export_rows()) or [] if r["final"]}

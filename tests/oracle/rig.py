@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -458,3 +459,16 @@ def depth(setup: OracleSetup) -> int:
         return box.depth()
     finally:
         box.close()
+
+
+def machine() -> str:
+    """The host, for the benchmarks' reports: cores, CPU model and Python version."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"

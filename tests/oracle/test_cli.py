@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -175,6 +176,33 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(bad_runs, case):
     assert len(lines) == 1, err
     assert lines[0].startswith("Error: ") and BAD_INPUT[case] in lines[0], lines[0]
     assert out == ""
+
+
+USAGE_ERRORS = {
+    "unknown option": (["--bogus", "status"], "No such option: --bogus (see oracle --help)"),
+    "unknown command": (["nosuch"], "No such command 'nosuch'. (see oracle --help)"),
+    "a command's unknown option": (["status", "--bogus"], "(see oracle status --help)"),
+    "option without its value": (["status", "--config"], "'--config' requires an argument"),
+    "extra argument": (["read", "extra"], "Got unexpected extra argument (extra)"),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_ERRORS))
+def test_usage_errors_are_one_line(case):
+    args, expected = USAGE_ERRORS[case]
+    result = CliRunner(mix_stderr=False).invoke(main, args, prog_name="oracle")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and result.stdout == "", (result.stdout, result.stderr)
+    assert lines == [lines[0]] and lines[0].startswith("Error: ") and expected in lines[0], lines
+
+
+def test_usage_error_of_the_process_is_one_line():
+    """What an operator sees from the installed command, not only inside click."""
+    exe = shutil.which("oracle")
+    assert exe, "oracle is not installed (pip install -e .)"
+    done = subprocess.run([exe, "--bogus"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == ["Error: No such option: --bogus (see oracle --help)"]
 
 
 def test_read_prints_each_meter(tmp_path):

@@ -21,18 +21,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.oracle import test_faults
 from tests.oracle.rig import (
     PASSPHRASE,
     REAL_LEDGER,
     REPO,
-    Anvil,
     Counters,
     OracleProcess,
     OracleSetup,
-    deploy_ledger,
     depth,
     free_port,
-    make_unit,
     wait_for,
 )
 from tests.oracle.test_faults import (
@@ -44,34 +42,9 @@ from tests.oracle.test_faults import (
     start_after_baseline,
 )
 
-
-@pytest.fixture
-def chain(tmp_path):
-    """A chain of the test's own, persisted to a state file so it survives restarts."""
-    anvil = Anvil(state=tmp_path / "anvil-state.json").start()
-    yield anvil
-    anvil.stop()
-
-
-@pytest.fixture
-def site(chain, artifact, tmp_path):
-    """As in test_faults: a registered unit, one inverter meter, producer and consumer."""
-    w3 = chain.w3()
-    deployments = tmp_path / "deployments"
-    ledger = deploy_ledger(w3, artifact, deployments)
-    unit = make_unit(w3, tmp_path)
-    ledger.register(unit.address)
-    producer, consumer = w3.eth.accounts[1], w3.eth.accounts[2]
-    ledger.open_session(consumer, unit.address)
-    counters = Counters(tmp_path, "meter")
-    setup = OracleSetup(tmp_path, chain.url, deployments, unit)
-    setup.meters = [counters.meter("inverter", rated_power_w=10_000_000, stored=False)]
-    setup.channels = [
-        {"meter": "inverter", "counter": "export", "kind": "produced", "account": producer},
-        {"meter": "inverter", "counter": "import", "kind": "consumed", "account": consumer},
-    ]
-    setup.service["period_s"] = 0.1
-    return setup, ledger, counters, producer, consumer
+# The same fixtures as test_faults: a chain of the test's own (persisted to a state file so it
+# survives restarts) and a registered unit with one inverter meter, producer and consumer.
+chain, site = test_faults.chain, test_faults.site
 
 
 def backup(setup: OracleSetup, to) -> None:

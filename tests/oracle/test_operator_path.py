@@ -130,16 +130,12 @@ def test_export_of_an_empty_outbox_has_headers(setup, tmp_path, producer, passph
     assert json.loads((out / "reports.json").read_text()) == []
 
 
-@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
-def test_over_consumption_in_logs_metrics_and_status(
-    setup, tmp_path, producer, w3, passphrase_env, caplog
-):
-    """A consumer without a session draws energy: the ledger records it (`OverConsumed`),
-    never rejects it, and the operator sees it in the log, /metrics, /health and status."""
+def _consumer_site(setup, tmp_path, producer: str, consumer: str):
+    """A service whose meter produces for `producer` and consumes for `consumer`, with 500 Wh
+    produced and delivered (seq 1): (config path, its counters, the open service)."""
     from oracle.config import load_config
     from oracle.service import open_service
 
-    consumer = w3.eth.accounts[6]  # holds no session with this unit
     counters = Counters(tmp_path, "meter")
     setup.meters = [counters.meter("inverter", stored=False)]
     setup.channels = [
@@ -148,12 +144,23 @@ def test_over_consumption_in_logs_metrics_and_status(
     ]
     path = setup.write()
     service = open_service(load_config(path), passphrase=PASSPHRASE)
+    service.read_once()
+    counters.add(exp=500)
+    service.read_once()
+    while service.deliver_once():
+        pass
+    return path, counters, service
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
+def test_over_consumption_in_logs_metrics_and_status(
+    setup, tmp_path, producer, w3, passphrase_env, caplog
+):
+    """A consumer without a session draws energy: the ledger records it (`OverConsumed`),
+    never rejects it, and the operator sees it in the log, /metrics, /health and status."""
+    consumer = w3.eth.accounts[6]  # holds no session with this unit
+    path, counters, service = _consumer_site(setup, tmp_path, producer, consumer)
     try:
-        service.read_once()
-        counters.add(exp=500)
-        service.read_once()
-        while service.deliver_once():
-            pass
         metrics = service.metrics.exposition().decode()
         assert "oracle_last_seq 1.0" in metrics  # current after the send, not at the next idle
         counters.add(imp=120)
@@ -178,3 +185,45 @@ def test_over_consumption_in_logs_metrics_and_status(
     assert (over["count"], over["wh"], over["last"]["seq"]) == (1, 120, 2)
     text = CliRunner().invoke(main, ["status", "--config", str(path)])
     assert "Over-consumption" in text.output and "120 Wh" in text.output
+
+
+@pytest.mark.skipif(not REAL_LEDGER, reason="over-consumption is the real ledger's rule")
+def test_over_consumption_found_at_reconciliation_is_in_the_metrics(
+    setup, tmp_path, producer, w3, passphrase_env, caplog
+):
+    """The transaction that recorded an over-consumption is mined, but the service never saw
+    its receipt (stopped while waiting, as a crash leaves it): the restarted service finds the
+    report at reconciliation and counts the over-consumption in /metrics and /health, once."""
+    from oracle.config import load_config
+    from oracle.errors import TxPending
+    from oracle.service import open_service
+
+    consumer = w3.eth.accounts[6]
+    path, counters, service = _consumer_site(setup, tmp_path, producer, consumer)
+    try:
+        counters.add(imp=90)
+        service.read_once()
+
+        def receipt_never_seen(signed, give_up=None):
+            raise TxPending(signed.tx_hash)
+
+        service.chain.wait_mined = receipt_never_seen
+        with pytest.raises(TxPending):
+            service.deliver_once()
+        assert "oracle_over_consumed_wh_total{" not in service.metrics.exposition().decode()
+    finally:
+        service.close()
+    caplog.set_level("WARNING", logger="oracle.service")
+    again = open_service(load_config(path), passphrase=PASSPHRASE)
+    try:
+        assert again.deliver_once() is False  # reconciled: the report was on chain
+        again.reconcile()  # a second reconciliation counts nothing again
+        metrics = again.metrics.exposition().decode()
+        assert f'oracle_over_consumed_wh_total{{consumer="{consumer}"}} 90.0' in metrics
+        assert f'oracle_over_consumptions_total{{consumer="{consumer}"}} 1.0' in metrics
+        (record,) = [r for r in caplog.records if "over-consumption" in r.getMessage()]
+        assert (record.consumer, record.seq, record.over_wh) == (consumer, 2, 90)
+        _, health = again.health()
+        assert health["over_consumed_wh"] == 90
+    finally:
+        again.close()

@@ -8,13 +8,16 @@ with nothing marked sent."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from eth_utils import to_checksum_address as to_checksum
 
 from oracle.errors import ConfigError
 from oracle.queen import split
@@ -113,7 +116,7 @@ def assert_exactly_once(setup, hive, expected, pv_first):
     assert hive.next_period() == max(expected) + 1
     # Every transaction the queen recorded is accounted for: mined, or never broadcast.
     txs = setup.txs()
-    assert {t["status"] for t in txs} <= {"mined", "dropped"}, txs
+    assert {t["status"] for t in txs} <= {"mined", "dropped", "reorged"}, txs
     mined = [t for t in txs if t["status"] == "mined"]
     assert sum(t["workers"] for t in mined) == len(settled) * len(hive.workers)
     assert not hive.state()[6]  # no period left open
@@ -332,8 +335,8 @@ def test_the_queen_replaced_while_running_stops_with_the_period_kept(tmp_path, c
 
 def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chain, rig):
     """Another process with the queen's key settles the first worker of a recorded period
-    (other numbers): the queen sends only the rest, and reports the period in an error line,
-    a metric and /health; the chain's numbers stand."""
+    (other numbers): the queen sends only the rest, adopts the other batch, reports the
+    differing numbers in an error line, a metric and /health, and records the chain's."""
     setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
     port = free_port()
     setup.service.update(http_enabled=True, http_port=port)
@@ -357,19 +360,25 @@ def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chai
     wait_for(lambda: setup.periods()[p].status == "settled", 30, "the period settled")
     health = _health(port)
     assert health["status"] == "degraded"
-    assert _metrics(port)["queen_foreign_periods_total"] == 1
+    metrics = _metrics(port)
+    assert metrics["queen_foreign_periods_total"] == 1
+    assert metrics["queen_chain_mismatch_periods_total"] == 1
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     errors = [json.loads(x) for x in proc.log_text().splitlines() if '"level": "error"' in x]
     message = (
-        f"period {p} of hive {hive.id}: 1 of its 3 workers were settled by transactions this "
-        "outbox did not sign: another queen process uses this key (stop it), or the outbox "
-        "was restored from an older backup"
+        f"period {p} of hive {hive.id}: the chain settled other numbers than this outbox "
+        f"recorded for 1 of its 3 workers ({hive.workers[0]}: chain 0/30 Wh, outbox 0/40 Wh); "
+        "the chain's are recorded: another queen process uses this key (stop it), or the "
+        "outbox was restored from an older backup"
     )
     assert [e["msg"] for e in errors] == [message] and message in health["problems"]
     settled = hive.settled()[p]
     assert sorted(w for w, _, _ in settled) == sorted(hive.workers)  # each worker once
     assert settled[0] == (hive.workers[0], 0, 30)  # the chain's numbers stand
+    recorded = {e.worker: e for e in setup.periods()[p].entries}
+    assert (recorded[hive.workers[0]].produced, recorded[hive.workers[0]].consumed) == (0, 30)
+    assert [t["status"] for t in setup.txs() if t["period"] == p].count("adopted") == 1
 
 
 def test_an_owner_deposit_short_is_waited_out(tmp_path, chain, rig):
@@ -459,3 +468,270 @@ def test_a_health_port_in_use_is_one_line_and_exit_1(tmp_path, chain, rig):
     assert proc.log_text().splitlines() == [
         f"Error: cannot serve health and metrics on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def _status(setup, period: int) -> str | None:
+    found = setup.periods().get(period)
+    return None if found is None else found.status
+
+
+def _mine(w3, blocks: int) -> None:
+    for _ in range(blocks):
+        w3.provider.make_request("evm_mine", [])
+
+
+def _queen_export(config: Path, out: Path) -> list[dict]:
+    import csv
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oracle",
+            "queen-export",
+            "--config",
+            str(config),
+            "--csv",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    with out.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_reorg_that_drops_a_settled_period_sends_it_again(tmp_path, chain, rig):
+    """A settled period is final only `confirmations` blocks deep; a reorganisation that drops
+    the block of its batch (before that) sends it back to pending and the queen submits it
+    again, once. Then `queen-export` has every period and worker with the settling tx, and a
+    restart with a short retention deletes the final periods, never the pending one."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
+    setup.chain["confirmations"] = 2
+    w3 = chain.w3()
+    expected: dict[int, dict] = {}
+    proc = start(setup, tmp_path)
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    p0 = close_and_expect(hive, meters, expected, imp=(10, 0), exp=(0, 20))
+    wait_for(lambda: _status(setup, p0) == "settled", 30, "the first period settled")
+    assert p0 not in setup.final()
+    _mine(w3, 2)
+    wait_for(lambda: p0 in setup.final(), 30, "the first period final")
+
+    p1 = close_and_expect(hive, meters, expected, imp=(30, 0), exp=(0, 40))
+    wait_for(lambda: _status(setup, p1) == "settled", 30, "the second period settled")
+    [first] = [t for t in setup.txs() if t["period"] == p1]
+    # The block of its batch (and any after it) replaced by an empty one.
+    _reorg = w3.provider.make_request
+    answer = _reorg("anvil_reorg", [w3.eth.block_number - first["block_number"] + 1, []])
+    assert "error" not in answer, answer
+    assert hive.next_period() == p1
+    wait_for(lambda: "a reorganisation dropped" in proc.log_text(), 30, "the reorg noticed")
+    wait_for(lambda: _status(setup, p1) == "settled", 30, "the period sent again")
+    assert hive.next_period() == p1 + 1
+    _mine(w3, 2)
+    wait_for(lambda: p1 in setup.final(), 30, "the second period final")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+    # Sent again with the nonce the chain went back to: the same transaction (same hash) when
+    # the fees came out the same, else a new one beside the `reorged` one.
+    statuses = sorted(t["status"] for t in setup.txs() if t["period"] == p1)
+    assert statuses in (["mined"], ["mined", "reorged"]), statuses
+    reorgs = [
+        json.loads(line)
+        for line in proc.log_text().splitlines()
+        if "a reorganisation dropped a settled period" in line
+    ]
+    assert [r["period"] for r in reorgs] == [p1]
+
+    # The export: a row per period and worker, the chain's Wh, the tx that settled it.
+    rows = _queen_export(setup.write(), tmp_path / "periods.csv")
+    assert len(rows) == 2 * 3
+    settled = hive.settled()
+    mined = {t["period"]: t["tx_hash"] for t in setup.txs() if t["status"] == "mined"}
+    for row in rows:
+        period = int(row["period"])
+        assert (row["worker"], int(row["produced_wh"]), int(row["consumed_wh"])) in settled[period]
+        assert row["tx_hashes"] == mined[period] and row["final"] == "True"
+    assert {r["name"] for r in rows} == {"house", "shop", "pv"}
+
+    # Retention: a period that ends while the queen is stopped stays pending (the chain's
+    # clock is moved past it but the queen is not running to submit it before the prune).
+    setup.service["retain_days"] = 1e-9
+    hive.close_period()
+    proc = start(setup, tmp_path, name="queen2.log")
+    wait_for(lambda: p1 not in setup.periods(), 30, "the final periods pruned")
+    assert p0 not in setup.periods()
+    wait_for(lambda: setup.periods().get(p1 + 1) is not None, 30, "the new period recorded")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert "settled periods past the retention deleted" in proc.log_text()
+
+
+def test_an_outbox_restored_from_an_older_backup_takes_the_chains_periods(tmp_path, chain, rig):
+    """The outbox is restored from a copy taken two periods ago: the periods the chain already
+    has are marked settled from the chain (nothing sent again), the numbers the restored copy
+    measured otherwise (one reading split over both) are reported and replaced by the
+    chain's; the next period goes out as usual."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig, batch_size=3)
+    proc = start(setup, tmp_path)
+    p0 = close_and_expect(hive, meters, {}, imp=(10, 0), exp=(0, 20))
+    wait_for(lambda: _status(setup, p0) == "settled", 30, "period 0 settled")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    backup = tmp_path / "backup"
+    shutil.copytree(setup.state_dir, backup)
+
+    proc = start(setup, tmp_path, name="queen2.log")
+    p1 = close_and_expect(hive, meters, {}, imp=(100, 0))
+    wait_for(lambda: _status(setup, p1) == "settled", 30, "1")
+    p2 = close_and_expect(hive, meters, {}, imp=(300, 0))
+    wait_for(lambda: _status(setup, p2) == "settled", 30, "2")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    before = hive.settled()
+    signed = len(setup.txs())
+
+    shutil.rmtree(setup.state_dir)
+    shutil.copytree(backup, setup.state_dir)
+    assert signed > len(setup.txs())
+    proc = start(setup, tmp_path, name="queen3.log")
+    wait_for(lambda: _status(setup, p2) == "settled", 30, "2")
+    p3 = close_and_expect(hive, meters, {}, imp=(5, 0), exp=(0, 7))
+    wait_for(lambda: _status(setup, p3) == "settled", 30, "3")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+
+    after = hive.settled()
+    assert {p: after[p] for p in before} == before  # nothing sent again for 0, 1, 2
+    assert sorted(w for w, _, _ in after[p3]) == sorted(hive.workers)
+    recorded = setup.periods()
+    for p in (p1, p2):  # the chain's numbers in the outbox
+        assert sorted((e.worker, e.produced, e.consumed) for e in recorded[p].entries) == sorted(
+            after[p]
+        )
+    house = hive.workers[0]
+    assert {e.worker: e.consumed for e in recorded[p3].entries}[house] == 5
+    errors = [json.loads(x)["msg"] for x in proc.log_text().splitlines() if '"error"' in x]
+    assert len(errors) == 2, errors
+    assert errors[0].startswith(
+        f"period {p1} of hive {hive.id}: the chain settled other numbers than this outbox "
+        f"recorded for "
+    )
+    assert f"{house}: chain 0/100 Wh, outbox 0/200 Wh" in errors[0]
+    assert f"{house}: chain 0/300 Wh, outbox 0/200 Wh" in errors[1]
+    # The chain's batches this copy did not sign are kept (for the reorg check, the export).
+    adopted = {t["period"] for t in setup.txs() if t["status"] == "adopted"}
+    assert adopted == {p1, p2}
+    rows = _queen_export(setup.write(), tmp_path / "periods.csv")
+    row = next(r for r in rows if int(r["period"]) == p1 and r["worker"] == house)
+    assert (row["consumed_wh"], row["recorded_consumed_wh"]) == ("100", "200")
+
+
+def test_a_chain_that_keeps_answering_worker_already_settled(tmp_path):
+    """A node whose latest state lags its pending one: `submit` is refused "worker already
+    settled" for a worker the latest state shows unsettled. The worker is checked on chain
+    (settled in the pending state) and taken as done; the rest is sent once, and nothing is
+    sent again while the chain catches up (no loop of refused submissions)."""
+    from oracle.chain import Mined, SignedReport
+    from oracle.errors import ReportReverted
+    from oracle.queen import MarketState, Queen, SettledBatch, _Reconcile, _Wait
+    from oracle.queen_store import Entry, Period, QueenStore
+
+    queen_address = "0x" + "99" * 20
+    workers = [to_checksum(f"0x{i:040x}") for i in (1, 2, 3)]
+    stale = workers[1]
+
+    class LaggingChain:
+        unit = queen_address
+        market_from_block = 0
+        _nonce = None
+
+        def __init__(self):
+            self.settled: dict[str, int] = {stale: -1}
+            self.pending: dict[str, int] = {stale: 0}
+            self.next_period, self.signed, self.refused = 0, [], 0
+
+        def market_state(self, hive):
+            done = sum(1 for w in workers if self.settled.get(w, -1) >= 0)
+            return MarketState(0, 60, self.next_period, 3, done, 0 < done < 3, queen_address, 1)
+
+        def worker_state(self, worker, block="latest"):
+            table = self.pending if block == "pending" else self.settled
+            return 1, max(table.get(worker, -1), self.settled.get(worker, -1)), 10**6
+
+        def sign_submit(self, hive, period, batch):
+            if any(self.pending.get(e.worker, -1) >= period.period for e in batch):
+                self.refused += 1
+                raise ReportReverted("market: worker already settled")
+            self.signed.append([e.worker for e in batch])
+            return SignedReport(f"0x{len(self.signed):064x}", b"", 0, "submit", 0, len(batch), 1)
+
+        def broadcast(self, signed):
+            pass
+
+        def wait_mined(self, signed, give_up=None):
+            for w in self.signed[-1]:
+                self.settled[w] = self.pending[w] = 0
+            return Mined(signed.tx_hash, 1, 50_000, (), "0x" + "ab" * 32)
+
+        def batches(self, hive, period, from_block):
+            return [
+                SettledBatch(
+                    f"0x{i + 1:064x}", 1, "0x" + "ab" * 32, tuple(Entry(w, 1, 2) for w in ws)
+                )
+                for i, ws in enumerate(self.signed)
+            ] + [SettledBatch("0x" + "cd" * 32, 1, "0x" + "ab" * 32, (Entry(stale, 1, 2),))]
+
+    config = parse_queen_config(
+        {
+            "service": {"state_dir": str(tmp_path), "http_enabled": False},
+            "chain": {
+                "rpc_url": "http://127.0.0.1:1",
+                "chain_id": 1,
+                "deployments_dir": str(tmp_path),
+                "keystore": str(tmp_path / "k.json"),
+            },
+            "queen": {"hive": 1, "batch_size": 3},
+            "workers": [
+                {"name": f"w{i}", "rated_power_w": 1, "address": w} for i, w in enumerate(workers)
+            ],
+        }
+    )
+    store = QueenStore(tmp_path / "queen.sqlite")
+    store.record([Period(0, tuple(Entry(w, 1, 2) for w in workers))], {}, 1)
+    fake = LaggingChain()
+    queen = Queen(config, fake, store, {})
+    with pytest.raises(_Reconcile):
+        queen.deliver(store.oldest_pending())
+    assert store.done_workers(0) == {stale}
+    assert fake.signed == [[workers[0], workers[2]]] and fake.refused == 1
+    for _ in range(3):  # the chain has not caught up: waited, nothing sent or refused again
+        with pytest.raises(_Wait):
+            queen.deliver(store.oldest_pending())
+    assert fake.signed == [[workers[0], workers[2]]] and fake.refused == 1
+    fake.settled[stale], fake.next_period = 0, 1  # caught up: the period closed
+    queen.deliver(store.oldest_pending())
+    assert store.oldest_pending() is None and store.counts()["settled"] == 1
+    assert queen.metrics.already_settled._value.get() == 1
+    queen.close()
+
+
+def test_retention_deletes_only_final_settled_periods(tmp_path):
+    from oracle.queen_store import Entry, Period, QueenStore
+
+    store = QueenStore(tmp_path / "queen.sqlite")
+    entries = (Entry("0x" + "11" * 20, 5, 0),)
+    store.record([Period(p, entries) for p in range(4)], {}, 4)
+    store.tx_sent("0xaa", 0, 0, 0, 1)
+    for p in (0, 1, 2):
+        store.mark_settled(p)
+    store.mark_final(0)
+    store.mark_final(2)
+    assert store.prune(time.time() - 3600) == 0  # settled just now: within the retention
+    assert store.prune(time.time() + 1) == 2
+    assert [(p.period, p.status) for p in store.periods()] == [(1, "settled"), (3, "pending")]
+    assert store.txs() == []  # the pruned period's transaction went with it
+    store.close()

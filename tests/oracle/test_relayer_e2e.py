@@ -246,6 +246,91 @@ def test_reorg_under_the_cursor_on_either_chain(pair, setups, chains, miner):
     assert logs.count("reorg under the cursor: rewound") >= 2 * len(setups)
 
 
+REFUND_DELAY = 7 * 86400
+
+
+def test_a_transfer_refused_for_good_is_cancelled_and_refunded_through_a_kill(
+    pair, setups, chains, miner
+):
+    """B's Council lowers B's inbound per-transfer maximum under a lock's amount: its unlock
+    is refused for a reason no wait ends. While it is younger than REFUND_DELAY it waits (a
+    transfer under the maximum goes through meanwhile); once B's clock is past it, the
+    relayers cancel it on B (M CANCEL attestations) and refund it on A. Every relayer runs
+    with a crash point right after broadcasting a cancel: the one that sends it is
+    SIGKILLed there and restarted. The sender has its tokens back once, nothing unlocked."""
+    _, b = chains
+    small = 10 * br.ENT
+    pair.b.governed(
+        pair.b.bridge, "set_limit", pair.b.token.address, br.INBOUND, br.CAPACITY, br.RATE, small
+    )
+    procs = []
+    try:
+        env = {"POWERHIVE_RELAYER_CRASHPOINT": "after_broadcast_cancel:1"}
+        procs = [start(s, env) for s in setups]
+        wait_for(lambda: all(serving(s, p) for s, p in zip(setups, procs, strict=True)), SLOW, "up")
+        holder = pair.holder(3)
+        balance = pair.a.token.functions.balanceOf(holder).call()
+        stuck = pair.lock(holder, 5 * small)
+        fine = pair.lock(pair.holder(0), small)
+        wait_for(
+            lambda: any(u["id"] == fine["id"] for u in pair.unlocked(pair.b)), SLOW, "the unlock"
+        )
+        wait_for(
+            lambda: any(
+                stuck["id"] in ((s.health() or {}).get("chains", {}).get("B", {}).get("stuck", []))
+                for s in setups
+            ),
+            SLOW,
+            "the unlock refused for good",
+        )
+        # Younger than REFUND_DELAY: nothing is cancelled (the Bridge would refuse it too).
+        assert pair.cancelled(pair.b) == [] and all(p.alive() for p in procs)
+        answer = b.w3().provider.make_request("evm_increaseTime", [REFUND_DELAY + 60])
+        assert "error" not in answer, answer
+        kills = 0
+
+        def refunded() -> bool:
+            nonlocal kills
+            for i, p in enumerate(procs):
+                if not p.alive():
+                    assert p.wait(30) == -signal.SIGKILL, p.log_text()[-3000:]
+                    kills += 1
+                    procs[i] = start(setups[i])
+            return stuck["id"] in pair.refunded(pair.a)
+
+        wait_for(refunded, SLOW, "the stuck transfer cancelled and refunded", every=0.2)
+        settle(pair, procs)
+        assert kills >= 1, "no relayer was killed after broadcasting the cancel"
+        assert pair.cancelled(pair.b) == [stuck["id"]]
+        assert pair.refunded(pair.a) == [stuck["id"]]
+        assert not any(u["id"] == stuck["id"] for u in pair.unlocked(pair.b))
+        assert pair.a.token.functions.balanceOf(holder).call() == balance
+        # Nothing is left to do, and no relayer keeps trying (its stuck list is empty).
+        wait_for(
+            lambda: all(
+                (s.health() or {}).get("chains", {}).get("B", {}).get("stuck") == [] for s in setups
+            ),
+            SLOW,
+            "no transfer left stuck",
+        )
+        stop_all(procs)
+        logs = "".join(s.root.joinpath("relayer.log").read_text() for s in setups)
+        assert '"point": "after_broadcast_cancel"' in logs
+        assert "refund mined" in logs
+    finally:
+        for p in procs:
+            p.kill()
+        pair.b.governed(
+            pair.b.bridge,
+            "set_limit",
+            pair.b.token.address,
+            br.INBOUND,
+            br.CAPACITY,
+            br.RATE,
+            br.MAX_TRANSFER,
+        )
+
+
 def _relay_once(config, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "oracle", "relay", "--config", str(config)],

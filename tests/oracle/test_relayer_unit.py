@@ -23,11 +23,12 @@ from oracle.bridge_codec import (
 )
 from oracle.config import to_toml
 from oracle.errors import ChainError, ConfigError, StateError
-from oracle.relayer import DOWN_LOG_S, BridgeClient, Relayer, Side, bridge_abi
+from oracle.relayer import DOWN_LOG_S, PRUNE_EVERY_S, BridgeClient, Relayer, Side, bridge_abi
 from oracle.relayer_config import load_relayer_config, parse_relayer_config
 from oracle.relayer_store import (
     CANCELLED,
     COMPLETED,
+    REFUNDED,
     SENT,
     UNLOCKED,
     Event,
@@ -186,6 +187,79 @@ def test_rewind_brings_back_the_work_a_lost_block_held(store):
     # A reorgs below the lock: nothing to relay any more.
     store.rewind(A, None)
     assert store.cursor(A) is None and store.needs_unlock(A, B, ACTION_UNLOCK) == []
+
+
+def test_retention_removes_settled_transfers_only(store):
+    """Settled (marked or refunded on the source) transfers go by age and beyond a count,
+    with all their events on both chains; nothing still to do is ever removed."""
+    day = 86400.0
+    t = {n: transfer(n) for n in range(7)}
+    hid = {n: "0x" + t[n].id().hex() for n in t}
+    store.advance(A, [sent_event(t[n], 10 + n) for n in t], 20, "0xa20", 50, now=0.0)
+    # 0, 1, 2 unlocked and marked (settled on days 1, 2, 40); 3 unlocked, not marked;
+    # 4 cancelled and refunded (day 3); 5 cancelled, not refunded; 6 pending.
+    for n in (0, 1, 2, 3):
+        store.advance(B, [other_event(B, UNLOCKED, t[n], 30 + n)], 40, "0xb40", 50, now=0.0)
+    for n in (4, 5):
+        store.advance(B, [other_event(B, CANCELLED, t[n], 30 + n)], 40, "0xb40", 50, now=0.0)
+    for n, at, kind in ((0, 1, COMPLETED), (1, 2, COMPLETED), (2, 40, COMPLETED)):
+        store.advance(A, [other_event(A, kind, t[n], 50 + n)], 60, "0xa60", 50, now=at * day)
+    store.advance(A, [other_event(A, REFUNDED, t[4], 54)], 60, "0xa60", 50, now=3 * day)
+    pending = {
+        "unlock": ids(store.needs_unlock(A, B, ACTION_UNLOCK)),
+        "mark": ids(store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED)),
+        "refund": ids(store.needs_settle(A, B, CANCELLED, REFUNDED, ACTION_REFUND)),
+    }
+    assert pending == {"unlock": [hid[6]], "mark": [hid[3]], "refund": [hid[5]]}
+    assert store.prune(41 * day, None, None) == 0
+    # By age (30 days at day 41): 0, 1 and 4 go, with their events on both chains.
+    assert store.prune(41 * day, 30 * day, None) == 3
+    assert store.transfers() == 4
+    for n in (0, 1, 4):
+        assert store.sent(hid[n]) is None and not store.has(B, UNLOCKED, hid[n])
+        assert not store.has(B, CANCELLED, hid[n]) and not store.has(A, COMPLETED, hid[n])
+    assert store.counts(B)[UNLOCKED] == 2 and store.counts(B)[CANCELLED] == 1
+    # By count: no settled transfer kept; 2 goes, 3, 5 and 6 are still to do and stay.
+    assert store.prune(41 * day, None, 0) == 1
+    assert store.transfers() == 3 and store.counts(A)[COMPLETED] == 0
+    assert ids(store.needs_unlock(A, B, ACTION_UNLOCK)) == pending["unlock"]
+    assert ids(store.needs_settle(A, B, UNLOCKED, COMPLETED, ACTION_DELIVERED)) == pending["mark"]
+    assert ids(store.needs_settle(A, B, CANCELLED, REFUNDED, ACTION_REFUND)) == pending["refund"]
+    # The newest N settled are kept.
+    for n in (3, 5):
+        kind = COMPLETED if n == 3 else REFUNDED
+        store.advance(A, [other_event(A, kind, t[n], 60 + n)], 70, "0xa70", 50, now=(42 + n) * day)
+    assert store.prune(50 * day, None, 1) == 1
+    assert store.sent(hid[5]) is not None and store.sent(hid[3]) is None
+    assert store.sent(hid[6]) is not None
+
+
+def test_the_relayer_prunes_by_its_config_at_start_and_then_periodically(tmp_path):
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [0.0]
+    data = config_data(tmp_path, service__retention_days=0, service__retention_transfers=1)
+    config = parse_relayer_config(data)
+    sides = [
+        Side(cfg, chain, start_block=1, verified=True)
+        for cfg, chain in zip(config.chains, (a, b), strict=True)
+    ]
+    r = ScanOnly(
+        config, RelayerStore(tmp_path / "p.sqlite"), sides, Account.create(), clock=lambda: now[0]
+    )
+    for n in range(3):
+        tn = transfer(n)
+        r.store.advance(
+            A, [sent_event(tn, 5 + n), other_event(A, COMPLETED, tn, 20 + n)], 30, "0xa", 10
+        )
+    assert r.prune() == 2 and r.store.transfers() == 1
+    t3 = transfer(3)
+    r.store.advance(A, [sent_event(t3, 9), other_event(A, COMPLETED, t3, 31)], 31, "0xa", 10)
+    now[0] += 1.0
+    assert r.prune() == 0  # not yet due
+    now[0] += PRUNE_EVERY_S
+    assert r.prune() == 1 and r.metrics.pruned._value.get() == 3
+    with pytest.raises(ConfigError, match="retention_days"):
+        parse_relayer_config(config_data(tmp_path, service__retention_days=-1))
 
 
 def test_binding_refuses_another_key_or_bridge(store):
@@ -409,6 +483,97 @@ def test_a_block_the_node_lacks_under_its_head_is_a_rewind_not_an_outage(tmp_pat
     assert sorted(w.transfer.nonce for w in unlocks) == [0, 1]
 
 
+class CountingNode(Node):
+    def __init__(self, chain: FakeChain):
+        super().__init__(chain)
+        self.requests = 0
+
+    def make_request(self, method, params):
+        self.requests += 1
+        return super().make_request(method, params)
+
+
+def test_a_permanent_gap_at_a_range_end_backs_off_and_is_reported_once(tmp_path, caplog):
+    """A node that cannot return a block under its head: a scan range ending in it used to
+    return "more to scan now" for ever, and the loop never slept. Now scanning that chain
+    backs off (the other chain and acting go on), the gap is logged once and shown in the
+    metrics, and scanning resumes once the block is there."""
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [1000.0]
+    r = scanner(tmp_path, a, b, confirmations=1)
+    r._clock = lambda: now[0]
+    r.act_once = lambda: 0  # scanning only (the fake chains have no Bridge to call)
+    client = NodeClient(a)
+    client.node = CountingNode(a)
+    client.w3.provider = client.node
+    r.sides[A].client = client
+    a.extend(3)  # head 5
+    r.turn()
+    assert r.store.cursor(A)[0] == 4
+    t = transfer(0)
+    a.add(t)  # block 6
+    a.extend(12)  # head 18; ranges of 5: 5..9 then 10..14 and 15..17
+    client.node.missing = {9}
+    caplog.set_level(logging.INFO, logger="oracle.relayer")
+    assert r.turn() == 0  # no progress: the run loop sleeps poll_s
+    requests = client.node.requests
+    for _ in range(50):
+        now[0] += 0.009  # 50 turns within the first backoff (0.5 s)
+        assert r.turn() == 0
+    assert client.node.requests == requests, "chain A scanned again while backing off"
+    assert r.store.cursor(A)[0] == 4
+    assert r.metrics.gap.labels("A")._value.get() == 9
+    # Chain B is still scanned meanwhile.
+    b.extend(5)
+    r.turn()
+    assert r.store.cursor(B)[0] == b.block_number() - 1
+    # Tries again after each backoff (doubling up to retry_max_s), logged once.
+    for _ in range(6):
+        now[0] += r.config.service.retry_max_s
+        assert r.turn() == 0
+    assert r.sides[A].gap_failures == 7
+    assert r.metrics.gaps.labels("A")._value.get() == 7
+    gap_logs = [rec for rec in caplog.records if "no block at the end" in rec.getMessage()]
+    assert len(gap_logs) == 1 and gap_logs[0].block == 9
+    # The node gets the block back: scanning resumes where it stood.
+    client.node.missing = set()
+    now[0] += r.config.service.retry_max_s
+    r.turn()
+    assert r.store.cursor(A)[0] == a.block_number() - 1
+    assert [w.transfer for w in r.store.needs_unlock(A, B, ACTION_UNLOCK)] == [t]
+    assert r.metrics.gap.labels("A")._value.get() == 0
+    assert any("readable again" in rec.getMessage() for rec in caplog.records)
+
+
+class FlippingChain(FakeChain):
+    """An endpoint whose backends disagree about block `flip`: each read gives the other
+    hash."""
+
+    flip = -1
+    reads = 0
+
+    def block_hash(self, number: int) -> str | None:
+        if number == self.flip:
+            self.reads += 1
+            return f"0x{self.reads % 2:064x}"
+        return super().block_hash(number)
+
+
+def test_an_end_block_whose_hash_flips_during_the_read_is_read_again_later(tmp_path):
+    """The range's end block has another hash after `eth_getLogs` than before (a reorg during
+    the read, or backends that disagree): the range is not stored, and the scan reports no
+    progress, so the loop sleeps `poll_s` before reading it again instead of spinning."""
+    a, b = FlippingChain(A, 12), FakeChain(B, 3)
+    a.flip = 5  # the end of the first range (1..5)
+    r = scanner(tmp_path, a, b, confirmations=1)
+    r.act_once = lambda: 0
+    assert r.turn() == 0
+    assert r.store.cursor(A) is None and a.calls == 1 and a.reads == 2
+    a.flip = -1
+    scan_all(r, A)
+    assert r.store.cursor(A)[0] == a.block_number() - 1
+
+
 def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path, caplog):
     a, b = FakeChain(A, 3), FakeChain(B, 3)
     now = [100.0]
@@ -427,6 +592,105 @@ def test_a_chain_that_stays_down_is_logged_again_when_its_error_changes(tmp_path
         ("chain still unreachable", "block 7 not found"),
         ("chain still unreachable", "block 7 not found"),
     ]
+
+
+class RefusingClient(NodeClient):
+    """A real client (the Bridge's ABI encodes the calls) whose every estimate reverts with
+    `reason`; it counts the estimates."""
+
+    def __init__(self, chain: FakeChain, reason: str):
+        super().__init__(chain)
+        self.reason, self.estimates = reason, 0
+
+    def batch(self, requests_):
+        assert all(method == "eth_estimateGas" for method, _ in requests_), requests_
+        self.estimates += len(requests_)
+        return [{"error": {"message": f"execution reverted: {self.reason}"}} for _ in requests_]
+
+
+def test_an_unlock_found_done_for_a_settled_transfer_is_not_retried_every_few_seconds(tmp_path):
+    """After pruning, a source rescanned from its start brings back a settled transfer's
+    `TransferSent` and `TransferCompleted` but not the destination's unlock: the unlock
+    looks needed, its estimate says "already processed", and it is then left alone for
+    `SETTLED_HOLD_S`, not estimated again every `MINED_HOLD_S`."""
+    from oracle.relayer import MINED_HOLD_S, SETTLED_HOLD_S
+
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    now = [0.0]
+    r = scanner(tmp_path, a, b)
+    r._clock = lambda: now[0]
+    side = r.sides[B]
+    side.client = RefusingClient(b, "bridge: already processed")
+    side.relayers, side.threshold, side.up = [r.address], 1, True
+    side.set_read_at = 1e18  # no re-read of the set (there is no Bridge)
+    settled, fresh = transfer(0), transfer(1)
+    r.store.advance(
+        A,
+        [sent_event(settled, 5), sent_event(fresh, 6, 1), other_event(A, COMPLETED, settled, 9)],
+        9,
+        "0xa9",
+        10,
+    )
+    works = r.store.needs_unlock(A, B, ACTION_UNLOCK)
+    assert len(works) == 2 and r._submit(side, works) == 2
+    assert side.client.estimates == 2
+    now[0] += MINED_HOLD_S + 0.1
+    assert r._submit(side, works) == 1 and side.client.estimates == 3  # only the fresh one
+    now[0] += SETTLED_HOLD_S
+    assert r._submit(side, works) == 2
+
+
+# -- cancelling what can never be unlocked ---------------------------------------------------
+
+
+def test_only_a_permanent_refusal_older_than_refund_delay_is_cancelled(tmp_path):
+    """The cancel policy: an unlock refused for a reason no wait ends (over the per-transfer
+    maximum, a token not listed, ...) is cancelled once the transfer is REFUND_DELAY old by
+    the destination's clock; a temporary refusal (pause, rate limit, missing signatures) is
+    waited out; an unlock that goes through again (the Council raised the maximum) forgets it.
+    """
+    from oracle.relayer_store import Work
+
+    a, b = FakeChain(A, 3), FakeChain(B, 3)
+    r = scanner(tmp_path, a, b)
+    side = r.sides[B]
+    side.refund_delay = 7 * 86400
+    clock = {"B": 0}
+    side.client.latest_timestamp = lambda: clock["B"]
+    submitted = []
+    r._submit = lambda s, works: submitted.append(works) or len(works)
+    t = {n: transfer(n) for n in range(4)}
+    works = [Work(B, ACTION_UNLOCK, t[n], "0x" + t[n].id().hex(), 0.0) for n in t]
+    temporary = (
+        "bridge: paused",
+        "bridge: over limit, wait 3000 s",
+        "bridge: fewer than M signatures",
+        "bridge: signer not a relayer",
+    )
+    for w, reason in zip(works, temporary, strict=True):
+        r._note_unlock_estimate(side, w, reason, 50.0)
+    r._note_unlock_estimate(side, works[1], "bridge: over per-transfer max", 60.0)
+    r._note_unlock_estimate(side, works[2], "bridge: token not listed", 70.0)
+    assert sorted(tid for _, tid in r._stuck) == sorted([works[1].id, works[2].id])
+    # A second refusal keeps the first time (the cancel's turn-taking counts from it).
+    r._note_unlock_estimate(side, works[1], "bridge: over per-transfer max", 99.0)
+    clock["B"] = t[1].timestamp + side.refund_delay - 1
+    assert r._cancel_stuck(side, works) == 0 and submitted == []
+    assert r.metrics.stuck.labels("B")._value.get() == 2
+    # Transfer 1 is REFUND_DELAY old now, transfer 2 (sent a second later) not yet.
+    clock["B"] += 1
+    assert r._cancel_stuck(side, works) == 1
+    [[cancel]] = submitted
+    assert (cancel.chain_id, cancel.action, cancel.transfer, cancel.since) == (
+        B,
+        ACTION_CANCEL,
+        t[1],
+        60.0,
+    )
+    # The unlock of 2 goes through after all; 1 is no longer to unlock (cancelled).
+    r._note_unlock_estimate(side, works[2], None, 80.0)
+    assert r._cancel_stuck(side, [works[0], works[2], works[3]]) == 0
+    assert r._stuck == {} and r.metrics.stuck.labels("B")._value.get() == 0
 
 
 # -- signing policy ---------------------------------------------------------------------------

@@ -28,6 +28,12 @@ def consumer(accounts):
     return accounts[12]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ledger_roles(unit, unit2, unit_owner, producer, consumer):
+    """These roles exist before a module's first test (module scope: some modules name their own
+    `unit`): a session fixture first requested mid-module makes Ape rebase its isolation."""
+
+
 @pytest.fixture(scope="module")
 def ledger(project, deployer, unit, unit2, unit_owner):
     led = deployer.deploy(project.EnergyLedger, deployer)
