@@ -15,18 +15,31 @@
         owner and repaid to the owner first from the worker's next prepayment or earnings.
 @dev Packed words (bit 0 = least significant):
 
-     worker word | balance + 2**95 0..95 | hive 96..127 | settled period + 1 128..159 |
-                 | rated max Wh 160..191 (0: not enrolled) | forecast period + 1 192..223 |
+     worker pair | two workers of one hive per word, `_pairs[hive << 16 | index >> 1]`: the
+                 | worker of even index in bits 0..127, of odd index in 128..255, each:
+       (half)    | balance + 2**93 0..93 | settled parity 94 | forecast flag 95 |
+                 | rated max Wh 96..127 (0: not enrolled) |
+     profile     | `_workers[worker]`: index in its hive 0..15 | reputation score 32..63 |
+                 | forecasts scored 64..95 | hive 96..127 | forecast period + 1 192..223 |
                  | forecast net Wh + 2**31 224..255 |
      hive word   | start 0..39 | period seconds 40..71 | next period 72..103 | decimals 104..111 |
                  | workers 112..127 | open: submitted 128..143 | open flag 144 |
+                 | indices used 160..175 |
      tariffs     | grid buy 0..31 | grid sell 32..63 | hive buy 64..95 | hive sell 96..127 |
                  | (pending only) effective period 128..159 | pending flag 160 |
      open period | declared P 0..63 | declared C 64..127 | cumulative P 128..191 | cum C 192..255 |
-     reputation  | score 0..31 | forecasts scored 32..63 |
 
-     Why one worker word: a settled worker costs one cold read and one write (2,100 + 2,900
-     gas); its balance, membership, period guard, cap and forecast are all in it. Tariffs are
+     Why two workers per word (issue 13: at most 6,000 gas per worker): settlement reads and
+     writes only the pair words, so two workers share one cold read and one write (2,100 +
+     2,900 gas, then 100 + 100 for the second). A worker's index is fixed at its first
+     enrolment in the hive (never reused: a removed worker keeps its balance there) and
+     the queen's entries name workers by index; membership is the half's rated maximum
+     (0: not enrolled). The settled parity is the parity of the next period to settle
+     for the worker: enrol sets it to the hive's next period's, settlement checks and
+     flips it, and as a period closes only when every enrolled worker was settled once,
+     all enrolled workers share it whenever no period is open. The forecast flag says a
+     forecast waits in the profile (read only then; scoring it writes the reputation in
+     the same word). Tariffs are
      in 1e-4 of the coin's unit per kWh (20 cents = 2000): amount = Wh x tariff x 10**decimals
      / 10**7. Consumers' amounts round up, producers' down, the owner takes the exact
      residual, so nothing is created by rounding.
@@ -80,6 +93,7 @@ struct WorkerView:
     max_wh: uint256
     forecast_period: int256
     forecast_wh: int256
+    index: uint256
 
 
 struct MarketView:
@@ -104,6 +118,10 @@ struct Ranked:
 MAX_BATCH: public(constant(uint256)) = 128
 # @dev The Beekeeper's bound on meters per hive, so every hive's workers fit two batches.
 MAX_WORKERS: public(constant(uint256)) = 128
+# @dev Indices a hive hands out over its life (one per worker's first enrolment there, never
+#      reused, so a removed worker's balance stays at its index); only the hive's owner
+#      enrols, each worker a Beekeeper meter of the hive, so only the owner can use them up.
+MAX_INDICES: public(constant(uint256)) = 2**16 - 1
 # @dev `ranking` returns at most this many workers.
 MAX_RANKED: public(constant(uint256)) = 16
 # @dev The platform fee never exceeds 10% of what consumers pay.
@@ -111,12 +129,15 @@ MAX_FEE_BPS: public(constant(uint256)) = 1000
 # @dev Reputation score scale: 10000 = every forecast exact.
 SCORE_ONE: public(constant(uint256)) = 10000
 DEFAULT_TARIFFS: constant(uint256) = 2000 | (500 << 32) | (1000 << 64) | (1000 << 96)
-OFFSET96: constant(int256) = 2**95
+OFFSET94: constant(int256) = 2**93
 OFFSET32: constant(int256) = 2**31
 MASK32: constant(uint256) = 2**32 - 1
 MASK40: constant(uint256) = 2**40 - 1
 MASK64: constant(uint256) = 2**64 - 1
-MASK96: constant(uint256) = 2**96 - 1
+MASK94: constant(uint256) = 2**94 - 1
+MASK128: constant(uint256) = 2**128 - 1
+PARITY: constant(uint256) = 1 << 94
+FLAG: constant(uint256) = 1 << 95
 MASK160: constant(uint256) = 2**160 - 1
 MASK16: constant(uint256) = 2**16 - 1
 MASK8: constant(uint256) = 2**8 - 1
@@ -139,7 +160,9 @@ _tariffs: HashMap[uint256, uint256]
 _pending: HashMap[uint256, uint256]
 _open: HashMap[uint256, uint256]
 _workers: HashMap[address, uint256]
-_reputation: HashMap[address, uint256]
+_pairs: HashMap[uint256, uint256]
+# @dev A hive's worker of index i (its first enrolment there): `(hive << 16) | i`.
+member: public(HashMap[uint256, address])
 
 
 event GovernanceTransferred:
@@ -246,8 +269,9 @@ event BatchSettled:
     paid_out: uint256
     fee: uint256
     owner_delta: int256
-    # The batch as submitted: with the tariffs and totals in force, each worker's amount
-    # follows from the settlement rule (docs/protocol.md), so no event per worker (~2,900 gas).
+    # The batch as submitted (workers by index: `member`): with the tariffs and totals in
+    # force, each worker's amount follows from the settlement rule (docs/protocol.md), so no
+    # event per worker (~2,900 gas).
     entries: DynArray[uint256, MAX_BATCH]
 
 
@@ -435,6 +459,8 @@ def enrol(hive: uint256, workers: DynArray[address, MAX_WORKERS], max_wh: DynArr
     """
     @notice Enrols meters of the hive as workers, each with its rated maximum Wh per period.
     @dev Not while a period is half submitted: the worker count of an open period is fixed.
+         A worker enrolled in the hive before gets its index (and balance) back; a new one
+         the hive's next index (at most `MAX_INDICES` over the hive's life).
     @param hive The hive.
     @param workers Meters of the hive (Beekeeper), active.
     @param max_wh Their rated maxima (1 .. 2**32 - 1), one per worker.
@@ -444,28 +470,41 @@ def enrol(hive: uint256, workers: DynArray[address, MAX_WORKERS], max_wh: DynArr
     assert (hw >> 144) & 1 == 0, "market: period open"
     assert len(workers) == len(max_wh), "market: length mismatch"
     count: uint256 = (hw >> 112) & MASK16
+    used: uint256 = (hw >> 160) & MASK16
+    # Due for the hive's next period: a re-enrolled worker is not settled again for
+    # periods already settled.
+    parity: uint256 = ((hw >> 72) & 1) << 94
     for i: uint256 in range(len(workers), bound=MAX_WORKERS):
         w: address = workers[i]
         m: uint256 = max_wh[i]
         info: MeterView = staticcall BEEKEEPER.meter_info(w)
         assert info.hive == hive and info.status == METER_ACTIVE, "market: not a meter of the hive"
         assert m > 0 and m <= MASK32, "market: bad rated maximum"
-        word: uint256 = self._workers[w]
-        if word != 0:
-            assert (word >> 160) & MASK32 == 0, "market: already enrolled"
-            assert (word >> 96) & MASK32 == hive or word & MASK96 == convert(OFFSET96, uint256), (
-                "market: balance in another hive"
-            )
-        else:
-            word = convert(OFFSET96, uint256)
-        # A re-enrolled worker cannot be settled again for periods already settled.
-        settled: uint256 = (hw >> 72) & MASK32
-        word = (word & MASK96) | (hive << 96) | (settled << 128) | (m << 160)
-        self._workers[w] = word
+        prof: uint256 = self._workers[w]
+        index: uint256 = used
+        ub: uint256 = convert(OFFSET94, uint256)
+        if prof != 0:
+            old: uint256 = (prof >> 96) & MASK32
+            at: uint256 = prof & MASK16
+            half: uint256 = self._half(self._pairs[self._key(old, at)], at)
+            assert half >> 96 == 0, "market: already enrolled"
+            if old == hive:
+                index = at
+                ub = half & MASK94
+            else:
+                assert half & MASK94 == convert(OFFSET94, uint256), "market: balance in another hive"
+        if index == used:
+            assert used < MAX_INDICES, "market: worker table full"
+            self.member[(hive << 16) | index] = w
+            used += 1
+        key: uint256 = self._key(hive, index)
+        self._pairs[key] = self._put(self._pairs[key], index, ub | parity | (m << 96))
+        # The reputation stays with the worker (bits 32..95); a forecast does not.
+        self._workers[w] = index | (prof & (MASK64 << 32)) | (hive << 96)
         count += 1
         log WorkerEnrolled(hive=hive, worker=w, max_wh=m)
     assert count <= MAX_WORKERS, "market: too many workers"
-    self._hives[hive] = (hw & ~(MASK16 << 112)) | (count << 112)
+    self._hives[hive] = (hw & ~(MASK16 << 112) & ~(MASK16 << 160)) | (count << 112) | (used << 160)
 
 
 @external
@@ -478,13 +517,19 @@ def remove_worker(hive: uint256, worker: address):
     """
     hw: uint256 = self._market(hive)
     assert (hw >> 144) & 1 == 0, "market: period open"
-    word: uint256 = self._workers[worker]
-    assert (word >> 96) & MASK32 == hive and (word >> 160) & MASK32 != 0, "market: not a worker"
+    prof: uint256 = self._workers[worker]
+    index: uint256 = prof & MASK16
+    key: uint256 = self._key(hive, index)
+    word: uint256 = self._pairs[key]
+    half: uint256 = self._half(word, index)
+    assert (prof >> 96) & MASK32 == hive and half >> 96 != 0, "market: not a worker"
     owner: address = (staticcall BEEKEEPER.hive_info(hive)).owner
     if msg.sender != owner:
         info: MeterView = staticcall BEEKEEPER.meter_info(worker)
         assert info.hive != hive or info.status != METER_ACTIVE, "market: not the hive owner"
-    self._workers[worker] = word & ~(MASK32 << 160) & ~(MASK64 << 192)
+    # The balance stays at the worker's index; its rated maximum and forecast go.
+    self._pairs[key] = self._put(word, index, half & MASK94)
+    self._workers[worker] = prof & ~(MASK64 << 192)
     count: uint256 = (hw >> 112) & MASK16
     self._hives[hive] = (hw & ~(MASK16 << 112)) | ((count - 1) << 112)
     log WorkerRemoved(hive=hive, worker=worker)
@@ -530,16 +575,20 @@ def prepay(amount: uint256):
             to the hive owner's deposit.
     @param amount Stablecoin base units.
     """
-    word: uint256 = self._workers[msg.sender]
-    hive: uint256 = (word >> 96) & MASK32
-    assert hive != 0 and (word >> 160) & MASK32 != 0, "market: not a worker"
-    balance: int256 = self._balance(word)
+    prof: uint256 = self._workers[msg.sender]
+    hive: uint256 = (prof >> 96) & MASK32
+    index: uint256 = prof & MASK16
+    key: uint256 = self._key(hive, index)
+    word: uint256 = self._pairs[key]
+    half: uint256 = self._half(word, index)
+    assert hive != 0 and half >> 96 != 0, "market: not a worker"
+    balance: int256 = self._balance(half)
     repaid: uint256 = 0
     if balance < 0:
         repaid = min(amount, convert(-balance, uint256))
         self.deposit_of[hive] += repaid
     balance += convert(amount, int256)
-    self._workers[msg.sender] = self._with_balance(word, balance)
+    self._pairs[key] = self._put(word, index, self._with_balance(half, balance))
     log Prepaid(worker=msg.sender, amount=amount, repaid=repaid)
     self._pull(self.coin_of[hive], amount)
 
@@ -552,14 +601,20 @@ def withdraw(amount: uint256):
             the higher of the current and pending grid buy tariffs.
     @param amount Stablecoin base units.
     """
-    word: uint256 = self._workers[msg.sender]
-    balance: int256 = self._balance(word)
+    prof: uint256 = self._workers[msg.sender]
+    hive: uint256 = (prof >> 96) & MASK32
+    index: uint256 = prof & MASK16
+    key: uint256 = self._key(hive, index)
+    word: uint256 = self._pairs[key]
+    half: uint256 = self._half(word, index)
+    balance: int256 = self._balance(half)
     assert convert(amount, int256) + self._reserve(msg.sender) <= balance, (
         "market: balance reserved"
     )
-    self._workers[msg.sender] = self._with_balance(word, balance - convert(amount, int256))
+    if hive != 0:
+        self._pairs[key] = self._put(word, index, self._with_balance(half, balance - convert(amount, int256)))
     log Withdrawn(worker=msg.sender, amount=amount)
-    self._push(self.coin_of[(word >> 96) & MASK32], msg.sender, amount)
+    self._push(self.coin_of[hive], msg.sender, amount)
 
 
 @external
@@ -570,13 +625,19 @@ def post_forecast(period: uint256, net_wh: int256):
     @param period The period id.
     @param net_wh Forecast net Wh, |net_wh| < 2**31.
     """
-    word: uint256 = self._workers[msg.sender]
-    hive: uint256 = (word >> 96) & MASK32
-    assert (word >> 160) & MASK32 != 0, "market: not a worker"
+    prof: uint256 = self._workers[msg.sender]
+    hive: uint256 = (prof >> 96) & MASK32
+    index: uint256 = prof & MASK16
+    key: uint256 = self._key(hive, index)
+    word: uint256 = self._pairs[key]
+    half: uint256 = self._half(word, index)
+    assert hive != 0 and half >> 96 != 0, "market: not a worker"
     assert period > self._current_period(self._hives[hive]), "market: period started"
     assert period < MASK32 and net_wh > -OFFSET32 and net_wh < OFFSET32, "market: bad forecast"
-    word = (word & (2**192 - 1)) | ((period + 1) << 192) | (convert(net_wh + OFFSET32, uint256) << 224)
-    self._workers[msg.sender] = word
+    prof = (prof & (2**192 - 1)) | ((period + 1) << 192) | (convert(net_wh + OFFSET32, uint256) << 224)
+    self._workers[msg.sender] = prof
+    if half & FLAG == 0:
+        self._pairs[key] = self._put(word, index, half | FLAG)
     log ForecastPosted(worker=msg.sender, period=period, net_wh=net_wh)
 
 
@@ -587,7 +648,8 @@ def post_forecast(period: uint256, net_wh: int256):
 def submit(hive: uint256, period: uint256, production: uint256, consumption: uint256, batch: DynArray[uint256, MAX_BATCH]):
     """
     @notice Submits and settles one batch of a period's certified energy.
-    @dev Each entry is `produced << 192 | consumed << 160 | worker` (Wh, each < 2**32). The
+    @dev Each entry is `produced << 192 | consumed << 160 | index` (Wh, each < 2**32; the
+         worker's index in the hive, `worker(w).index`, < 2**16; other bits zero). The
          first batch opens the period `period` (which must be the next one and over) with the
          hive's totals of net production P and net consumption C; each batch settles its
          workers at once against those totals; the batch that reaches every enrolled worker
@@ -639,21 +701,26 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
     paid_in: uint256 = 0
     received: uint256 = 0
     paid_out: uint256 = 0
-    mark: uint256 = period + 1
-    off: uint256 = convert(OFFSET96, uint256)
+    # A worker due for this period has settled parity `period & 1`; settling flips it.
+    due: uint256 = (period & 1) << 94
+    base: uint256 = hive << 16
+    off: uint256 = convert(OFFSET94, uint256)
     for entry: uint256 in batch:
         # Bounds that make the unsafe arithmetic below exact: Wh < 2**32, totals < 2**64,
-        # prices < 2**32 * 10**36 < 2**152, the biased balance `ub` (balance + 2**95) < 2**96.
-        w: address = convert(entry & MASK160, address)
+        # prices < 2**32 * 10**36 < 2**152, the biased balance `ub` (balance + 2**93) < 2**94.
+        index: uint256 = entry & MASK16
         produced: uint256 = (entry >> 192) & MASK32
         consumed: uint256 = (entry >> 160) & MASK32
-        assert entry >> 224 == 0, "market: bad entry"
-        word: uint256 = self._workers[w]
-        cap: uint256 = (word >> 160) & MASK32
-        assert cap != 0 and (word >> 96) & MASK32 == hive, "market: not a worker of the hive"
-        assert (word >> 128) & MASK32 < mark, "market: worker already settled"
+        assert entry & ~(MASK64 << 160 | MASK16) == 0, "market: bad entry"
+        key: uint256 = base | (index >> 1)
+        sh: uint256 = (index & 1) << 7
+        word: uint256 = self._pairs[key]
+        half: uint256 = (word >> sh) & MASK128
+        cap: uint256 = half >> 96
+        assert cap != 0, "market: not a worker of the hive"
+        assert half & PARITY == due, "market: worker already settled"
         assert produced <= cap and consumed <= cap, "market: above rated maximum"
-        ub: uint256 = word & MASK96
+        ub: uint256 = half & MASK94
         if consumed > produced:
             net: uint256 = unsafe_sub(consumed, produced)
             nc: uint256 = unsafe_add(cum_c, net)
@@ -675,7 +742,7 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
                 log WorkerShort(
                     hive=hive,
                     period=period,
-                    worker=w,
+                    worker=self.member[base | index],
                     shortfall=unsafe_sub(bill, have),
                     debt=unsafe_sub(off, unsafe_sub(ub, bill)),
                 )
@@ -698,12 +765,11 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
                 # A producer in debt repays the owner, who fronted it, from its earnings first.
                 received = unsafe_add(received, min(got, unsafe_sub(off, ub)))
             ub = unsafe_add(ub, got)
-            assert ub <= MASK96, "market: balance overflow"
-        word = (word & ~MASK96 & ~(MASK32 << 128)) | ub | (mark << 128)
-        fp: uint256 = (word >> 192) & MASK32
-        if fp != 0 and fp <= mark:
-            word = self._score(w, word, fp, period, convert(produced, int256) - convert(consumed, int256), cap)
-        self._workers[w] = word
+            assert ub <= MASK94, "market: balance overflow"
+        half = (half & (FLAG | (MASK32 << 96))) | ub | (due ^ PARITY)
+        if half & FLAG != 0:
+            half = self._score(base | index, half, period, convert(produced, int256) - convert(consumed, int256), cap)
+        self._pairs[key] = (word & ~(MASK128 << sh)) | (half << sh)
         submitted = unsafe_add(submitted, 1)
     assert cum_p <= total_p and cum_c <= total_c, "market: totals exceeded"
     fee: uint256 = paid_in * self.fee_bps // 10000
@@ -748,21 +814,27 @@ def submit(hive: uint256, period: uint256, production: uint256, consumption: uin
 @external
 def worker(worker: address) -> WorkerView:
     """
-    @notice A worker's record: hive, balance (negative: debt), last settled period (-1: none),
-            rated maximum (0: not enrolled), pending forecast (period -1: none).
+    @notice A worker's record: hive, balance (negative: debt), last settled period (-1: none;
+            for a worker not enrolled, the hive's last), rated maximum (0: not enrolled),
+            pending forecast (period -1: none) and its index in the hive (the queen's entries
+            name it by this index).
     @param worker The worker.
     @return The record.
     """
-    word: uint256 = self._workers[worker]
-    if word == 0:
+    prof: uint256 = self._workers[worker]
+    if prof == 0:
         return empty(WorkerView)
+    hive: uint256 = (prof >> 96) & MASK32
+    index: uint256 = prof & MASK16
+    half: uint256 = self._half(self._pairs[self._key(hive, index)], index)
     return WorkerView(
-        hive=(word >> 96) & MASK32,
-        balance=self._balance(word),
-        settled_period=convert((word >> 128) & MASK32, int256) - 1,
-        max_wh=(word >> 160) & MASK32,
-        forecast_period=convert((word >> 192) & MASK32, int256) - 1,
-        forecast_wh=convert(word >> 224, int256) - OFFSET32,
+        hive=hive,
+        balance=self._balance(half),
+        settled_period=convert(self._next_for(self._hives[hive], half), int256) - 1,
+        max_wh=half >> 96,
+        forecast_period=convert((prof >> 192) & MASK32, int256) - 1,
+        forecast_wh=convert(prof >> 224, int256) - OFFSET32,
+        index=index,
     )
 
 
@@ -774,7 +846,9 @@ def debt_of(worker: address) -> uint256:
     @param worker The worker.
     @return The debt in base units.
     """
-    balance: int256 = self._balance(self._workers[worker])
+    prof: uint256 = self._workers[worker]
+    index: uint256 = prof & MASK16
+    balance: int256 = self._balance(self._half(self._pairs[self._key((prof >> 96) & MASK32, index)], index))
     if balance >= 0:
         return 0
     return convert(-balance, uint256)
@@ -864,8 +938,8 @@ def reputation(worker: address) -> (uint256, uint256):
     @param worker The worker.
     @return score (0 .. SCORE_ONE), count.
     """
-    r: uint256 = self._reputation[worker]
-    return r & MASK32, r >> 32
+    prof: uint256 = self._workers[worker]
+    return (prof >> 32) & MASK32, (prof >> 64) & MASK32
 
 
 @view
@@ -882,10 +956,14 @@ def ranking(hive: uint256, n: uint256) -> DynArray[Ranked, MAX_RANKED]:
     meters: DynArray[address, 128] = staticcall BEEKEEPER.hive_meters(hive)
     keys: DynArray[uint256, 128] = []
     for m: address in meters:
-        word: uint256 = self._workers[m]
-        r: uint256 = self._reputation[m]
-        if (word >> 160) & MASK32 != 0 and (word >> 96) & MASK32 == hive and r >> 32 != 0:
-            keys.append(((r & MASK32) << 192) | ((r >> 32) << 160) | convert(m, uint256))
+        prof: uint256 = self._workers[m]
+        score: uint256 = (prof >> 32) & MASK32
+        count: uint256 = (prof >> 64) & MASK32
+        if prof == 0 or (prof >> 96) & MASK32 != hive or count == 0:
+            continue
+        index: uint256 = prof & MASK16
+        if self._half(self._pairs[self._key(hive, index)], index) >> 96 != 0:
+            keys.append((score << 192) | (count << 160) | convert(m, uint256))
     out: DynArray[Ranked, MAX_RANKED] = []
     for _: uint256 in range(min(n, MAX_RANKED), bound=MAX_RANKED):
         best: uint256 = 0
@@ -932,47 +1010,81 @@ def _current_period(hw: uint256) -> uint256:
 
 
 @pure
-def _balance(word: uint256) -> int256:
-    if word == 0:
-        return 0
-    return convert(word & MASK96, int256) - OFFSET96
+def _key(hive: uint256, index: uint256) -> uint256:
+    return (hive << 16) | (index >> 1)
 
 
 @pure
-def _with_balance(word: uint256, balance: int256) -> uint256:
-    assert balance > -OFFSET96 and balance < OFFSET96, "market: balance overflow"
-    return (word & ~MASK96) | convert(balance + OFFSET96, uint256)
+def _half(word: uint256, index: uint256) -> uint256:
+    return (word >> ((index & 1) << 7)) & MASK128
 
 
-def _score(w: address, word: uint256, fp: uint256, period: uint256, net: int256, cap: uint256) -> uint256:
-    # A forecast for this period is scored; an older one (the worker was not settled then) is dropped.
-    out: uint256 = word & (2**192 - 1)
+@pure
+def _put(word: uint256, index: uint256, half: uint256) -> uint256:
+    sh: uint256 = (index & 1) << 7
+    return (word & ~(MASK128 << sh)) | (half << sh)
+
+
+@pure
+def _balance(half: uint256) -> int256:
+    if half == 0:
+        return 0
+    return convert(half & MASK94, int256) - OFFSET94
+
+
+@pure
+def _with_balance(half: uint256, balance: int256) -> uint256:
+    assert balance > -OFFSET94 and balance < OFFSET94, "market: balance overflow"
+    return (half & ~MASK94) | convert(balance + OFFSET94, uint256)
+
+
+@pure
+def _next_for(hw: uint256, half: uint256) -> uint256:
+    # The first period not settled for an enrolled worker: the hive's next, or the one
+    # after it when the worker was settled in the open period (its parity flipped).
+    nxt: uint256 = (hw >> 72) & MASK32
+    if half >> 96 != 0 and (hw >> 144) & 1 == 1 and ((half >> 94) & 1) != nxt & 1:
+        return nxt + 1
+    return nxt
+
+
+def _score(member: uint256, half: uint256, period: uint256, net: int256, cap: uint256) -> uint256:
+    # A forecast for this period is scored; an older one (the worker was not settled then)
+    # is dropped; a later one waits (the flag stays).
+    w: address = self.member[member]
+    word: uint256 = self._workers[w]
+    fp: uint256 = (word >> 192) & MASK32
+    if fp > period + 1:
+        return half
+    out: uint256 = half & ~FLAG
     if fp != period + 1:
+        self._workers[w] = word & (2**192 - 1)
         return out
     forecast: int256 = convert(word >> 224, int256) - OFFSET32
     err: uint256 = convert(abs(forecast - net), uint256)
     accuracy: uint256 = SCORE_ONE - min(SCORE_ONE, err * SCORE_ONE // cap)
-    r: uint256 = self._reputation[w]
-    count: uint256 = r >> 32
+    count: uint256 = (word >> 64) & MASK32
     score: uint256 = accuracy
     if count > 0:
-        score = ((r & MASK32) * 3 + accuracy) // 4
-    self._reputation[w] = score | ((count + 1) << 32)
+        score = (((word >> 32) & MASK32) * 3 + accuracy) // 4
+    self._workers[w] = (word & (MASK16 | (MASK32 << 96))) | (score << 32) | (min(count + 1, MASK32) << 64)
     log ReputationChanged(worker=w, period=period, error_wh=err, score=score)
     return out
 
 
 @view
 def _reserve(worker: address) -> int256:
-    word: uint256 = self._workers[worker]
-    cap: uint256 = (word >> 160) & MASK32
-    if cap == 0:
+    prof: uint256 = self._workers[worker]
+    hive: uint256 = (prof >> 96) & MASK32
+    index: uint256 = prof & MASK16
+    half: uint256 = self._half(self._pairs[self._key(hive, index)], index)
+    cap: uint256 = half >> 96
+    if prof == 0 or cap == 0:
         return 0
-    hive: uint256 = (word >> 96) & MASK32
     hw: uint256 = self._hives[hive]
     if (staticcall BEEKEEPER.hive_info(hive)).status != HIVE_ACTIVE:
         return 0
-    nxt: uint256 = (word >> 128) & MASK32  # first period not settled for the worker
+    nxt: uint256 = self._next_for(hw, half)  # first period not settled for the worker
     running: uint256 = self._current_period(hw) + 1  # periods started
     if running <= nxt:
         return 0

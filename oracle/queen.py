@@ -106,13 +106,10 @@ def _word(value: int) -> str:
     return "0x" + value.to_bytes(32, "big").hex()
 
 
-def unpack(word: int) -> Entry:
-    """A market entry word back into (worker, produced, consumed)."""
-    return Entry(
-        to_checksum_address(f"0x{word & (2**160 - 1):040x}"),
-        (word >> 192) & (2**32 - 1),
-        (word >> 160) & (2**32 - 1),
-    )
+def unpack(word: int, worker: str) -> Entry:
+    """A market entry word back into (worker, produced, consumed); `worker` is the address
+    of the index the word names (`QueenClient.member`)."""
+    return Entry(worker, (word >> 192) & (2**32 - 1), (word >> 160) & (2**32 - 1))
 
 
 @dataclass(frozen=True)
@@ -176,6 +173,13 @@ class QueenClient(ChainClient):
     # Where the market's events start (its deployment block).
     market_from_block: int = 0
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # The market's index of each worker in its hive (`worker(w).index`, fixed from its
+        # first enrolment there and never reused): entries name workers by it.
+        self.indices: dict[str, int] = {}
+        self._members: dict[tuple[int, int], str] = {}
+
     @property
     def market(self):
         return self.ledger
@@ -204,12 +208,14 @@ class QueenClient(ChainClient):
         )  # fmt: skip
 
     def worker_state(self, worker: str, block: str = "latest") -> tuple[int, int, int]:
-        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled)) at `block`."""
+        """(hive, settled period (-1: none), rated maximum Wh (0: not enrolled)) at `block`;
+        also notes the worker's index in its hive, which `sign_submit`'s entries name it by."""
         self._ensure_poa()
         try:
             w = self.rpc(self.market.functions.worker(worker).call, block_identifier=block)
         except (ContractLogicError, BadFunctionCallOutput):
             w = self.view("worker", worker)  # the one-line error for a contract that is not
+        self.indices[worker] = int(w[6])
         return int(w[0]), int(w[2]), int(w[3])
 
     def batches(self, hive: int, period: int, from_block: int) -> list[SettledBatch]:
@@ -233,10 +239,19 @@ class QueenClient(ChainClient):
                     log["transactionHash"].to_0x_hex(),
                     int(log["blockNumber"]),
                     log["blockHash"].to_0x_hex(),
-                    tuple(unpack(word) for word in log["args"]["entries"]),
+                    tuple(unpack(word, self.member(hive, word)) for word in log["args"]["entries"]),
                 )
             )
         return out
+
+    def member(self, hive: int, word: int) -> str:
+        """The worker an entry word names by its index in `hive` (`member`; cached: an index
+        is never reused)."""
+        key = (hive, word & (2**16 - 1))
+        if key not in self._members:
+            address = self.view("member", (hive << 16) | key[1])
+            self._members[key] = to_checksum_address(address)
+        return self._members[key]
 
     def receipt(self, tx_hash: str) -> dict | None:
         try:
@@ -257,7 +272,7 @@ class QueenClient(ChainClient):
                 period.period,
                 period.production,
                 period.consumption,
-                [e.packed() for e in batch],
+                [e.packed(self.indices[e.worker]) for e in batch],
             ),
             "submit",
             period.period,

@@ -81,9 +81,10 @@ class Entry:
     produced: int
     consumed: int
 
-    def packed(self) -> int:
-        """The market's entry word: `produced << 192 | consumed << 160 | worker`."""
-        return self.produced << 192 | self.consumed << 160 | int(self.worker, 16)
+    def packed(self, index: int) -> int:
+        """The market's entry word: `produced << 192 | consumed << 160 | index`, `index` being
+        the worker's index in its hive on the market (`worker(w).index`)."""
+        return self.produced << 192 | self.consumed << 160 | index
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ BATTERY_KWH, BATTERY_STEP = 10_000, 3_000  # Wh capacity, Wh per period at most
 SUN = (1.0, 0.45, 0.9)  # day 2 is cloudy
 
 
-def pack(worker: str, produced: int = 0, consumed: int = 0) -> int:
-    return (produced << 192) | (consumed << 160) | int(worker, 16)
+def pack(index: int, produced: int = 0, consumed: int = 0) -> int:
+    """A batch entry: the worker by its index in the hive (`worker(w).index`)."""
+    return (produced << 192) | (consumed << 160) | index
 
 
 def profile() -> list[tuple[int, int, int]]:
@@ -82,6 +83,7 @@ def run_hive_demo(protocol: Protocol, voters, people: dict, console: Console, ou
     for m in meters[1:]:
         market.prepay(20 * EUR, sender=m)
     start = {m: market.worker(m).balance for m in meters}
+    index = {m: market.worker(m).index for m in meters}
     deposit0 = market.deposit_of(hive)
 
     stored = 0
@@ -109,7 +111,7 @@ def run_hive_demo(protocol: Protocol, voters, people: dict, console: Console, ou
         chain.pending_timestamp = max(
             chain.pending_timestamp, market.market(hive).start + (period + 1) * PERIOD
         )
-        entries = [pack(m.address, x, y) for m, (x, y) in zip(meters, rows, strict=True)]
+        entries = [pack(index[m], x, y) for m, (x, y) in zip(meters, rows, strict=True)]
         market.submit(hive, period, p, c, entries, sender=queen)
         for m, (x, y) in zip(meters, rows, strict=True):
             energy[m][0] += x

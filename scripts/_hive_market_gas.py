@@ -24,9 +24,10 @@ HVT = 10**18
 PER_WORKER_TARGET = 6_000
 
 
-def pack(worker: str, produced: int = 0, consumed: int = 0) -> int:
-    """One batch entry: `produced << 192 | consumed << 160 | worker` (Wh)."""
-    return (produced << 192) | (consumed << 160) | int(worker, 16)
+def pack(index: int, produced: int = 0, consumed: int = 0) -> int:
+    """One batch entry: `produced << 192 | consumed << 160 | index` (Wh; the worker's index in
+    the hive, `worker(w).index`)."""
+    return (produced << 192) | (consumed << 160) | index
 
 
 def _hive(governance, treasury, owner):
@@ -70,9 +71,12 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
             s,
             f"enrol {WORKERS} workers: per worker",
             -(-tx.gas_used // WORKERS),
-            note=f"{tx.gas_used:,} for the whole call (a Beekeeper meter check per worker)",
+            note=f"{tx.gas_used:,} for the whole call (a Beekeeper meter check per worker; a "
+            "new worker writes its profile, its `member` slot and half of a pair word, all "
+            "zero -> non-zero: above a fixed 6,000,000 gas limit, enrol in calls of <= 90)",
         )
     )
+    index = {w: market.worker(w).index for w in workers}
     eeuro.mint(owner, 10_000 * EUR, sender=governance)
     eeuro.approve(market, 2**256 - 1, sender=owner)
     rows.append(
@@ -92,7 +96,7 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
         energy = _energy(period)
         p = sum(a for a, _ in energy)
         c = sum(b for _, b in energy)
-        entries = [pack(w.address, a, b) for w, (a, b) in zip(workers, energy, strict=True)]
+        entries = [pack(index[w], a, b) for w, (a, b) in zip(workers, energy, strict=True)]
         size = WORKERS // parts
         return [
             market.submit(hive, period, p, c, entries[k : k + size], sender=queen)
@@ -132,4 +136,24 @@ def measure_hive_market(governance, treasury, owner, queen) -> list[GasRow]:
     rows.append(row(s, "withdraw (part of a prepaid balance, above the reserve)", tx))
     tx = market.withdraw_deposit(hive, 100 * EUR, sender=owner)
     rows.append(row(s, "withdraw_deposit", tx))
+    # Every worker forecasts the period after next: the next period's settlement reads the
+    # waiting forecasts (flag set), the one after scores them (reputation written).
+    ahead = market.current_period(hive) + 1
+    for w in workers:
+        market.post_forecast(ahead, 1_000, sender=w)
+    chain.pending_timestamp += PERIOD
+    (waiting,) = settle(ahead - 1, 1)
+    chain.pending_timestamp += PERIOD
+    (scored,) = settle(ahead, 1)
+    rows.append(
+        GasRow(
+            s,
+            f"submit: a {WORKERS}-worker period in one transaction, every worker's forecast "
+            "scored, per worker",
+            -(-scored.gas_used // WORKERS),
+            note=f"{scored.gas_used:,} for the transaction; the period before, with the "
+            f"forecasts waiting: {-(-waiting.gas_used // WORKERS):,} per worker (the profile "
+            "is read only for a worker whose forecast flag is set)",
+        )
+    )
     return rows

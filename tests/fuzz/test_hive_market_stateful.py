@@ -49,6 +49,8 @@ class HiveMarketMachine(RuleBasedStateMachine):
         self.pending = None  # (tariffs, effective period)
         self.fee_bps = 0
         self.next_period = 0
+        self.forecasts = {}  # worker -> (period, net Wh) waiting
+        self.rep = dict.fromkeys(self.w.workers, (0, 0))  # worker -> (score, count)
 
     def teardown(self):
         if hasattr(self, "anchor"):
@@ -133,6 +135,33 @@ class HiveMarketMachine(RuleBasedStateMachine):
         assert w.market.claim_fees(w.coin.address, sender=w.attacker) == self.fees
         assert w.coin.balanceOf(w.fee_to) == before + self.fees
         self.fees = 0
+
+    @rule(i=st.integers(0, 3))
+    def remove_and_re_enrol(self, i):
+        """Removed (its forecast dropped), a worker keeps its index and balance with nothing
+        reserved; enrolled again it has both back and is due for the next period only (the
+        settle rule then settles it once there)."""
+        self.depth.step()
+        w, m = self.w, self.w.market
+        who = w.workers[i]
+        index = m.worker(who).index
+        m.remove_worker(w.hive, who, sender=w.owner)
+        self.forecasts.pop(who, None)
+        assert m.worker(who).max_wh == 0 and m.withdraw_reserve(who) == 0
+        assert m.worker(who).forecast_period == -1
+        m.enrol(w.hive, [who], [CAP], sender=w.owner)
+        view = m.worker(who)
+        assert (view.index, view.balance, view.max_wh) == (index, self.bal[who], CAP)
+        assert view.settled_period == self.next_period - 1
+        assert m.reputation(who) == self.rep[who]
+
+    @rule(i=st.integers(0, 3), ahead=st.integers(1, 3), net=st.integers(-CAP, CAP))
+    def forecast(self, i, ahead, net):
+        self.depth.step()
+        who = self.w.workers[i]
+        period = self.current() + ahead
+        self.w.market.post_forecast(period, net, sender=who)
+        self.forecasts[who] = (period, net)
 
     @rule()
     def time_passes(self):
@@ -236,6 +265,17 @@ class HiveMarketMachine(RuleBasedStateMachine):
             period_out += paid_out
             period_fee += fee
             period_owner += owner
+        # Forecasts for this period are scored (SPEC's reputation, docs/protocol.md); later
+        # ones wait.
+        for x, (a, b) in zip(w.workers, energy, strict=True):
+            if self.forecasts.get(x, (None,))[0] == period:
+                _, f = self.forecasts.pop(x)
+                err = abs(f - (a - b))
+                acc = 10000 - min(10000, err * 10000 // CAP)
+                score, count = self.rep[x]
+                self.rep[x] = (acc if count == 0 else (score * 3 + acc) // 4, count + 1)
+            assert m.reputation(x) == self.rep[x], x
+            assert m.worker(x).forecast_period == self.forecasts.get(x, (-1,))[0], x
         self.next_period += 1
         assert m.market(w.hive).next_period == self.next_period
         assert not m.market(w.hive).open

@@ -157,7 +157,10 @@ class Hive:
             from_block=self.rig.deploy_block, argument_filters={"hive": self.id}
         ):
             for word in log.args.entries:
-                worker = Web3.to_checksum_address(f"0x{word & (2**160 - 1):040x}")
+                # Entries name workers by their index in the hive: `member` maps it back.
+                index = word & (2**16 - 1)
+                member = self.rig.market.functions.member((self.id << 16) | index).call()
+                worker = Web3.to_checksum_address(member)
                 entry = (worker, (word >> 192) & (2**32 - 1), (word >> 160) & (2**32 - 1))
                 out.setdefault(log.args.period, []).append(entry)
         return out

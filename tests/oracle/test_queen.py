@@ -347,7 +347,8 @@ def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chai
     other = w3.eth.account.from_key(setup.key.key)
     # The house as 30 Wh instead of 40, the period's totals declared to match.
     recorded = setup.periods()[p]
-    entry = (30 << 160) | int(hive.workers[0], 16)
+    index = rig.market.functions.worker(hive.workers[0]).call()[6]
+    entry = (30 << 160) | index
     totals = (recorded.production, recorded.consumption - 10)
     tx = rig.market.functions.submit(hive.id, p, *totals, [entry]).build_transaction(
         {"from": other.address, "nonce": w3.eth.get_transaction_count(other.address)}

@@ -18,8 +18,15 @@ KWH = 1000
 PERIOD = 3600
 
 
+# Each worker's index in its hive (`worker(w).index`), filled as World enrols them.
+INDEX: dict[str, int] = {}
+
+
 def pack(worker, produced=0, consumed=0):
-    return (produced << 192) | (consumed << 160) | int(worker, 16)
+    """A batch entry `produced << 192 | consumed << 160 | index`; `worker` is an enrolled
+    worker's address or an index."""
+    index = worker if isinstance(worker, int) else INDEX[worker]
+    return (produced << 192) | (consumed << 160) | index
 
 
 class World:
@@ -64,6 +71,7 @@ class World:
         m = self.market
         m.open_market(self.hive, PERIOD, self.queen, sender=self.owner)
         m.enrol(self.hive, self.workers, [20 * KWH] * n_workers, sender=self.owner)
+        INDEX.update({w: m.worker(w).index for w in self.workers})
         for a in [*self.workers, self.owner, self.attacker]:
             self.coin.mint(a, 1_000 * EUR, sender=a)
             self.coin.approve(m.address, 2**256 - 1, sender=a)
@@ -237,10 +245,20 @@ def test_batches_and_bad_entries(world):
     m = world.market
     world.fund([10 * EUR] * 4)
     world.end_period()
-    with boa.reverts("market: not a worker of the hive"):
-        m.submit(world.hive, 0, 0, KWH, [pack(world.outsider[0], consumed=KWH)], sender=world.queen)
-    with boa.reverts("market: not a worker of the hive"):
-        m.submit(world.hive, 0, 0, KWH, [pack(world.attacker, consumed=KWH)], sender=world.queen)
+    # Entries name workers by their index in the hive: an index no worker of this hive has
+    # (the other hive's worker has index 0 there, not here) is rejected, and so is the
+    # address-style entry of a worker (bits 16..159 must be zero).
+    m.open_market(world.other_hive, PERIOD, world.queen, sender=world.other_owner)
+    m.enrol(world.other_hive, world.outsider, [20 * KWH], sender=world.other_owner)
+    o = m.worker(world.outsider[0])
+    assert (o.hive, o.index) == (world.other_hive, 0)
+    assert m.member((world.other_hive << 16) | 0) == world.outsider[0]
+    for index in (len(w), 2**16 - 1):
+        with boa.reverts("market: not a worker of the hive"):
+            m.submit(world.hive, 0, 0, KWH, [pack(index, consumed=KWH)], sender=world.queen)
+    for entry in (int(w[0], 16), (1 << 224) | INDEX[w[0]], (KWH << 160) | (1 << 16)):
+        with boa.reverts("market: bad entry"):
+            m.submit(world.hive, 0, 0, KWH, [entry], sender=world.queen)
     with boa.reverts("market: above rated maximum"):
         m.submit(world.hive, 0, 0, 21 * KWH, [pack(w[0], consumed=21 * KWH)], sender=world.queen)
     # Two batches; a worker twice is rejected; the last batch must match the totals.
@@ -367,6 +385,7 @@ def test_forecasts_reputation_and_ranking(world):
         m.post_forecast(0, 1000, sender=p1)
     m.post_forecast(1, 2 * KWH, sender=p1)  # exact
     m.post_forecast(1, 0, sender=p2)  # off by 2 kWh of a 20 kWh rating: accuracy 0.9
+    m.post_forecast(5, -KWH, sender=c1)  # a later period's: it waits through these two
     world.end_period()
     world.end_period()
     zero = [pack(x) for x in world.workers]
@@ -380,9 +399,20 @@ def test_forecasts_reputation_and_ranking(world):
     settle(world, entries, 4 * KWH, 4 * KWH)
     assert m.reputation(p1) == (10000, 1)
     assert m.reputation(p2) == (9000, 1)
+    assert m.reputation(c1) == (0, 0)
+    assert (m.worker(c1).forecast_period, m.worker(c1).forecast_wh) == (5, -KWH)
+    assert m.worker(p1).forecast_period == -1
     ranked = m.ranking(world.hive, 16)
     assert [(r.worker, r.score) for r in ranked] == [(p1, 10000), (p2, 9000)]
     assert len(m.ranking(world.hive, 1)) == 1
+    # A second scored forecast averages: off by 4 kWh of 20 (accuracy 8000), (3 x 10000 +
+    # 8000) / 4 = 9500; the reputation lives in the worker's profile word.
+    m.post_forecast(3, 6 * KWH, sender=p1)
+    world.end_period()
+    world.end_period()
+    settle(world, zero, 0, 0)
+    settle(world, entries, 4 * KWH, 4 * KWH)
+    assert m.reputation(p1) == (9500, 2)
     world.assert_conserved()
 
 
@@ -417,4 +447,58 @@ def test_producer_in_debt_repays_the_owner_from_its_earnings(world):
     world.end_period()
     settle(world, [pack(p1), pack(p2), pack(c1), pack(c2)], 0, 0)
     assert m.withdraw_reserve(c1) <= 4 * EUR
+    world.assert_conserved()
+
+
+def test_removal_keeps_the_index_and_balance_and_re_enrolment_reuses_them(world):
+    """Workers live two per storage word at a fixed index of their hive. A removed worker
+    keeps its index and balance (withdrawable), its index is no worker any more,
+    re-enrolment brings back the old index
+    and balance, due from the hive's next period."""
+    p1, p2, c1, c2 = world.workers
+    m = world.market
+    assert [m.worker(x).index for x in world.workers] == [0, 1, 2, 3]
+    assert [m.member((world.hive << 16) | i) for i in range(4)] == list(world.workers)
+    world.fund([0, 0, 10 * EUR, 10 * EUR])
+    world.end_period()
+    settle(world, [pack(p1, produced=KWH), pack(p2), pack(c1, consumed=KWH), pack(c2)], KWH, KWH)
+    # Half submitted: the settled worker's view says so, the other's not; reserves follow.
+    world.end_period()
+    m.submit(world.hive, 1, 0, 0, [pack(p1), pack(c1)], sender=world.queen)
+    assert m.worker(c1).settled_period == 1 and m.worker(c2).settled_period == 0
+    assert m.withdraw_reserve(c2) == 2 * m.withdraw_reserve(c1) == 2 * 4 * EUR
+    with boa.reverts("market: worker already settled"):
+        m.submit(world.hive, 1, 0, 0, [pack(c2), pack(c1)], sender=world.queen)
+    m.submit(world.hive, 1, 0, 0, [pack(c2), pack(p2)], sender=world.queen)
+    assert [m.worker(x).settled_period for x in world.workers] == [1] * 4
+    kept = world.balance(c1)
+    assert kept == 10 * EUR - 100_000
+    m.remove_worker(world.hive, c1, sender=world.owner)
+    assert m.worker(c1).max_wh == 0 and m.worker(c1).index == 2
+    assert m.market(world.hive).workers == 3
+    world.end_period()
+    with boa.reverts("market: not a worker of the hive"):
+        m.submit(world.hive, 2, 0, 0, [pack(2)], sender=world.queen)
+    with boa.reverts("market: not a worker"):
+        m.prepay(1, sender=c1)
+    # Removed: nothing reserved, the balance withdrawable.
+    assert m.withdraw_reserve(c1) == 0
+    m.withdraw(EUR, sender=c1)
+    assert world.balance(c1) == kept - EUR
+    settle(world, [pack(p1), pack(p2), pack(c2, consumed=KWH)], 0, KWH)
+    world.assert_conserved()
+    # Re-enrolled: index 2 again, the balance kept, due for period 3 (not the settled ones).
+    m.enrol(world.hive, [c1], [5 * KWH], sender=world.owner)
+    assert (m.worker(c1).index, m.worker(c1).max_wh) == (2, 5 * KWH)
+    assert world.balance(c1) == kept - EUR and m.worker(c1).settled_period == 2
+    with boa.reverts("market: already enrolled"):
+        m.enrol(world.hive, [c1], [5 * KWH], sender=world.owner)
+    with boa.reverts("market: wrong period"):
+        m.submit(world.hive, 2, 0, 0, [pack(c1)], sender=world.queen)
+    world.end_period()
+    entries = [pack(p1), pack(p2), pack(c1, consumed=KWH), pack(c2)]
+    with boa.reverts("market: above rated maximum"):
+        m.submit(world.hive, 3, 0, 6 * KWH, [pack(c1, consumed=6 * KWH)], sender=world.queen)
+    settle(world, entries, 0, KWH)
+    assert world.balance(c1) == kept - EUR - 200_000
     world.assert_conserved()
