@@ -36,6 +36,7 @@ from tests.oracle.rig import (
 from tests.oracle.test_faults import (
     Bumper,
     assert_exact,
+    last_reading,
     outbox_totals,
     readings,
     settle,
@@ -216,7 +217,13 @@ def test_a_reorg_returns_the_lost_reports_to_pending(site, tmp_path, chain):
     w3 = chain.w3()
     with Bumper(counters):
         wait_for(lambda: ledger.last_seq(setup.unit.address) >= 10, 60, "reports on chain")
-    wait_for(lambda: depth(setup) == 0, 60, "the outbox to drain")
+    # The service has read the final counters and delivered everything (draining alone is not
+    # enough: under load a last reading can still be recorded and sent after it).
+    wait_for(
+        lambda: last_reading(setup) == (counters.imp, counters.exp) and depth(setup) == 0,
+        60,
+        "the outbox to drain",
+    )
     before = ledger.last_seq(setup.unit.address)
     result = w3.provider.make_request("anvil_reorg", [2, []])
     assert "error" not in result, result
