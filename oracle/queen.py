@@ -42,6 +42,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Transacti
 
 from oracle.accounting import Baseline, Limits, account
 from oracle.chain import ChainClient, SignedReport, revert_reason
+from oracle.daemon import close_service, health_endpoint, released_on_failure
 from oracle.drivers import DriverContext, MeterDriver, driver_class
 from oracle.errors import (
     ChainError,
@@ -216,14 +217,15 @@ class QueenClient(ChainClient):
         """The market's `BatchSettled` events of `period` (in chain order)."""
         self._ensure_poa()
         event = self.market.events.BatchSettled()
-        raw = self.rpc(
-            self.w3.eth.get_logs,
-            {
-                "address": self.market.address,
-                "fromBlock": from_block,
-                "toBlock": "latest",
-                "topics": [self.market.events.BatchSettled.topic, _word(hive), _word(period)],
-            },
+        query = {
+            "address": self.market.address,
+            "topics": [self.market.events.BatchSettled.topic, _word(hive), _word(period)],
+        }
+        raw = self.logs(
+            lambda first, last: self.w3.eth.get_logs(
+                {**query, "fromBlock": first, "toBlock": last}
+            ),
+            from_block,
         )
         out = []
         for entry in raw:
@@ -298,24 +300,14 @@ class Queen:
         self._pruned_at = -float("inf")
         self._confirmed_at: tuple | None = None  # (head, periods) last checked
         self.fatal: str | None = None
-        # The last period settled by transactions this outbox did not sign (sticky).
-        self.foreign: str | None = None
         self.http: HttpEndpoint | None = None
         self.metrics.depth.set(store.counts()["pending"])
         last = store.last_settled()
         if last is not None:
             self.metrics.last_settled.set(last["period"])
-        s = config.service
-        if s.http_enabled:
-            try:
-                self.http = HttpEndpoint(
-                    s.http_host, s.http_port, self.metrics, self.health, thread_name="queen-http"
-                )
-            except OSError as exc:
-                raise StateError(
-                    f"cannot serve health and metrics on {s.http_host}:{s.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+        self.http = health_endpoint(
+            config.service, self.metrics, self.health, thread_name="queen-http"
+        )
 
     # -- binding and clock -------------------------------------------------------------------
 
@@ -696,7 +688,7 @@ class Queen:
         recorded = {e.worker: e for e in period.entries}
         foreign = sum(len(b.entries) for b in batches if b.tx_hash.lower() not in ours)
         differ = [w for w in recorded if w in chain and chain[w] != recorded[w]]
-        entries = None
+        entries = mismatch = None
         if differ or set(chain) - set(recorded):
             order = [e.worker for e in period.entries] + sorted(set(chain) - set(recorded))
             entries = tuple(chain.get(w, recorded.get(w)) for w in order)
@@ -705,7 +697,7 @@ class Queen:
                 f"{recorded[w].produced}/{recorded[w].consumed} Wh"
                 for w in differ[:4]
             )
-            self.foreign = (
+            mismatch = (
                 f"period {period.period} of hive {self.hive}: the chain settled other numbers "
                 f"than this outbox recorded for {len(differ)} of its {len(recorded)} workers "
                 f"({detail}{'; ...' if len(differ) > 4 else ''}); the chain's are recorded: "
@@ -713,14 +705,14 @@ class Queen:
                 "from an older backup"
             )
             self.metrics.mismatched.inc()
-            log.error(self.foreign)
+            log.error(mismatch)
         if foreign:
             self.metrics.foreign.inc()
             log.warning(
                 "period settled (partly) by transactions this outbox did not sign",
                 extra={"period": period.period, "workers": foreign},
             )
-        self.store.mark_settled(period.period, entries)
+        self.store.mark_settled(period.period, entries, mismatch)
         self.metrics.settled.inc()
         self.metrics.last_settled.set(period.period)
         self.metrics.depth.set(self.store.counts()["pending"])
@@ -757,7 +749,7 @@ class Queen:
                 deepest = min(deepest, block)
             if gone:
                 self.store.reorged(p, gone)
-                self.chain._nonce = None  # the chain's nonce went back with the blocks
+                self.chain.reset_nonce()  # the chain's nonce went back with the blocks
                 self._settled = False
                 self.metrics.reorged.inc()
                 self.metrics.depth.set(self.store.counts()["pending"])
@@ -792,8 +784,12 @@ class Queen:
             problems.append("the chain is unreachable")
         if self._waiting:
             problems.append(self._waiting)
-        if self.foreign:
-            problems.append(self.foreign)
+        # Mismatches stay until the operator acknowledges them (kept in the outbox).
+        problems += [
+            f"{line} (once explained, acknowledge it: oracle queen-ack {period}, with this "
+            "queen's --config)"
+            for period, line in self.store.mismatches()
+        ]
         problems += [f"meter {n}: {p}" for n, p in sorted(self._meter_problems.items())]
         counts = self.store.counts()
         detail = {
@@ -866,13 +862,8 @@ class Queen:
         return 1 if self.fatal else 0
 
     def close(self) -> None:
-        if self.http is not None:
-            self.http.stop()
-        for driver in self.drivers.values():
-            driver.close()
-        self.store.close()
-        if self._lock is not None:
-            self._lock.release()
+        closers = [d.close for d in self.drivers.values()]
+        close_service(self.http, self._lock, *closers, self.store.close)
 
 
 def make_client(config: QueenConfig, account, address: str) -> QueenClient:
@@ -901,8 +892,7 @@ def open_queen(
     never bound (then the market's start and period length are not known yet either, and
     the first turn binds it)."""
     state_dir = config.service.state_dir
-    lock = StateLock(state_dir, what="queen", lock_file=LOCK_FILE)
-    try:
+    with released_on_failure(StateLock(state_dir, what="queen", lock_file=LOCK_FILE)) as lock:
         c = config.chain
         account = load_key(c.keystore, c.passphrase_file, c.passphrase_env, passphrase)
         address = to_checksum_address(account.address)
@@ -919,6 +909,3 @@ def open_queen(
             log.warning("chain unreachable at start; waiting for it", extra={"error": str(exc)})
             queen._chain_ok = False
         return queen
-    except BaseException:
-        lock.release()
-        raise

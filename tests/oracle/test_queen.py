@@ -646,7 +646,6 @@ def test_a_chain_that_keeps_answering_worker_already_settled(tmp_path):
     class LaggingChain:
         unit = queen_address
         market_from_block = 0
-        _nonce = None
 
         def __init__(self):
             self.settled: dict[str, int] = {stale: -1}
