@@ -676,8 +676,22 @@ class Queen:
         Those this outbox did not sign are adopted (kept for the reorg check); numbers that
         differ from the recorded ones are reported (one error line, a metric) and the
         chain's are recorded in their place. Nothing is sent for the period again."""
-        ours = {t["tx_hash"].lower() for t in self.store.txs() if t["status"] == "mined"}
-        batches = self.chain.batches(self.hive, period.period, self.chain.market_from_block)
+        txs = self.store.txs()
+        ours = {t["tx_hash"].lower() for t in txs if t["status"] == "mined"}
+        # The market takes period p only once p - 1 is closed: its batches are in blocks from
+        # the one that closed p - 1 on (less `confirmations`, for a block that moved since),
+        # not from the market's deployment (a read of every block since, on a long chain).
+        before = [
+            t["block_number"]
+            for t in txs
+            if t["period"] == period.period - 1
+            and t["status"] in SETTLING
+            and t["block_number"] is not None
+        ]
+        since = self.chain.market_from_block
+        if before:
+            since = max(since, max(before) - self.config.chain.confirmations)
+        batches = self.chain.batches(self.hive, period.period, since)
         chain: dict[str, Entry] = {}
         for b in batches:
             if b.tx_hash.lower() not in ours:
