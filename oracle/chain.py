@@ -646,6 +646,11 @@ def _refusing_ranges(fetch: Callable[[int, int], list[T]]) -> Callable[[int, int
             if any(text in str(exc).lower() for text in LOG_RANGE_ERRORS):
                 raise _RangeRefused(_short(exc)) from None
             raise
+        except requests.HTTPError as exc:  # a gateway that refuses with an HTTP 4xx status
+            body = exc.response.text if exc.response is not None else ""
+            if any(text in body.lower() for text in LOG_RANGE_ERRORS):
+                raise _RangeRefused(_short(Exception(body))) from None
+            raise
 
     return call
 
