@@ -1106,7 +1106,6 @@ def bridge_location(cfg: BridgeChainConfig) -> tuple[str, int]:
 def make_side(cfg: BridgeChainConfig, account: LocalAccount | None, address: str) -> Side:
     bridge, block = bridge_location(cfg)
     client = BridgeClient(
-        rpc_url=cfg.rpc_url,
         account=account,
         unit=address,
         ledger_address=bridge,

@@ -5,18 +5,14 @@ geth, Alchemy/Infura and Besu send."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
-import requests
 from eth_account import Account
 
 from oracle.chain import ChainClient
 from oracle.errors import ChainError
 from oracle.queen import QueenClient
 from oracle.relayer import BridgeClient, bridge_abi
+from tests.oracle.rpc_proxy import RpcProxy
 
 # What each kind of node answers for a range too wide (JSON-RPC error messages).
 REFUSALS = {
@@ -29,37 +25,18 @@ REFUSALS = {
 TRANSFERS = 24
 
 
-class RangeLimitProxy:
+class RangeLimitProxy(RpcProxy):
     """Forwards JSON-RPC to `upstream`; an eth_getLogs wider than `limit` blocks gets the
-    error `message` instead. Records the (from, to) of every eth_getLogs it answered."""
+    error `message` instead (with HTTP `status`). Records the (from, to) of every eth_getLogs
+    it answered."""
 
     def __init__(self, upstream: str, limit: int, message: str, status: int = 200):
-        proxy = self
-        self.limit, self.message, self.status = limit, message, status
+        self.limit, self.message, self.http_status = limit, message, status
         self.answered: list[tuple[int, int]] = []
         self.refused = 0
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                calls = body if isinstance(body, list) else [body]
-                answers = [proxy.answer(call, upstream) for call in calls]
-                out = json.dumps(answers if isinstance(body, list) else answers[0]).encode()
-                refused = any("error" in a for a in answers)
-                self.send_response(proxy.status if refused else 200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def answer(self, call: dict, upstream: str) -> dict:
+    def answer(self, call: dict) -> dict:
         if call.get("method") == "eth_getLogs":
             query = call["params"][0]
             first, last = int(query["fromBlock"], 16), int(query["toBlock"], 16)
@@ -68,11 +45,10 @@ class RangeLimitProxy:
                 error = {"code": -32005, "message": self.message}
                 return {"jsonrpc": "2.0", "id": call.get("id"), "error": error}
             self.answered.append((first, last))
-        return requests.post(upstream, json=call, timeout=10).json()
+        return self.forward(call)
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def status(self, answers: list[dict]) -> int:
+        return self.http_status if any("error" in a for a in answers) else 200
 
 
 @pytest.fixture(scope="module")
