@@ -802,3 +802,28 @@ def test_retention_deletes_only_final_settled_periods(tmp_path):
     assert [(p.period, p.status) for p in store.periods()] == [(1, "settled"), (3, "pending")]
     assert store.txs() == []  # the pruned period's transaction went with it
     store.close()
+
+
+def test_an_unacknowledged_mismatch_is_kept_by_the_retention(tmp_path):
+    """A final period the chain settled with other numbers stays (and keeps /health at 503)
+    until `queen-ack`; then the retention deletes it like any other; the counts say which
+    settled periods are final."""
+    from oracle.errors import StateError
+    from oracle.queen_store import Entry, Period, QueenStore
+
+    store = QueenStore(tmp_path / "queen.sqlite")
+    worker = "0x" + "11" * 20
+    store.record([Period(p, (Entry(worker, 5, 0),)) for p in range(3)], {}, 3)
+    store.mark_settled(0, (Entry(worker, 4, 0),), "period 0: the chain settled other numbers")
+    store.mark_settled(1)
+    store.mark_final(0)
+    assert store.counts() == {"pending": 1, "settled": 2, "final": 1, "not_final": 1}
+    assert store.mismatches() == [(0, "period 0: the chain settled other numbers")]
+    assert store.prune(time.time() + 1) == 0
+    with pytest.raises(StateError, match="period 1: the chain settled the numbers the outbox"):
+        store.acknowledge(1)
+    assert store.acknowledge(0) is None and store.mismatches() == []
+    assert store.acknowledge(0) is not None  # when it was acknowledged
+    assert store.prune(time.time() + 1) == 1
+    assert [p.period for p in store.periods()] == [1, 2]
+    store.close()
