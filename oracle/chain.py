@@ -8,6 +8,9 @@
 - Nonces are tracked locally and re-read from the chain after any doubt.
 - Proof-of-authority chains (extraData longer than 32 bytes) get web3's
   `ExtraDataToPOAMiddleware`, configured or detected.
+- Every event read of every service (`get_logs`) goes out in ranges of at most
+  `max_block_range` blocks; a range the node refuses as too wide or too full is halved and
+  read again, the smaller size kept for the client's later reads.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ SINGLE_METHODS = {
     "consumed": "energy_consumed",
     "actual": "report_actual_energy",
 }
+# How nodes refuse an eth_getLogs range as too wide or its answer as too big (lower case):
+# geth "query returned more than 10000 results", Alchemy/Infura "block range is too large" /
+# "Log response size exceeded", Besu "exceeds maximum", Infura's -32005 "limit exceeded".
+LOG_RANGE_ERRORS = (
+    "returned more than",
+    "block range",
+    "range is too large",
+    "exceeds maximum",
+    "response size exceeded",
+    "too many results",
+    "limit exceeded",
+)
+
+
+class _RangeRefused(Exception):
+    """The node refused an eth_getLogs range as too wide (internal to `ChainClient.logs`)."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -153,6 +172,7 @@ class ChainClient:
         max_fee_gwei: float | None = None,
         priority_fee_gwei: float | None = None,
         poll_s: float = 0.05,
+        max_block_range: int = 2000,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.rpc_url = rpc_url
@@ -179,6 +199,10 @@ class ChainClient:
             None if priority_fee_gwei is None else int(priority_fee_gwei * 10**9)
         )
         self.poll_s = poll_s
+        # Blocks per eth_getLogs request: the configured maximum, halved while the node
+        # refuses ranges that wide (`logs`).
+        self.max_block_range = max_block_range
+        self.log_range = max_block_range
         self._sleep = sleep
         self._nonce: int | None = None
         self._chain_id: int | None = None
@@ -283,6 +307,48 @@ class ChainClient:
     def block_number(self) -> int:
         return int(self.rpc(lambda: self.w3.eth.block_number))
 
+    def next_nonce(self) -> int:
+        """The nonce of the next transaction: counted locally, read from the chain (pending
+        transactions included) when there is no local count."""
+        if self._nonce is None:
+            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
+        return self._nonce
+
+    def reset_nonce(self) -> None:
+        """Forget the local nonce: the next transaction reads it from the chain (after a
+        reorganisation, an outage, a refused broadcast: whenever the local count is in doubt)."""
+        self._nonce = None
+
+    def logs(
+        self, fetch: Callable[[int, int], list[T]], from_block: int, to_block: int | None = None
+    ) -> list[T]:
+        """Every log `fetch(first, last)` returns over `from_block..to_block` (None: the head
+        now), read in ranges of at most `log_range` blocks, in chain order. A range the node
+        refuses as too wide or too full (`LOG_RANGE_ERRORS`) is halved and read again; the
+        smaller size is kept for later reads. A single block refused is a `ChainError`."""
+        self._ensure_poa()
+        if to_block is None:
+            to_block = self.block_number()
+        found: list[T] = []
+        first = from_block
+        while first <= to_block:
+            last = min(to_block, first + self.log_range - 1)
+            try:
+                found.extend(self.rpc(_refusing_ranges(fetch), first, last))
+            except _RangeRefused as exc:
+                if last == first:
+                    raise ChainError(
+                        f"{self.rpc_url} refuses eth_getLogs even for block {first}: {exc}"
+                    ) from None
+                self.log_range = max(1, (last - first + 1) // 2)
+                log.info(
+                    "eth_getLogs range refused; reading smaller ranges",
+                    extra={"blocks": last - first + 1, "now": self.log_range, "error": str(exc)},
+                )
+                continue
+            first = last + 1
+        return found
+
     def reports_since(self, from_block: int, to_block: int) -> dict[int, OnChainReport]:
         """The unit's reports the ledger's events hold in `from_block..to_block`, by seq."""
         self._ensure_poa()
@@ -294,11 +360,12 @@ class ChainClient:
             (events.ActualEnergyReported, "actual", None),
         ):
             try:
-                logs = self.rpc(
-                    event.get_logs,
-                    from_block=from_block,
-                    to_block=to_block,
-                    argument_filters={"unit": self.unit},
+                logs = self.logs(
+                    lambda a, b, event=event: event.get_logs(
+                        from_block=a, to_block=b, argument_filters={"unit": self.unit}
+                    ),
+                    from_block,
+                    to_block,
                 )
             except ContractLogicError as exc:
                 raise ChainError(f"reading the ledger's events failed: {exc}") from None
@@ -352,7 +419,7 @@ class ChainClient:
                 self._nonce = latest
                 return True
             if time.monotonic() >= deadline or (give_up is not None and give_up()):
-                self._nonce = None
+                self.reset_nonce()
                 return False
             sleep(min(0.5, max(0.05, self.poll_s * 4)))
 
@@ -421,12 +488,11 @@ class ChainClient:
                     "estimate): fund it with the chain's native coin"
                 ) from None
             raise
-        if self._nonce is None:
-            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
+        nonce = self.next_nonce()
         tx = call.build_transaction(
             {
                 "from": self.unit,
-                "nonce": self._nonce,
+                "nonce": nonce,
                 "gas": int(estimate * self.gas_margin),
                 "chainId": self.chain_id,
                 **self._fees(),
@@ -436,7 +502,7 @@ class ChainClient:
         return SignedReport(
             tx_hash=signed.hash.to_0x_hex(),
             raw=bytes(signed.raw_transaction),
-            nonce=self._nonce,
+            nonce=nonce,
             method=method,
             first_seq=first_seq,
             count=count,
@@ -450,7 +516,7 @@ class ChainClient:
         except Web3RPCError as exc:
             message = str(exc).lower()
             if "already known" not in message and "already imported" not in message:
-                self._nonce = None
+                self.reset_nonce()
                 if "insufficient funds" in message:
                     raise self._unfunded(signed) from None
                 if "nonce" in message:
@@ -458,7 +524,7 @@ class ChainClient:
                 raise ChainError(f"transaction refused: {_short(exc)}") from None
             # else: the same bytes went out before (a retry after a lost answer)
         except Exception as exc:
-            self._nonce = None
+            self.reset_nonce()
             if _transient(exc):
                 raise ChainUnavailable(f"{self.rpc_url} unreachable: {_short(exc)}") from None
             raise
@@ -487,7 +553,7 @@ class ChainClient:
             except TransactionNotFound:
                 pass
             if time.monotonic() >= deadline or (give_up is not None and give_up()):
-                self._nonce = None
+                self.reset_nonce()
                 raise TxPending(signed.tx_hash)
             self._sleep(self.poll_s)
         if receipt["status"] != 1:
@@ -550,8 +616,11 @@ class ChainClient:
             return []
         self._ensure_poa()
         try:
-            logs = self.rpc(
-                event.get_logs, from_block=from_block, argument_filters={"unit": self.unit}
+            logs = self.logs(
+                lambda a, b: event.get_logs(
+                    from_block=a, to_block=b, argument_filters={"unit": self.unit}
+                ),
+                from_block,
             )
         except ContractLogicError as exc:
             raise ChainError(f"reading the ledger's events failed: {exc}") from None
@@ -564,6 +633,26 @@ class ChainClient:
         except ContractLogicError as exc:
             return revert_reason(exc)
         return None
+
+
+def _refusing_ranges(fetch: Callable[[int, int], list[T]]) -> Callable[[int, int], list[T]]:
+    """`fetch`, with a node's refusal of the range as too wide raised as `_RangeRefused`
+    (not retried, not a `ChainError`: `ChainClient.logs` halves the range instead)."""
+
+    def call(first: int, last: int) -> list[T]:
+        try:
+            return list(fetch(first, last))
+        except Web3RPCError as exc:
+            if any(text in str(exc).lower() for text in LOG_RANGE_ERRORS):
+                raise _RangeRefused(_short(exc)) from None
+            raise
+        except requests.HTTPError as exc:  # a gateway that refuses with an HTTP 4xx status
+            body = exc.response.text if exc.response is not None else ""
+            if any(text in body.lower() for text in LOG_RANGE_ERRORS):
+                raise _RangeRefused(_short(Exception(body))) from None
+            raise
+
+    return call
 
 
 def _short(exc: BaseException) -> str:

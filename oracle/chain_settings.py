@@ -2,7 +2,7 @@
 service), `queen.toml` (the hive queen) and `relayer.toml` (the bridge relayer):
 
 - `ChainSettings`: the RPC endpoint and how transactions go out (PoA, timeouts, retries, gas
-  margin, fee caps);
+  margin, fee caps), and how wide a range of blocks one event read may ask for;
 - `KeySettings`: the service's key (an encrypted keystore and where its passphrase is);
 - `ServiceSettings`: the state dir, the health/metrics endpoint and the logs.
 
@@ -56,6 +56,9 @@ class ChainSettings(Model):
     gas_margin: float = Field(1.25, ge=1.0)
     max_fee_gwei: float | None = Field(None, gt=0)
     priority_fee_gwei: float | None = Field(None, ge=0)
+    # Blocks per eth_getLogs request at most (public endpoints cap it: Alchemy and Infura at
+    # a few thousand, some at 10 000 results); halved while the node refuses a range.
+    max_block_range: int = Field(2000, ge=1)
 
     @field_validator("rpc_url")
     @classmethod
@@ -75,6 +78,7 @@ class ChainSettings(Model):
             "gas_margin": self.gas_margin,
             "max_fee_gwei": self.max_fee_gwei,
             "priority_fee_gwei": self.priority_fee_gwei,
+            "max_block_range": self.max_block_range,
         }
 
 

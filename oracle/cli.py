@@ -125,6 +125,7 @@ def queen_status(config_path: Path, as_json: bool) -> None:
             "next_to_record": store.next_to_record(),
             "last_settled": store.last_settled(),
             "transactions": len(store.txs()),
+            "mismatches": [p for p, _ in store.mismatches()],
             "chain": {"reachable": False},
         }
     finally:
@@ -155,9 +156,15 @@ def queen_status(config_path: Path, as_json: bool) -> None:
     last = report["last_settled"]
     console.print(
         f"Hive {report['hive']}: {counts['pending']} periods pending, {counts['settled']} "
-        f"settled, next to record {report['next_to_record']}, "
-        f"{report['transactions']} transactions"
+        f"settled ({counts['final']} final, {counts['not_final']} not final yet), next to "
+        f"record {report['next_to_record']}, {report['transactions']} transactions"
     )
+    if report["mismatches"]:
+        console.print(
+            "[red]Chain settled other numbers[/red] for periods "
+            f"{', '.join(map(str, report['mismatches']))}: see the queen's log, then "
+            "`oracle queen-ack PERIOD`"
+        )
     if last:
         console.print(
             f"Last settled: period {last['period']} (P {last['production']:,} Wh, "
@@ -441,6 +448,32 @@ def status(config_path: Path, as_json: bool) -> None:
             console.print("Over-consumption: none recorded by the ledger for this unit")
     else:
         console.print(f"[red]Chain unavailable[/red]: {chain.get('error')}")
+
+
+@main.command("queen-ack")
+@QUEEN_CONFIG
+@click.argument("period", type=click.IntRange(min=0))
+def queen_ack(config_path: Path, period: int) -> None:
+    """Acknowledge that the chain settled PERIOD with other numbers than the queen's outbox
+    recorded (once explained): /health stops reporting it; the acknowledgement is kept in the
+    outbox. Works beside a running queen."""
+    from oracle.queen import STATE_FILE
+    from oracle.queen_config import load_queen_config
+    from oracle.queen_store import QueenStore
+
+    config = load_queen_config(config_path)
+    path = config.service.state_dir / STATE_FILE
+    if not path.exists():
+        raise StateError(f"{path}: no queen outbox yet (never started?)")
+    store = QueenStore(path)
+    try:
+        before = store.acknowledge(period)
+    finally:
+        store.close()
+    if before is None:
+        click.echo(f"period {period}: mismatch acknowledged")
+    else:
+        click.echo(f"period {period}: mismatch already acknowledged at {_iso(before)}")
 
 
 @main.command("queen-export")

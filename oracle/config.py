@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
+    BaseModel,
     Field,
     PrivateAttr,
     ValidationError,
@@ -34,6 +35,7 @@ from oracle.drivers import DriverOptions, driver_class
 from oracle.errors import ConfigError, OracleError
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 Kind = Literal["produced", "consumed", "actual"]
 Counter = Literal["import", "export", "stored"]
@@ -184,11 +186,17 @@ def _errors(exc: ValidationError) -> str:
     return "; ".join(parts).replace("\n", " ")
 
 
-def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> OracleConfig:
+def validate(model: type[M], data: dict[str, Any], base_dir: Path | None) -> M:
+    """`data` as `model` (paths relative to `base_dir`), or `ConfigError` with a one-line
+    reason: what the three services' `parse_*_config` share."""
     try:
-        return OracleConfig.model_validate(data, context={"base_dir": base_dir})
+        return model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_errors(exc)) from None
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> OracleConfig:
+    return validate(OracleConfig, data, base_dir)
 
 
 def _toml_value(value: Any) -> str:

@@ -42,6 +42,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Transacti
 
 from oracle.accounting import Baseline, Limits, account
 from oracle.chain import ChainClient, SignedReport, revert_reason
+from oracle.daemon import close_service, health_endpoint, released_on_failure
 from oracle.drivers import DriverContext, MeterDriver, driver_class
 from oracle.errors import (
     ChainError,
@@ -222,14 +223,15 @@ class QueenClient(ChainClient):
         """The market's `BatchSettled` events of `period` (in chain order)."""
         self._ensure_poa()
         event = self.market.events.BatchSettled()
-        raw = self.rpc(
-            self.w3.eth.get_logs,
-            {
-                "address": self.market.address,
-                "fromBlock": from_block,
-                "toBlock": "latest",
-                "topics": [self.market.events.BatchSettled.topic, _word(hive), _word(period)],
-            },
+        query = {
+            "address": self.market.address,
+            "topics": [self.market.events.BatchSettled.topic, _word(hive), _word(period)],
+        }
+        raw = self.logs(
+            lambda first, last: self.w3.eth.get_logs(
+                {**query, "fromBlock": first, "toBlock": last}
+            ),
+            from_block,
         )
         out = []
         for entry in raw:
@@ -313,24 +315,14 @@ class Queen:
         self._pruned_at = -float("inf")
         self._confirmed_at: tuple | None = None  # (head, periods) last checked
         self.fatal: str | None = None
-        # The last period settled by transactions this outbox did not sign (sticky).
-        self.foreign: str | None = None
         self.http: HttpEndpoint | None = None
         self.metrics.depth.set(store.counts()["pending"])
         last = store.last_settled()
         if last is not None:
             self.metrics.last_settled.set(last["period"])
-        s = config.service
-        if s.http_enabled:
-            try:
-                self.http = HttpEndpoint(
-                    s.http_host, s.http_port, self.metrics, self.health, thread_name="queen-http"
-                )
-            except OSError as exc:
-                raise StateError(
-                    f"cannot serve health and metrics on {s.http_host}:{s.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+        self.http = health_endpoint(
+            config.service, self.metrics, self.health, thread_name="queen-http"
+        )
 
     # -- binding and clock -------------------------------------------------------------------
 
@@ -699,8 +691,22 @@ class Queen:
         Those this outbox did not sign are adopted (kept for the reorg check); numbers that
         differ from the recorded ones are reported (one error line, a metric) and the
         chain's are recorded in their place. Nothing is sent for the period again."""
-        ours = {t["tx_hash"].lower() for t in self.store.txs() if t["status"] == "mined"}
-        batches = self.chain.batches(self.hive, period.period, self.chain.market_from_block)
+        txs = self.store.txs()
+        ours = {t["tx_hash"].lower() for t in txs if t["status"] == "mined"}
+        # The market takes period p only once p - 1 is closed: its batches are in blocks from
+        # the one that closed p - 1 on (less `confirmations`, for a block that moved since),
+        # not from the market's deployment (a read of every block since, on a long chain).
+        before = [
+            t["block_number"]
+            for t in txs
+            if t["period"] == period.period - 1
+            and t["status"] in SETTLING
+            and t["block_number"] is not None
+        ]
+        since = self.chain.market_from_block
+        if before:
+            since = max(since, max(before) - self.config.chain.confirmations)
+        batches = self.chain.batches(self.hive, period.period, since)
         chain: dict[str, Entry] = {}
         for b in batches:
             if b.tx_hash.lower() not in ours:
@@ -711,7 +717,7 @@ class Queen:
         recorded = {e.worker: e for e in period.entries}
         foreign = sum(len(b.entries) for b in batches if b.tx_hash.lower() not in ours)
         differ = [w for w in recorded if w in chain and chain[w] != recorded[w]]
-        entries = None
+        entries = mismatch = None
         if differ or set(chain) - set(recorded):
             order = [e.worker for e in period.entries] + sorted(set(chain) - set(recorded))
             entries = tuple(chain.get(w, recorded.get(w)) for w in order)
@@ -720,7 +726,7 @@ class Queen:
                 f"{recorded[w].produced}/{recorded[w].consumed} Wh"
                 for w in differ[:4]
             )
-            self.foreign = (
+            mismatch = (
                 f"period {period.period} of hive {self.hive}: the chain settled other numbers "
                 f"than this outbox recorded for {len(differ)} of its {len(recorded)} workers "
                 f"({detail}{'; ...' if len(differ) > 4 else ''}); the chain's are recorded: "
@@ -728,14 +734,14 @@ class Queen:
                 "from an older backup"
             )
             self.metrics.mismatched.inc()
-            log.error(self.foreign)
+            log.error(mismatch)
         if foreign:
             self.metrics.foreign.inc()
             log.warning(
                 "period settled (partly) by transactions this outbox did not sign",
                 extra={"period": period.period, "workers": foreign},
             )
-        self.store.mark_settled(period.period, entries)
+        self.store.mark_settled(period.period, entries, mismatch)
         self.metrics.settled.inc()
         self.metrics.last_settled.set(period.period)
         self.metrics.depth.set(self.store.counts()["pending"])
@@ -772,7 +778,7 @@ class Queen:
                 deepest = min(deepest, block)
             if gone:
                 self.store.reorged(p, gone)
-                self.chain._nonce = None  # the chain's nonce went back with the blocks
+                self.chain.reset_nonce()  # the chain's nonce went back with the blocks
                 self._settled = False
                 self.metrics.reorged.inc()
                 self.metrics.depth.set(self.store.counts()["pending"])
@@ -807,8 +813,12 @@ class Queen:
             problems.append("the chain is unreachable")
         if self._waiting:
             problems.append(self._waiting)
-        if self.foreign:
-            problems.append(self.foreign)
+        # Mismatches stay until the operator acknowledges them (kept in the outbox).
+        problems += [
+            f"{line} (once explained, acknowledge it: oracle queen-ack {period}, with this "
+            "queen's --config)"
+            for period, line in self.store.mismatches()
+        ]
         problems += [f"meter {n}: {p}" for n, p in sorted(self._meter_problems.items())]
         counts = self.store.counts()
         detail = {
@@ -881,13 +891,8 @@ class Queen:
         return 1 if self.fatal else 0
 
     def close(self) -> None:
-        if self.http is not None:
-            self.http.stop()
-        for driver in self.drivers.values():
-            driver.close()
-        self.store.close()
-        if self._lock is not None:
-            self._lock.release()
+        closers = [d.close for d in self.drivers.values()]
+        close_service(self.http, self._lock, *closers, self.store.close)
 
 
 def make_client(config: QueenConfig, account, address: str) -> QueenClient:
@@ -916,8 +921,7 @@ def open_queen(
     never bound (then the market's start and period length are not known yet either, and
     the first turn binds it)."""
     state_dir = config.service.state_dir
-    lock = StateLock(state_dir, what="queen", lock_file=LOCK_FILE)
-    try:
+    with released_on_failure(StateLock(state_dir, what="queen", lock_file=LOCK_FILE)) as lock:
         c = config.chain
         account = load_key(c.keystore, c.passphrase_file, c.passphrase_env, passphrase)
         address = to_checksum_address(account.address)
@@ -934,6 +938,3 @@ def open_queen(
             log.warning("chain unreachable at start; waiting for it", extra={"error": str(exc)})
             queen._chain_ok = False
         return queen
-    except BaseException:
-        lock.release()
-        raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from oracle.chain_settings import (
     ChainSettings,
@@ -23,8 +23,7 @@ from oracle.chain_settings import (
     ServiceSettings,
     checksum_address,
 )
-from oracle.config import MeterConfig, _errors, _path, load_toml
-from oracle.errors import ConfigError
+from oracle.config import MeterConfig, _path, load_toml, validate
 
 # The market's bound on entries per `submit` (HiveMarket.MAX_BATCH) and workers per hive.
 MAX_BATCH = 128
@@ -98,10 +97,7 @@ class QueenConfig(Model):
 
 
 def parse_queen_config(data: dict[str, Any], *, base_dir: Path | None = None) -> QueenConfig:
-    try:
-        return QueenConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(_errors(exc)) from None
+    return validate(QueenConfig, data, base_dir)
 
 
 def load_queen_config(path: Path) -> QueenConfig:

@@ -13,6 +13,10 @@ holding every worker's numbers, the meters' baselines, and the transactions sent
   the block it was seen in and has `confirmations` blocks on top; one whose transaction
   vanished (a reorganisation) goes back to `pending` (`reorged`). Only final periods older
   than the retention are ever deleted.
+- **Mismatches.** A period the chain settled with other numbers than recorded keeps the
+  error line reported (`mismatch`) until the operator acknowledges it (`acked_at`, `oracle
+  queen-ack`): until then the queen's `/health` is 503, across restarts, and the retention
+  keeps the period.
 - **Transactions** are recorded (hash, nonce, batch) before they are broadcast, and with the
   block (number and hash) they were mined in.
 """
@@ -54,8 +58,11 @@ CREATE TABLE IF NOT EXISTS periods (
     settled_at REAL,
     -- 1 once every transaction that settled it has `confirmations` blocks on top.
     final INTEGER NOT NULL DEFAULT 0,
-    -- When the chain settled other numbers than recorded: the recorded entries (JSON).
-    recorded_entries TEXT
+    -- When the chain settled other numbers than recorded: the recorded entries (JSON),
+    -- the error line reported, and when the operator acknowledged it (`oracle queen-ack`).
+    recorded_entries TEXT,
+    mismatch TEXT,
+    acked_at REAL
 );
 CREATE TABLE IF NOT EXISTS txs (
     tx_hash TEXT PRIMARY KEY, period INTEGER NOT NULL, batch INTEGER NOT NULL,
@@ -72,6 +79,8 @@ MIGRATIONS = (
     ("periods", "final", "INTEGER NOT NULL DEFAULT 0"),
     ("periods", "recorded_entries", "TEXT"),
     ("txs", "block_hash", "TEXT"),
+    ("periods", "mismatch", "TEXT"),
+    ("periods", "acked_at", "REAL"),
 )
 
 
@@ -256,9 +265,15 @@ class QueenStore:
             ).fetchall()
         return [self._period(r) for r in rows]
 
-    def mark_settled(self, period: int, chain_entries: tuple[Entry, ...] | None = None) -> None:
+    def mark_settled(
+        self,
+        period: int,
+        chain_entries: tuple[Entry, ...] | None = None,
+        mismatch: str | None = None,
+    ) -> None:
         """The chain has the period; with `chain_entries` (the chain's numbers, which differ
-        from the recorded ones) those replace the recorded entries, which are kept aside."""
+        from the recorded ones) those replace the recorded entries, which are kept aside, and
+        `mismatch` (the error line) waits for the operator's acknowledgement."""
         statements: list[tuple[str, tuple]] = []
         if chain_entries is not None:
             p = Period(period, chain_entries)
@@ -267,6 +282,13 @@ class QueenStore:
                     "UPDATE periods SET recorded_entries = COALESCE(recorded_entries, entries), "
                     "entries = ?, production = ?, consumption = ? WHERE period = ?",
                     (_entries_json(chain_entries), p.production, p.consumption, period),
+                )
+            )
+        if mismatch is not None:
+            statements.append(
+                (
+                    "UPDATE periods SET mismatch = ?, acked_at = NULL WHERE period = ?",
+                    (mismatch, period),
                 )
             )
         statements.append(
@@ -285,6 +307,41 @@ class QueenStore:
                 (SETTLED,),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def mismatches(self) -> list[tuple[int, str]]:
+        """(period, error line) of every mismatch not acknowledged yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT period, mismatch FROM periods WHERE mismatch IS NOT NULL "
+                "AND acked_at IS NULL ORDER BY period"
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def acknowledge(self, period: int) -> float | None:
+        """Record the operator's acknowledgement of `period`'s mismatch; returns when it was
+        acknowledged before (None: now). `StateError` when there is nothing to acknowledge."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT mismatch, acked_at FROM periods WHERE period = ?", (period,)
+            ).fetchone()
+        if row is None:
+            raise StateError(f"{self.path}: no period {period} in the queen's outbox")
+        if row[0] is None:
+            raise StateError(
+                f"period {period}: the chain settled the numbers the outbox recorded; "
+                "nothing to acknowledge"
+            )
+        if row[1] is not None:
+            return float(row[1])
+        self._write(
+            [
+                (
+                    "UPDATE periods SET acked_at = ? WHERE period = ? AND acked_at IS NULL",
+                    (time.time(), period),
+                )
+            ]
+        )
+        return None
 
     def mark_final(self, period: int) -> None:
         self._write([("UPDATE periods SET final = 1 WHERE period = ?", (period,))])
@@ -331,10 +388,12 @@ class QueenStore:
 
     def prune(self, before: float) -> int:
         """Delete final periods settled before `before` (Unix time), their transactions and
-        marks; never a pending or a not yet final one. Returns how many periods went."""
+        marks; never a pending or a not yet final one, nor an unacknowledged mismatch.
+        Returns how many periods went."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT period FROM periods WHERE status = ? AND final = 1 AND settled_at < ?",
+                "SELECT period FROM periods WHERE status = ? AND final = 1 AND settled_at < ? "
+                "AND (mismatch IS NULL OR acked_at IS NOT NULL)",
                 (SETTLED, before),
             ).fetchall()
         periods = [r[0] for r in rows]
@@ -383,10 +442,17 @@ class QueenStore:
         return out
 
     def counts(self) -> dict[str, int]:
+        """Periods pending and settled, and of the settled ones how many are final (every
+        settling transaction `confirmations` deep) and how many not yet."""
         with self._lock:
-            rows = self._db.execute("SELECT status, COUNT(*) FROM periods GROUP BY status")
-            found = dict(rows.fetchall())
-        return {PENDING: found.get(PENDING, 0), SETTLED: found.get(SETTLED, 0)}
+            rows = self._db.execute(
+                "SELECT status, final, COUNT(*) FROM periods GROUP BY status, final"
+            ).fetchall()
+        found: dict[tuple[str, int], int] = {(r[0], int(r[1])): r[2] for r in rows}
+        pending = sum(n for (status, _), n in found.items() if status == PENDING)
+        final = found.get((SETTLED, 1), 0)
+        unfinal = found.get((SETTLED, 0), 0)
+        return {PENDING: pending, SETTLED: final + unfinal, "final": final, "not_final": unfinal}
 
     def last_settled(self) -> dict | None:
         with self._lock:

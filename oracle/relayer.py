@@ -53,6 +53,7 @@ from oracle.bridge_codec import (
     transfer_from_event,
 )
 from oracle.chain import ChainClient, _short, revert_reason
+from oracle.daemon import close_service, health_endpoint, released_on_failure
 from oracle.errors import ChainError, ChainUnavailable, OracleError, StateError
 from oracle.lifecycle import CrashPoints, StopRequest
 from oracle.metrics import HttpEndpoint
@@ -222,14 +223,13 @@ class BridgeClient(ChainClient):
 
     def bridge_logs(self, from_block: int, to_block: int) -> list[dict]:
         topics = [hexid(self.w3.keccak(text=_signature(self.bridge, name))) for name in EVENT_KINDS]
-        return self.rpc(
-            self.w3.eth.get_logs,
-            {
-                "fromBlock": from_block,
-                "toBlock": to_block,
-                "address": self.bridge.address,
-                "topics": [topics],
-            },
+        query = {"address": self.bridge.address, "topics": [topics]}
+        return self.logs(
+            lambda first, last: self.w3.eth.get_logs(
+                {**query, "fromBlock": first, "toBlock": last}
+            ),
+            from_block,
+            to_block,
         )
 
     def view(self, name: str, *args: Any) -> Any:
@@ -266,14 +266,9 @@ class BridgeClient(ChainClient):
         """The timestamp of the chain's newest block."""
         return int(self.rpc(self.w3.eth.get_block, "latest")["timestamp"])
 
-    def nonce(self) -> int:
-        if self._nonce is None:
-            self._nonce = int(self.rpc(self.w3.eth.get_transaction_count, self.unit, "pending"))
-        return self._nonce
-
     def sign_data(self, data: str, gas: int, fees: dict[str, int]) -> Signed:
         """Sign a call of the Bridge with the next nonce (not broadcast)."""
-        nonce = self.nonce()
+        nonce = self.next_nonce()
         tx = {
             "to": self.bridge.address,
             "data": data,
@@ -389,22 +384,14 @@ class Relayer:
         self._stuck: dict[tuple[int, str], float] = {}
         self.fatal: str | None = None
         self.http: HttpEndpoint | None = None
-        svc = config.service
-        if svc.http_enabled:
-            try:
-                self.http = HttpEndpoint(
-                    svc.http_host,
-                    svc.http_port,
-                    self.metrics,
-                    self.health,
-                    {"/attestations": self._attestations_route},
-                    thread_name="relayer-http",
-                )
-            except OSError as exc:
-                raise StateError(
-                    f"cannot serve health, metrics and attestations on "
-                    f"{svc.http_host}:{svc.http_port}: {exc.strerror or exc}"
-                ) from None
+        self.http = health_endpoint(
+            config.service,
+            self.metrics,
+            self.health,
+            {"/attestations": self._attestations_route},
+            thread_name="relayer-http",
+            serves="health, metrics and attestations",
+        )
 
     # -- health ------------------------------------------------------------------------------
 
@@ -510,7 +497,7 @@ class Relayer:
             )
             side.down_logged_at = now
         side.up, side.error = False, str(exc)
-        side.client._nonce = None
+        side.client.reset_nonce()
         self.metrics.chain_up.labels(side.name).set(0)
 
     # -- scanning ----------------------------------------------------------------------------
@@ -785,7 +772,7 @@ class Relayer:
                 self._side_down(side, exc)
             except ChainError as exc:
                 log.warning("submitting failed", extra={"chain": side.name, "error": str(exc)})
-                side.client._nonce = None
+                side.client.reset_nonce()
         return done
 
     def _cancel_stuck(self, side: Side, works: list[Work]) -> int:
@@ -929,7 +916,7 @@ class Relayer:
                 sent.append((w, tx))
                 continue
             # A refused transaction leaves a gap in the nonces: re-read them next time.
-            side.client._nonce = None
+            side.client.reset_nonce()
             self._held[(side.id, action, w.id)] = now + 1.0
             log.warning(
                 "transaction refused by the node",
@@ -979,7 +966,7 @@ class Relayer:
                 self.crash.hit("after_receipts")
                 break
             if self._clock() >= deadline or self._stop.is_set():
-                side.client._nonce = None
+                side.client.reset_nonce()
                 log.warning(
                     "transactions not mined in time; checked again next turn",
                     extra={"chain": side.name, "count": len(waiting)},
@@ -1080,11 +1067,7 @@ class Relayer:
         return 1 if self.fatal else 0
 
     def close(self) -> None:
-        if self.http is not None:
-            self.http.stop()
-        self.store.close()
-        if self._lock is not None:
-            self._lock.release()
+        close_service(self.http, self._lock, self.store.close)
 
 
 class _Args:
@@ -1123,18 +1106,11 @@ def bridge_location(cfg: BridgeChainConfig) -> tuple[str, int]:
 def make_side(cfg: BridgeChainConfig, account: LocalAccount | None, address: str) -> Side:
     bridge, block = bridge_location(cfg)
     client = BridgeClient(
-        rpc_url=cfg.rpc_url,
         account=account,
         unit=address,
         ledger_address=bridge,
         ledger_abi=bridge_abi(),
-        poa=cfg.poa,
-        rpc_timeout_s=cfg.rpc_timeout_s,
-        rpc_retries=cfg.rpc_retries,
-        tx_timeout_s=cfg.tx_timeout_s,
-        gas_margin=cfg.gas_margin,
-        max_fee_gwei=cfg.max_fee_gwei,
-        priority_fee_gwei=cfg.priority_fee_gwei,
+        **cfg.client_options(),
     )
     side = Side(cfg, client, cfg.start_block if cfg.start_block is not None else block)
     side.events = {
@@ -1153,8 +1129,7 @@ def open_relayer(
     line: the state lock, the key (wrong passphrase), the Bridges, each reachable chain's id
     and peer. A chain down at start is waited for (its id is checked at first contact)."""
     state_dir = config.service.state_dir
-    lock = StateLock(state_dir, what="relayer", lock_file=LOCK_FILE)
-    try:
+    with released_on_failure(StateLock(state_dir, what="relayer", lock_file=LOCK_FILE)) as lock:
         r = config.relayer
         account = load_key(r.keystore, r.passphrase_file, r.passphrase_env, passphrase)
         address = to_checksum_address(account.address)
@@ -1173,6 +1148,3 @@ def open_relayer(
                 )
                 relayer._side_down(side, exc)
         return relayer
-    except BaseException:
-        lock.release()
-        raise

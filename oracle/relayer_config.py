@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from oracle.chain_settings import (
     ChainSettings,
@@ -23,8 +23,7 @@ from oracle.chain_settings import (
     ServiceSettings,
     checksum_address,
 )
-from oracle.config import _errors, _path, load_toml
-from oracle.errors import ConfigError
+from oracle.config import _path, load_toml, validate
 
 
 class RelayerServiceConfig(ServiceSettings):
@@ -79,8 +78,8 @@ class BridgeChainConfig(ChainSettings):
     confirmations: int = Field(2, ge=0)
     # First block to scan on a fresh state (default: the Bridge's deployment block, else 0).
     start_block: int | None = Field(None, ge=0)
-    # Blocks per eth_getLogs request.
-    max_block_range: int = Field(2000, ge=1)
+    # Blocks per eth_getLogs request (`max_block_range`) comes from `ChainSettings`: also
+    # the most one scan reads before it stores its events and moves the cursor.
     # Block hashes kept per chain to find the fork point of a reorg.
     reorg_window: int = Field(256, ge=1)
 
@@ -116,10 +115,7 @@ class RelayerConfig(Model):
 
 
 def parse_relayer_config(data: dict[str, Any], *, base_dir: Path | None = None) -> RelayerConfig:
-    try:
-        return RelayerConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(_errors(exc)) from None
+    return validate(RelayerConfig, data, base_dir)
 
 
 def load_relayer_config(path: Path) -> RelayerConfig:

@@ -23,6 +23,7 @@ from eth_utils import to_checksum_address
 from oracle.accounting import Anomaly, Limits, account, plan_reports
 from oracle.chain import ChainClient, OverConsumption
 from oracle.config import MeterConfig, OracleConfig
+from oracle.daemon import close_service, health_endpoint, released_on_failure
 from oracle.drivers import DriverContext, MeterDriver, driver_class
 from oracle.errors import (
     ChainError,
@@ -121,15 +122,9 @@ class Service:
         # Set on stop: the sender may deliver until then, and gives up waiting for receipts.
         self._drain_until: float | None = None
         self.http: HttpEndpoint | None = None
-        svc = config.service
-        if svc.http_enabled:
-            try:
-                self.http = HttpEndpoint(svc.http_host, svc.http_port, self.metrics, self.health)
-            except OSError as exc:
-                raise StateError(
-                    f"cannot serve health and metrics on {svc.http_host}:{svc.http_port}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+        self.http = health_endpoint(
+            config.service, self.metrics, self.health, thread_name="oracle-http"
+        )
         self.metrics.outbox_depth.set(outbox.depth())
 
     # -- health ------------------------------------------------------------------------------
@@ -820,15 +815,7 @@ class Service:
             return None
 
     def close(self) -> None:
-        for driver in self.drivers.values():
-            try:
-                driver.close()
-            except Exception:
-                log.exception("closing a driver failed")
-        if self.http is not None:
-            self.http.stop()
-        if self._lock is not None:
-            self._lock.release()
+        close_service(self.http, self._lock, *(d.close for d in self.drivers.values()))
 
 
 def write_marker(state_dir: Path, chain_id: int, ledger: str, unit: str) -> None:
@@ -873,8 +860,7 @@ def open_service(
 ) -> Service:
     """Everything `oracle run` checks before it starts, each failure one `OracleError` line."""
     state_dir = config.service.state_dir
-    lock = StateLock(state_dir)
-    try:
+    with released_on_failure(StateLock(state_dir)) as lock:
         c = config.chain
         chain_id = probe_chain_id(config)
         ledger = contract(c.deployments_dir, chain_id, c.ledger)
@@ -916,6 +902,3 @@ def open_service(
             # down binds nothing (the first contact refuses it).
             service.bind()
         return service
-    except BaseException:
-        lock.release()
-        raise

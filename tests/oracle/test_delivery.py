@@ -6,13 +6,10 @@ Anvil, with meters that are counter files the test writes.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 from eth_account import Account
 
 from oracle.chain import ChainClient
@@ -20,6 +17,7 @@ from oracle.config import load_config
 from oracle.errors import StateError, UnitNotRegistered
 from oracle.service import Service, open_service
 from tests.oracle.rig import PASSPHRASE, OracleSetup, make_unit
+from tests.oracle.rpc_proxy import RpcProxy
 
 ACTUAL = {"meter": "inverter", "counter": "stored", "kind": "actual", "min_interval_s": 0}
 
@@ -248,45 +246,23 @@ def test_one_service_per_state_dir(site):
     service.close()
 
 
-class PoaProxy:
+class PoaProxy(RpcProxy):
     """Forwards JSON-RPC to Anvil and makes every block look like a Clique/IBFT block:
     97 bytes of extraData (vanity + seal), which plain web3 refuses."""
 
     EXTRA = "0x" + "d883010b05846765746888676f312e32302e33856c696e7578" + "00" * 72
 
     def __init__(self, upstream: str):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                answer = requests.post(
-                    upstream, data=body, headers={"Content-Type": "application/json"}
-                ).json()
-                answers = answer if isinstance(answer, list) else [answer]
-                for item in answers:
-                    result = item.get("result")
-                    if isinstance(result, dict) and "extraData" in result:
-                        result["extraData"] = proxy.EXTRA
-                        proxy.blocks_served += 1
-                out = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args) -> None:
-                pass
-
         self.blocks_served = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(upstream)
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, call: dict) -> dict:
+        answer = self.forward(call)
+        result = answer.get("result")
+        if isinstance(result, dict) and "extraData" in result:
+            result["extraData"] = self.EXTRA
+            self.blocks_served += 1
+        return answer
 
 
 def test_proof_of_authority_chain_is_detected(site, counters, ledger, producer):

@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -242,9 +243,40 @@ def test_chain_down_then_back(tmp_path, chain, rig):
         check=True,
     )
     report = json.loads(status.stdout)
-    assert report["periods"] == {"pending": 0, "settled": 2}
+    assert report["periods"] == {"pending": 0, "settled": 2, "final": 0, "not_final": 2}
     assert report["last_settled"]["period"] == p + 1
     assert report["chain"]["next_period"] == p + 2 and report["chain"]["is_queen"]
+
+
+def test_a_power_cut_and_a_reboot_with_a_new_boot_id_lose_and_repeat_nothing(tmp_path, chain, rig):
+    """Power is cut just after the period's first batch went out (SIGKILL after the
+    broadcast); the meters move while the host is off; it boots again (another boot id: the
+    baselines' monotonic times are of the old boot). The batch is counted, not sent again,
+    the rest of the period goes out, and the energy of the time off is in the next period."""
+    setup, hive, meters = make_setup(tmp_path, chain, rig)
+    expected: dict[int, dict] = {}
+    proc = start(setup, tmp_path, crash="after_broadcast:1")
+    pv_first = setup.baselines()[hive.workers[2]][1]
+    p = close_and_expect(hive, meters, expected, imp=(10, 0), exp=(0, 20))
+    assert proc.wait(30) == -signal.SIGKILL
+    assert [t["status"] for t in setup.txs()] == ["sent"]
+    meters[0].add(imp=7)  # while the power is off
+    meters[1].add(exp=9)
+    db = sqlite3.connect(setup.state_dir / "queen.sqlite", timeout=30)
+    with db:  # the new boot: the old boot's monotonic clock means nothing any more
+        rows = db.execute("UPDATE baselines SET clock = 'boot:before-the-cut', monotonic = 1e6")
+        assert rows.rowcount == 3
+    db.close()
+
+    proc = start(setup, tmp_path, name="queen2.log")
+    wait_for(lambda: _status(setup, p) == "settled", 30, "the period settled after the boot")
+    p1 = close_and_expect(hive, meters, expected, imp=(5, 0), exp=(0, 6))
+    expected[p1] = {hive.workers[0]: (0, 5 + 7), hive.workers[1]: (6 + 9, 0)}
+    wait_for(lambda: _status(setup, p1) == "settled", 30, "the next period settled")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert_exactly_once(setup, hive, expected, pv_first)
+    assert [t["status"] for t in setup.txs()].count("mined") == 4  # 2 batches a period
 
 
 def test_a_first_start_without_the_chain_binds_when_it_comes(tmp_path, chain, rig):
@@ -289,6 +321,14 @@ def _health(port: int) -> dict:
         return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
     except requests.RequestException:
         return {"chain_time": 0, "problems": [], "status": "down"}
+
+
+def _cli(*args) -> tuple[int, str]:
+    """`oracle ARGS`: (exit status, stdout, else stderr, stripped)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "oracle", *map(str, args)], capture_output=True, text=True
+    )
+    return done.returncode, (done.stdout or done.stderr).strip()
 
 
 def test_a_key_that_is_not_the_queen_is_one_line_and_exit_1(tmp_path, chain, rig):
@@ -372,7 +412,32 @@ def test_a_batch_signed_elsewhere_with_the_queens_key_is_reported(tmp_path, chai
         "the chain's are recorded: another queen process uses this key (stop it), or the "
         "outbox was restored from an older backup"
     )
-    assert [e["msg"] for e in errors] == [message] and message in health["problems"]
+    ack = f" (once explained, acknowledge it: oracle queen-ack {p}, with this queen's --config)"
+    assert [e["msg"] for e in errors] == [message] and health["problems"] == [message + ack]
+
+    # A restart does not clear it (the outbox keeps it); `queen-ack` beside the running
+    # queen does, once, and is kept in the outbox.
+    proc = start(setup, tmp_path, name="queen3.log")
+    wait_for(lambda: _health(port)["status"] != "down", 30, "the health endpoint")
+    assert _health(port)["problems"] == [message + ack]
+    config = setup.write()
+    assert _cli("queen-ack", "--config", config, str(p)) == (
+        0,
+        f"period {p}: mismatch acknowledged",
+    )
+    wait_for(lambda: _health(port)["status"] == "ok", 10, "healthy once acknowledged")
+    code, again = _cli("queen-ack", "--config", config, str(p))
+    assert code == 0 and again.startswith(f"period {p}: mismatch already acknowledged at ")
+    assert _cli("queen-ack", "--config", config, str(p + 5)) == (
+        1,
+        f"Error: {setup.state_dir / 'queen.sqlite'}: no period {p + 5} in the queen's outbox",
+    )
+    code, usage = _cli("queen-ack", "--config", config, "-1")  # a usage error: one line
+    assert code == 1 and len(usage.splitlines()) == 1 and "queen-ack --help" in usage
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    report = json.loads(_cli("queen-status", "--config", config, "--json")[1])
+    assert report["mismatches"] == [] and report["periods"]["settled"] == 1
     settled = hive.settled()[p]
     assert sorted(w for w, _, _ in settled) == sorted(hive.workers)  # each worker once
     assert settled[0] == (hive.workers[0], 0, 30)  # the chain's numbers stand
@@ -516,6 +581,8 @@ def test_a_reorg_that_drops_a_settled_period_sends_it_again(tmp_path, chain, rig
     p0 = close_and_expect(hive, meters, expected, imp=(10, 0), exp=(0, 20))
     wait_for(lambda: _status(setup, p0) == "settled", 30, "the first period settled")
     assert p0 not in setup.final()
+    report = json.loads(_cli("queen-status", "--config", setup.write(), "--json")[1])
+    assert report["periods"] == {"pending": 0, "settled": 1, "final": 0, "not_final": 1}
     _mine(w3, 2)
     wait_for(lambda: p0 in setup.final(), 30, "the first period final")
 
@@ -535,6 +602,8 @@ def test_a_reorg_that_drops_a_settled_period_sends_it_again(tmp_path, chain, rig
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     assert_exactly_once(setup, hive, expected, pv_first)
+    code, text = _cli("queen-status", "--config", setup.write())
+    assert code == 0 and "0 periods pending, 2 settled (2 final, 0 not final yet)" in text
     # Sent again with the nonce the chain went back to: the same transaction (same hash) when
     # the fees came out the same, else a new one beside the `reorged` one.
     statuses = sorted(t["status"] for t in setup.txs() if t["period"] == p1)
@@ -647,7 +716,6 @@ def test_a_chain_that_keeps_answering_worker_already_settled(tmp_path):
     class LaggingChain:
         unit = queen_address
         market_from_block = 0
-        _nonce = None
 
         def __init__(self):
             self.settled: dict[str, int] = {stale: -1}
@@ -734,4 +802,29 @@ def test_retention_deletes_only_final_settled_periods(tmp_path):
     assert store.prune(time.time() + 1) == 2
     assert [(p.period, p.status) for p in store.periods()] == [(1, "settled"), (3, "pending")]
     assert store.txs() == []  # the pruned period's transaction went with it
+    store.close()
+
+
+def test_an_unacknowledged_mismatch_is_kept_by_the_retention(tmp_path):
+    """A final period the chain settled with other numbers stays (and keeps /health at 503)
+    until `queen-ack`; then the retention deletes it like any other; the counts say which
+    settled periods are final."""
+    from oracle.errors import StateError
+    from oracle.queen_store import Entry, Period, QueenStore
+
+    store = QueenStore(tmp_path / "queen.sqlite")
+    worker = "0x" + "11" * 20
+    store.record([Period(p, (Entry(worker, 5, 0),)) for p in range(3)], {}, 3)
+    store.mark_settled(0, (Entry(worker, 4, 0),), "period 0: the chain settled other numbers")
+    store.mark_settled(1)
+    store.mark_final(0)
+    assert store.counts() == {"pending": 1, "settled": 2, "final": 1, "not_final": 1}
+    assert store.mismatches() == [(0, "period 0: the chain settled other numbers")]
+    assert store.prune(time.time() + 1) == 0
+    with pytest.raises(StateError, match="period 1: the chain settled the numbers the outbox"):
+        store.acknowledge(1)
+    assert store.acknowledge(0) is None and store.mismatches() == []
+    assert store.acknowledge(0) is not None  # when it was acknowledged
+    assert store.prune(time.time() + 1) == 1
+    assert [p.period for p in store.periods()] == [1, 2]
     store.close()

@@ -313,6 +313,9 @@ class FakeChain:
     def block_hash(self, number: int) -> str | None:
         return self.blocks[number] if 0 <= number < len(self.blocks) else None
 
+    def reset_nonce(self) -> None:  # nothing is signed here
+        pass
+
     def bridge_logs(self, start: int, end: int) -> list[Event]:
         self.calls += 1
         return [e for n in range(start, end + 1) for e in self.events.get(n, [])]
